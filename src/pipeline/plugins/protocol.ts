@@ -1,0 +1,206 @@
+/**
+ * Plugin protocols: what a source, a transform (row or batch-aware) and a sink are.
+ *
+ * Rows are plain JSON-like objects. Build them with `Object.fromEntries`, spread or
+ * `setField` — never `row[key] = value`, which treats a `__proto__` key as the prototype.
+ */
+import type { Effect, Scope, Stream } from "effect"
+import { Data } from "effect"
+
+export type Row = { readonly [key: string]: unknown }
+
+/** Sets `key` as an own data property (safe for `__proto__`), keeping its position if present. */
+export const setField = (row: Record<string, unknown>, key: string, value: unknown): void => {
+  Object.defineProperty(row, key, { value, writable: true, enumerable: true, configurable: true })
+}
+
+// ---------------------------------------------------------------------------
+// Schemas (the `schema:` option of every data plugin)
+
+export type FieldType = "str" | "int" | "float" | "bool" | "any"
+
+export interface FieldSpec {
+  readonly name: string
+  readonly type: FieldType
+  readonly optional: boolean
+}
+
+export interface SchemaConfig {
+  readonly mode: "observed" | "fixed" | "flexible"
+  readonly fields: ReadonlyArray<FieldSpec>
+  readonly guaranteedFields: ReadonlyArray<string>
+  readonly requiredFields: ReadonlyArray<string>
+  readonly auditFields: ReadonlyArray<string>
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/**
+ * A plugin's options are invalid. `key` is the path below the plugin's `options`
+ * (e.g. `schema.fields[2]`); the settings loader prefixes the entry's own path.
+ */
+export class PluginConfigError extends Data.TaggedError("PluginConfigError")<{
+  readonly plugin: string
+  readonly key: string
+  readonly value?: unknown
+  readonly message: string
+}> {}
+
+/**
+ * A failure that stops the run ("crash" in ELSPETH's terms): a missing input file, an
+ * unusable row for a batch plugin, a sink that cannot write. Names what and why.
+ */
+export class PluginRunError extends Data.TaggedError("PluginRunError")<{
+  readonly plugin: string
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+// ---------------------------------------------------------------------------
+// Sources
+
+/** One item read by a source: a validated row or an invalid one to quarantine. */
+export type SourceItem =
+  | { readonly _tag: "Valid"; readonly row: Row }
+  | {
+    readonly _tag: "Invalid"
+    /** The raw, uncoerced payload (may be a non-object for JSON sources). */
+    readonly raw: unknown
+    /** Human-readable reason, e.g. `amount: expected int, got 'abc'`. */
+    readonly error: string
+    /** Per-field details where known. */
+    readonly fieldErrors?: ReadonlyArray<{ readonly field: string; readonly message: string }>
+  }
+
+export interface SourceInstance {
+  readonly plugin: string
+  /** `discard` or a sink name. */
+  readonly onValidationFailure: string
+  readonly schema: SchemaConfig
+  /** Streams items in file order; memory stays flat in the size of the input. */
+  readonly read: Stream.Stream<SourceItem, PluginRunError>
+  /** Original header names by final field name (CSV), for `restore_source_headers`. */
+  readonly sourceHeaders?: () => ReadonlyMap<string, string> | undefined
+}
+
+// ---------------------------------------------------------------------------
+// Transforms
+
+export type TransformResult =
+  | { readonly _tag: "Success"; readonly row: Row }
+  /** Deaggregation: one input, several outputs (json_explode). The parent is EXPANDED. */
+  | { readonly _tag: "Expand"; readonly rows: ReadonlyArray<Row> }
+  | {
+    readonly _tag: "Error"
+    /** Structured reason, recorded in `transform_errors`, e.g. `{reason: "missing_field", field}`. */
+    readonly reason: Row
+    /** Retryable errors are retried per the `retry` settings before routing. */
+    readonly retryable: boolean
+  }
+
+export const TransformResult = {
+  success: (row: Row): TransformResult => ({ _tag: "Success", row }),
+  expand: (rows: ReadonlyArray<Row>): TransformResult => ({ _tag: "Expand", rows }),
+  error: (reason: Row, retryable = false): TransformResult => ({ _tag: "Error", reason, retryable })
+}
+
+export interface RowTransformInstance {
+  readonly _tag: "RowTransform"
+  readonly plugin: string
+  /** `discard`, a sink name, or undefined (an error result then fails the run). */
+  readonly onError: string | undefined
+  readonly inputSchema: SchemaConfig
+  readonly outputSchema: SchemaConfig
+  /** Pure and synchronous; a thrown error or a PluginRunError is a run failure. */
+  readonly process: (row: Row) => TransformResult
+}
+
+export type BatchResult =
+  | { readonly _tag: "Success"; readonly rows: ReadonlyArray<Row> }
+  | { readonly _tag: "Error"; readonly reason: Row }
+
+export interface BatchTransformInstance {
+  readonly _tag: "BatchTransform"
+  readonly plugin: string
+  readonly onError: string | undefined
+  readonly inputSchema: SchemaConfig
+  readonly outputSchema: SchemaConfig
+  /** Consumes a whole batch; throws PluginRunError for rows it cannot use. */
+  readonly processBatch: (rows: ReadonlyArray<Row>) => BatchResult
+}
+
+export type TransformInstance = RowTransformInstance | BatchTransformInstance
+
+// ---------------------------------------------------------------------------
+// Sinks
+
+export interface ArtifactInfo {
+  readonly pathOrUri: string
+  /** SHA-256 hex of the bytes written (the file's content after close). */
+  readonly contentHash: string
+  readonly sizeBytes: number
+}
+
+/**
+ * A sink instance and its lifecycle: `onStart → write… → flush → onComplete → close`.
+ * The engine owns the order (see `openSink`); an instance is used once and never again
+ * after `close`. `flush` makes every written row durable (fsync or equivalent).
+ */
+export interface SinkInstance {
+  readonly plugin: string
+  readonly inputSchema: SchemaConfig
+  readonly onStart: Effect.Effect<void, PluginRunError>
+  readonly write: (rows: ReadonlyArray<Row>) => Effect.Effect<void, PluginRunError>
+  readonly flush: Effect.Effect<void, PluginRunError>
+  readonly onComplete: Effect.Effect<void, PluginRunError>
+  readonly close: Effect.Effect<void>
+  /** What the sink produced, after close; undefined when nothing was written. */
+  readonly artifact: Effect.Effect<ArtifactInfo | undefined, PluginRunError>
+}
+
+// ---------------------------------------------------------------------------
+// Plugin definitions (the registry holds these)
+
+/** What a plugin factory receives besides its options. */
+export interface PluginContext {
+  /** Name of the entry: the sink name, the transform's `name`, … */
+  readonly nodeName: string
+  /** Header names of the pipeline's source, for sinks that restore them. */
+  readonly sourceHeaders?: () => ReadonlyMap<string, string> | undefined
+}
+
+export interface SourcePlugin {
+  readonly kind: "source"
+  readonly name: string
+  readonly description: string
+  readonly create: (options: unknown, ctx: PluginContext) => Effect.Effect<SourceInstance, PluginConfigError>
+}
+
+export interface TransformPlugin {
+  readonly kind: "transform"
+  readonly name: string
+  readonly description: string
+  /** Batch-aware plugins may only be used in `aggregations:`. */
+  readonly batchAware: boolean
+  readonly create: (options: unknown, ctx: PluginContext) => Effect.Effect<TransformInstance, PluginConfigError>
+}
+
+export interface SinkPlugin {
+  readonly kind: "sink"
+  readonly name: string
+  readonly description: string
+  readonly create: (options: unknown, ctx: PluginContext) => Effect.Effect<SinkInstance, PluginConfigError>
+}
+
+export type AnyPlugin = SourcePlugin | TransformPlugin | SinkPlugin
+
+/** The engine's scoped view of an open sink (built by `openSink`). */
+export interface OpenSink {
+  readonly name: string
+  readonly instance: SinkInstance
+  readonly write: (rows: ReadonlyArray<Row>) => Effect.Effect<void, PluginRunError>
+  readonly flush: Effect.Effect<void, PluginRunError>
+}
+
+export type ScopedSink = Effect.Effect<OpenSink, PluginRunError, Scope.Scope>
