@@ -1,0 +1,207 @@
+import { Context, Data } from "effect"
+import type { Effect } from "effect"
+import type { BatchId, EdgeId, NodeId, RowId, RunId, StateId, TokenId } from "../core/ids.js"
+import type {
+  AuditRecord,
+  BatchStatus,
+  EdgeMode,
+  NodeType,
+  Outcome,
+  RunStatus,
+  TriggerType
+} from "../landscape/records.js"
+
+export class RecorderError extends Data.TaggedError("RecorderError")<{
+  readonly reason:
+    | "MissingRun"
+    | "RunNotRunning"
+    | "DuplicateTerminalOutcome"
+    | "InvalidInput"
+    | "ConstraintViolation"
+    | "Database"
+    | "NotALandscape"
+    | "NewerSchema"
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+export interface BeginRunInput {
+  /** A caller-chosen id (resume uses the original); a fresh one otherwise. */
+  readonly runId?: RunId
+  /** The resolved settings; stored as canonical JSON, hashed into `config_hash`. */
+  readonly settings: unknown
+  readonly sourceSchema?: unknown
+}
+
+export interface RunView {
+  readonly run_id: RunId
+  readonly status: RunStatus
+  readonly started_at: string
+  readonly completed_at: string | null
+  readonly config_hash: string
+  readonly canonical_version: string
+  readonly error_message: string | null
+  readonly export_status: "pending" | "completed" | "failed" | null
+  readonly export_error: string | null
+  readonly export_format: string | null
+  readonly export_sink: string | null
+  readonly exported_at: string | null
+  /** The RunResult stored when the run ended (null while running). */
+  readonly result: Record<string, unknown> | null
+  /** Rows read from the source and terminal outcomes by kind, from the trail itself. */
+  readonly counts: {
+    readonly rows: number
+    readonly outcomes: Readonly<Partial<Record<Outcome, number>>>
+  }
+}
+
+export interface ExportStatusUpdate {
+  readonly export_status: "pending" | "completed" | "failed"
+  readonly export_error?: string | null
+  readonly export_format?: string | null
+  readonly export_sink?: string | null
+  readonly exported_at?: string | null
+}
+
+/**
+ * The audit-trail port. Writes are buffered and reach the database in chunked inserts
+ * inside short transactions: at `flush`, when the buffer is full, and when the run
+ * completes. A failed audit write fails the run (the trail is the legal record).
+ */
+export interface RecorderService {
+  /** Current time from effect's Clock as ISO-8601 UTC with milliseconds. */
+  readonly now: Effect.Effect<string>
+  readonly beginRun: (input: BeginRunInput) => Effect.Effect<RunId, RecorderError>
+  /** Flushes, closes open node states as failed (unless completed), stores status and result. */
+  readonly completeRun: (
+    runId: RunId,
+    end: { readonly status: Exclude<RunStatus, "running">; readonly errorMessage?: string; readonly result?: unknown }
+  ) => Effect.Effect<void, RecorderError>
+  /** Appends prepared records (the hot path: one call per row or chunk). */
+  readonly append: (records: ReadonlyArray<AuditRecord>) => Effect.Effect<void, RecorderError>
+  /** Writes everything buffered, in one short transaction. A durability point. */
+  readonly flush: Effect.Effect<void, RecorderError>
+
+  readonly registerNode: (input: {
+    readonly runId: RunId
+    readonly nodeId: NodeId
+    readonly pluginName: string
+    readonly nodeType: NodeType
+    readonly name: string
+    readonly config: unknown
+    readonly sequence: number
+  }) => Effect.Effect<void, RecorderError>
+  readonly registerEdge: (input: {
+    readonly runId: RunId
+    readonly edgeId?: EdgeId
+    readonly fromNodeId: NodeId
+    readonly toNodeId: NodeId
+    readonly label: string
+    readonly mode: EdgeMode
+  }) => Effect.Effect<EdgeId, RecorderError>
+  readonly createRow: (input: {
+    readonly runId: RunId
+    readonly sourceNodeId: NodeId
+    readonly rowIndex: number
+    readonly data: unknown
+  }) => Effect.Effect<RowId, RecorderError>
+  readonly createToken: (input: {
+    readonly runId: RunId
+    readonly rowId: RowId
+    readonly parents?: ReadonlyArray<TokenId>
+    readonly forkGroupId?: string
+    readonly joinGroupId?: string
+    readonly expandGroupId?: string
+    readonly branchName?: string
+  }) => Effect.Effect<TokenId, RecorderError>
+  readonly beginNodeState: (input: {
+    readonly runId: RunId
+    readonly tokenId: TokenId
+    readonly nodeId: NodeId
+    readonly stepIndex: number
+    readonly attempt?: number
+    readonly input: unknown
+  }) => Effect.Effect<StateId, RecorderError>
+  readonly completeNodeState: (input: {
+    readonly stateId: StateId
+    readonly status: "completed" | "failed"
+    readonly output?: unknown
+    readonly error?: unknown
+    readonly durationMs: number
+  }) => Effect.Effect<void, RecorderError>
+  readonly recordRoutingEvent: (input: {
+    readonly stateId: StateId
+    readonly edgeId: EdgeId
+    readonly mode: EdgeMode
+    readonly routingGroupId?: string
+    readonly ordinal?: number
+    readonly reason?: unknown
+  }) => Effect.Effect<void, RecorderError>
+  readonly recordOutcome: (input: {
+    readonly runId: RunId
+    readonly tokenId: TokenId
+    readonly outcome: Outcome
+    readonly sinkName?: string
+    readonly batchId?: BatchId
+    readonly error?: unknown
+    readonly context?: unknown
+  }) => Effect.Effect<void, RecorderError>
+  readonly createBatch: (input: {
+    readonly runId: RunId
+    readonly aggregationNodeId: NodeId
+    readonly attempt?: number
+  }) => Effect.Effect<BatchId, RecorderError>
+  readonly updateBatch: (input: {
+    readonly batchId: BatchId
+    readonly status: BatchStatus
+    readonly triggerType?: TriggerType
+    readonly triggerReason?: string
+    readonly error?: unknown
+  }) => Effect.Effect<void, RecorderError>
+  readonly addBatchMember: (input: { readonly batchId: BatchId; readonly tokenId: TokenId; readonly ordinal: number }) => Effect.Effect<void, RecorderError>
+  readonly addBatchOutput: (input: { readonly batchId: BatchId; readonly tokenId: TokenId; readonly ordinal: number }) => Effect.Effect<void, RecorderError>
+  readonly recordArtifact: (input: {
+    readonly runId: RunId
+    readonly sinkNodeId: NodeId
+    readonly sinkName: string
+    readonly artifactType: string
+    readonly pathOrUri: string
+    readonly contentHash: string
+    readonly sizeBytes: number
+  }) => Effect.Effect<void, RecorderError>
+  readonly recordValidationError: (input: {
+    readonly runId: RunId
+    readonly nodeId: NodeId
+    readonly rowId?: RowId
+    readonly row: unknown
+    readonly error: string
+    readonly schemaMode: string
+    readonly destination: string
+  }) => Effect.Effect<void, RecorderError>
+  readonly recordTransformError: (input: {
+    readonly runId: RunId
+    readonly tokenId: TokenId
+    readonly nodeId: NodeId
+    readonly stateId?: StateId
+    readonly row: unknown
+    readonly details: unknown
+    readonly destination: string
+  }) => Effect.Effect<void, RecorderError>
+  readonly recordCheckpoint: (input: {
+    readonly runId: RunId
+    readonly sequenceNumber: number
+    readonly topologyHash: string
+    readonly tokenId?: TokenId
+    readonly nodeId?: NodeId
+    readonly aggregationState?: unknown
+    readonly sinkState?: unknown
+  }) => Effect.Effect<void, RecorderError>
+  readonly setExportStatus: (runId: RunId, update: ExportStatusUpdate) => Effect.Effect<void, RecorderError>
+
+  readonly listRuns: Effect.Effect<ReadonlyArray<RunView>, RecorderError>
+  readonly getRun: (runId: RunId) => Effect.Effect<RunView, RecorderError>
+  /** `latest` → the most recently started run; otherwise checks that the id exists. */
+  readonly resolveRunId: (idOrLatest: string) => Effect.Effect<RunId, RecorderError>
+}
+
+export class Recorder extends Context.Tag("runledger/Recorder")<Recorder, RecorderService>() {}

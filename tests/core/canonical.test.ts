@@ -1,0 +1,120 @@
+import { describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { Either } from "effect"
+import { CANONICAL_VERSION, canonicalJson, stableHash } from "../../src/core/canonical.js"
+
+const ok = (v: unknown) => Either.getOrThrow(canonicalJson(v))
+const errorOf = (v: unknown) => {
+  const r = canonicalJson(v)
+  if (Either.isRight(r)) throw new Error(`expected an error for ${String(v)}`)
+  return r.left
+}
+
+describe("canonicalJson", () => {
+  it("sorts keys and uses RFC 8785 number forms", () => {
+    expect(ok({ b: 1, a: [true, null, "x"], c: { z: 1e21, y: 0.1 } })).toBe(
+      `{"a":[true,null,"x"],"b":1,"c":{"y":0.1,"z":1e+21}}`
+    )
+    expect(ok(-0)).toBe("0")
+    expect(ok("\u2028é")).toBe(`"\u2028é"`)
+  })
+
+  it("encodes bigint as a decimal string and Date as ISO-8601", () => {
+    expect(ok({ n: 12345678901234567890n })).toBe(`{"n":"12345678901234567890"}`)
+    expect(ok(new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 678)))).toBe(`"2026-01-02T03:04:05.678Z"`)
+  })
+
+  it("omits undefined object properties as JSON does", () => {
+    expect(ok({ a: undefined, b: 2 })).toBe(`{"b":2}`)
+  })
+
+  it.each([
+    [{ a: [1, 2, 3, { b: Number.NaN }] }, "$.a[3].b", "NonFiniteNumber"],
+    [{ x: Infinity }, "$.x", "NonFiniteNumber"],
+    [[1, -Infinity], "$[1]", "NonFiniteNumber"],
+    [[1, undefined], "$[1]", "Undefined"],
+    [undefined, "$", "Undefined"],
+    [{ f: () => 1 }, "$.f", "Function"],
+    [{ s: Symbol("x") }, "$.s", "Symbol"],
+    [{ "weird key": new Map() }, `$["weird key"]`, "UnsupportedType"],
+    [{ d: new Date(Number.NaN) }, "$.d", "InvalidDate"]
+  ])("rejects %o at %s", (value, path, reason) => {
+    const e = errorOf(value)
+    expect(e._tag).toBe("CanonicalError")
+    expect(e.path).toBe(path)
+    expect(e.reason).toBe(reason)
+    expect(e.message).toContain(path)
+  })
+
+  it("rejects cycles with the path where the cycle closes", () => {
+    const a: Record<string, unknown> = { x: { y: 1 } }
+    ;(a.x as Record<string, unknown>).back = a
+    const e = errorOf(a)
+    expect(e.reason).toBe("Cycle")
+    expect(e.path).toBe("$.x.back")
+  })
+
+  it("accepts a shared (non-cyclic) reference twice", () => {
+    const shared = { k: 1 }
+    expect(ok({ a: shared, b: shared })).toBe(`{"a":{"k":1},"b":{"k":1}}`)
+  })
+
+  it("treats __proto__ as a plain key", () => {
+    const v = JSON.parse(`{"__proto__": {"polluted": true}, "a": 1}`)
+    expect(ok(v)).toBe(`{"__proto__":{"polluted":true},"a":1}`)
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+  })
+})
+
+describe("stableHash", () => {
+  it("is SHA-256 hex of the canonical form, tagged sha256-rfc8785-v1", () => {
+    expect(CANONICAL_VERSION).toBe("sha256-rfc8785-v1")
+    // sha256 of `{"a":1}`
+    expect(Either.getOrThrow(stableHash({ a: 1 }))).toBe(
+      "015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"
+    )
+  })
+
+  it("is deterministic and insensitive to key order (property)", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const shuffled = JSON.parse(JSON.stringify(value, (_k, v) =>
+          v !== null && typeof v === "object" && !Array.isArray(v)
+            ? Object.fromEntries(Object.entries(v).reverse())
+            : v))
+        expect(stableHash(value)).toEqual(stableHash(shuffled))
+        expect(stableHash(value)).toEqual(stableHash(value))
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it("round-trips through JSON (property)", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const text = Either.getOrThrow(canonicalJson(value))
+        expect(Either.getOrThrow(canonicalJson(JSON.parse(text)))).toBe(text)
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it("distinct values rarely collide on a generated corpus", () => {
+    const corpus = fc.sample(fc.jsonValue(), 3000)
+    const byText = new Map<string, string>()
+    for (const v of corpus) byText.set(Either.getOrThrow(canonicalJson(v)), Either.getOrThrow(stableHash(v)))
+    const hashes = new Set(byText.values())
+    expect(hashes.size).toBe(byText.size)
+  })
+
+  it("returns a typed error, never throws, for hostile input (property)", () => {
+    fc.assert(
+      fc.property(fc.anything({ withBigInt: true, withDate: true, withMap: true, withSet: true, withNullPrototype: true }), (v) => {
+        const r = stableHash(v)
+        if (Either.isLeft(r)) expect(r.left._tag).toBe("CanonicalError")
+        else expect(r.right).toMatch(/^[0-9a-f]{64}$/)
+      }),
+      { numRuns: 300 }
+    )
+  })
+})

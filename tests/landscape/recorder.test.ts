@@ -1,0 +1,320 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import { SqlClient } from "@effect/sql"
+import { Effect, Either, Exit, Layer, TestClock } from "effect"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { NodeId, RunId, StateId, TokenId } from "../../src/core/ids.js"
+import { resolveSqliteUrl, SqliteLandscape } from "../../src/landscape/sqlite.js"
+import { Recorder } from "../../src/services/recorder.js"
+import { assertLandscapeInvariants } from "../support/invariants.js"
+import { MemoryLandscape } from "../support/landscape.js"
+
+const SRC = "source_csv_1" as NodeId
+const SINK = "sink_out_1" as NodeId
+
+/** A run with a source and a sink node, ready for rows. */
+const setup = Effect.gen(function*() {
+  const rec = yield* Recorder
+  const runId = yield* rec.beginRun({ settings: { source: { plugin: "csv" } } })
+  yield* rec.registerNode({ runId, nodeId: SRC, pluginName: "csv", nodeType: "source", name: "source", config: {}, sequence: 0 })
+  yield* rec.registerNode({ runId, nodeId: SINK, pluginName: "csv", nodeType: "sink", name: "out", config: { path: "x" }, sequence: 1 })
+  const edgeId = yield* rec.registerEdge({ runId, fromNodeId: SRC, toNodeId: SINK, label: "continue", mode: "move" })
+  return { rec, runId, edgeId }
+})
+
+const errorOf = <A, E>(exit: Exit.Exit<A, E>): E => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+  const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+  if (failure === undefined) throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
+  return failure
+}
+
+describe("SqlRecorder", () => {
+  it.scoped("records a row's whole life and keeps the invariants", () =>
+    Effect.gen(function*() {
+      const { rec, runId, edgeId } = yield* setup
+      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: { id: 1, name: "a" } })
+      const tokenId = yield* rec.createToken({ runId, rowId })
+      const stateId = yield* rec.beginNodeState({ runId, tokenId, nodeId: SINK, stepIndex: 1, input: { id: 1 } })
+      yield* rec.completeNodeState({ stateId, status: "completed", output: { id: 1 }, durationMs: 0.5 })
+      yield* rec.recordRoutingEvent({ stateId, edgeId, mode: "move", reason: { condition: true } })
+      yield* rec.recordOutcome({ runId, tokenId, outcome: "COMPLETED", sinkName: "out" })
+      yield* rec.recordArtifact({ runId, sinkNodeId: SINK, sinkName: "out", artifactType: "file", pathOrUri: "x", contentHash: "h", sizeBytes: 3 })
+      yield* rec.completeRun(runId, { status: "completed", result: { rows_processed: 1, rows_succeeded: 1 } })
+      yield* assertLandscapeInvariants(runId)
+      const sql = yield* SqlClient.SqlClient
+      const [state] = yield* sql<{ status: string; output_hash: string; duration_ms: number }>`SELECT * FROM node_states`
+      assert.strictEqual(state!.status, "completed")
+      assert.strictEqual(state!.duration_ms, 0.5)
+      assert.match(state!.output_hash, /^[0-9a-f]{64}$/)
+      const view = yield* rec.getRun(runId)
+      assert.strictEqual(view.status, "completed")
+      assert.strictEqual(view.counts.rows, 1)
+      assert.deepStrictEqual(view.counts.outcomes, { COMPLETED: 1 })
+      assert.deepStrictEqual(view.result, { rows_processed: 1, rows_succeeded: 1 })
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("timestamps come from effect's Clock, as ISO-8601 with milliseconds", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.UTC(2026, 10, 21, 23, 40, 5, 123))
+      const { rec, runId } = yield* setup
+      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: {} })
+      yield* rec.flush
+      const sql = yield* SqlClient.SqlClient
+      const [row] = yield* sql<{ created_at: string }>`SELECT created_at FROM rows WHERE row_id = ${rowId}`
+      assert.strictEqual(row!.created_at, "2026-11-21T23:40:05.123Z")
+      const view = yield* rec.getRun(runId)
+      assert.strictEqual(view.started_at, "2026-11-21T23:40:05.123Z")
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("buffers writes until a flush and writes them in chunks", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const sql = yield* SqlClient.SqlClient
+      for (let i = 0; i < 5000; i++) {
+        const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: i, data: { i } })
+        yield* rec.createToken({ runId, rowId })
+      }
+      const [before] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM rows`
+      assert.strictEqual(before!.n, 0)
+      yield* rec.flush
+      const [after] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM rows`
+      assert.strictEqual(after!.n, 5000)
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("flushes by itself when the buffer is full", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const sql = yield* SqlClient.SqlClient
+      for (let i = 0; i < 150; i++) yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: i, data: { i } })
+      const [n] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM rows`
+      assert.isAtLeast(n!.n, 90)
+    }).pipe(Effect.provide(SqliteLandscape(":memory:", { maxBufferedRecords: 100 }).pipe(Layer.orDie))))
+
+  it.scoped("updates a node state completed after it was flushed open", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: {} })
+      const tokenId = yield* rec.createToken({ runId, rowId })
+      const stateId = yield* rec.beginNodeState({ runId, tokenId, nodeId: SINK, stepIndex: 1, input: {} })
+      yield* rec.flush
+      yield* rec.completeNodeState({ stateId, status: "failed", error: { message: "boom" }, durationMs: 2 })
+      yield* rec.flush
+      const sql = yield* SqlClient.SqlClient
+      const [state] = yield* sql<{ status: string; error_json: string }>`SELECT status, error_json FROM node_states`
+      assert.strictEqual(state!.status, "failed")
+      assert.strictEqual(state!.error_json, `{"message":"boom"}`)
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("closes open node states as failed when a run fails", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: {} })
+      const tokenId = yield* rec.createToken({ runId, rowId })
+      yield* rec.beginNodeState({ runId, tokenId, nodeId: SINK, stepIndex: 1, input: {} })
+      yield* rec.recordOutcome({ runId, tokenId, outcome: "FAILED", error: { message: "boom" } })
+      yield* rec.completeRun(runId, { status: "failed", errorMessage: "boom" })
+      yield* assertLandscapeInvariants(runId)
+      const view = yield* rec.getRun(runId)
+      assert.strictEqual(view.status, "failed")
+      assert.strictEqual(view.error_message, "boom")
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("refuses a second terminal outcome in the same buffer with a typed error", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: {} })
+      const tokenId = yield* rec.createToken({ runId, rowId })
+      yield* rec.recordOutcome({ runId, tokenId, outcome: "BUFFERED" })
+      yield* rec.recordOutcome({ runId, tokenId, outcome: "COMPLETED", sinkName: "out" })
+      const exit = yield* Effect.exit(rec.recordOutcome({ runId, tokenId, outcome: "ROUTED", sinkName: "out" }))
+      const e = errorOf(exit)
+      assert.strictEqual(e.reason, "DuplicateTerminalOutcome")
+      assert.include(e.message, tokenId)
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("refuses a terminal outcome that duplicates one already in the database, keeping the rest", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: {} })
+      const tokenId = yield* rec.createToken({ runId, rowId })
+      yield* rec.recordOutcome({ runId, tokenId, outcome: "COMPLETED", sinkName: "out" })
+      yield* rec.flush
+      yield* rec.recordOutcome({ runId, tokenId, outcome: "FAILED" })
+      const row2 = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 1, data: {} })
+      const exit = yield* Effect.exit(rec.flush)
+      const e = errorOf(exit)
+      assert.strictEqual(e.reason, "DuplicateTerminalOutcome")
+      assert.include(e.message, tokenId)
+      const sql = yield* SqlClient.SqlClient
+      const rows = yield* sql<{ row_id: string }>`SELECT row_id FROM rows WHERE row_id = ${row2}`
+      assert.strictEqual(rows.length, 1)
+      const outcomes = yield* sql<{ outcome: string }>`SELECT outcome FROM token_outcomes WHERE token_id = ${tokenId}`
+      assert.deepStrictEqual(outcomes.map((o) => o.outcome), ["COMPLETED"])
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("refuses records for a run that does not exist or has ended", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const missing = errorOf(yield* Effect.exit(rec.createRow({ runId: "run_nope" as RunId, sourceNodeId: SRC, rowIndex: 0, data: {} })))
+      assert.strictEqual(missing.reason, "MissingRun")
+      assert.include(missing.message, "run_nope")
+      yield* rec.completeRun(runId, { status: "completed" })
+      const closed = errorOf(yield* Effect.exit(rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: {} })))
+      assert.strictEqual(closed.reason, "RunNotRunning")
+      const getMissing = errorOf(yield* Effect.exit(rec.getRun("run_missing" as RunId)))
+      assert.strictEqual(getMissing.reason, "MissingRun")
+      const export1 = errorOf(yield* Effect.exit(rec.setExportStatus("run_missing" as RunId, { export_status: "failed" })))
+      assert.strictEqual(export1.reason, "MissingRun")
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("rejects bad input with typed errors, never a crash", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: {} })
+      const tokenId = yield* rec.createToken({ runId, rowId })
+      const cases: ReadonlyArray<readonly [string, Effect.Effect<unknown, { reason: string; message: string }>]> = [
+        ["NaN in row data", rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 1, data: { x: Number.NaN } })],
+        ["negative row index", rec.createRow({ runId, sourceNodeId: SRC, rowIndex: -1, data: {} })],
+        ["non-integer row index", rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 1.5, data: {} })],
+        ["unknown outcome", rec.recordOutcome({ runId, tokenId, outcome: "DONE" as never })],
+        ["empty token id", rec.recordOutcome({ runId, tokenId: "" as TokenId, outcome: "FAILED" })],
+        ["bad state status", rec.completeNodeState({ stateId: "st_x" as StateId, status: "open" as never, durationMs: 1 })],
+        ["negative duration", rec.completeNodeState({ stateId: "st_x" as StateId, status: "completed", durationMs: -1 })],
+        ["zero attempt", rec.beginNodeState({ runId, tokenId, nodeId: SINK, stepIndex: 0, attempt: 0, input: {} })],
+        ["cyclic input", rec.beginNodeState({ runId, tokenId, nodeId: SINK, stepIndex: 0, input: (() => { const a: Record<string, unknown> = {}; a.a = a; return a })() })],
+        ["bad artifact size", rec.recordArtifact({ runId, sinkNodeId: SINK, sinkName: "out", artifactType: "file", pathOrUri: "x", contentHash: "h", sizeBytes: -3 })],
+        ["bad member ordinal", rec.addBatchMember({ batchId: "bat_x" as never, tokenId, ordinal: -1 })],
+        ["empty edge label", rec.registerEdge({ runId, fromNodeId: SRC, toNodeId: SINK, label: "", mode: "move" })],
+        ["running as an end status", rec.completeRun(runId, { status: "running" as never })],
+        ["function in settings", rec.beginRun({ settings: { f: () => 1 } })],
+        ["bad checkpoint sequence", rec.recordCheckpoint({ runId, sequenceNumber: Number.NaN, topologyHash: "t" })]
+      ]
+      for (const [name, effect] of cases) {
+        const e = errorOf(yield* Effect.exit(effect))
+        assert.strictEqual(e.reason, "InvalidInput", name)
+        assert.isAbove(e.message.length, 10, name)
+      }
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("a completion of an unknown node state is a typed error at flush", () =>
+    Effect.gen(function*() {
+      const { rec } = yield* setup
+      yield* rec.completeNodeState({ stateId: "st_unknown" as StateId, status: "completed", durationMs: 1 })
+      const e = errorOf(yield* Effect.exit(rec.flush))
+      assert.strictEqual(e.reason, "InvalidInput")
+      assert.include(e.message, "st_unknown")
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("a foreign key violation is a typed ConstraintViolation", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      yield* rec.createToken({ runId, rowId: "row_missing" as never })
+      const e = errorOf(yield* Effect.exit(rec.flush))
+      assert.strictEqual(e.reason, "ConstraintViolation")
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("resolves latest and lists runs with counts", () =>
+    Effect.gen(function*() {
+      const rec = yield* Recorder
+      const empty = yield* rec.listRuns
+      assert.strictEqual(empty.length, 0)
+      const none = errorOf(yield* Effect.exit(rec.resolveRunId("latest")))
+      assert.strictEqual(none.reason, "MissingRun")
+      const first = yield* rec.beginRun({ settings: { n: 1 } })
+      yield* TestClock.adjust("1 second")
+      const second = yield* rec.beginRun({ settings: { n: 2 } })
+      assert.strictEqual(yield* rec.resolveRunId("latest"), second)
+      assert.strictEqual(yield* rec.resolveRunId(first), first)
+      const runs = yield* rec.listRuns
+      assert.deepStrictEqual(runs.map((r) => r.run_id), [first, second])
+    }).pipe(Effect.provide(MemoryLandscape())))
+})
+
+describe("SqliteLandscape", () => {
+  it.effect("resolves URLs", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* resolveSqliteUrl("sqlite:///runs/a.db", "/base"), "/base/runs/a.db")
+      assert.strictEqual(yield* resolveSqliteUrl("sqlite:////abs/a.db", "/base"), "/abs/a.db")
+      assert.strictEqual(yield* resolveSqliteUrl("x/y.db", "/base"), "/base/x/y.db")
+      assert.strictEqual(yield* resolveSqliteUrl(":memory:", "/base"), ":memory:")
+      const bad = yield* Effect.either(resolveSqliteUrl("postgres://h/db"))
+      assert.isTrue(Either.isLeft(bad))
+      if (Either.isLeft(bad)) assert.include(bad.left.message, "postgres")
+      assert.isTrue(Either.isLeft(yield* Effect.either(resolveSqliteUrl(""))))
+    }))
+
+  it.effect("creates parent folders, and reopening a file keeps its runs", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "rl-landscape-"))
+      try {
+        const url = `sqlite:///${join(dir, "deep/er/audit.db").slice(1)}`
+        const runId = yield* Effect.scoped(Effect.gen(function*() {
+          const rec = yield* Recorder
+          return yield* rec.beginRun({ settings: {} })
+        }).pipe(Effect.provide(SqliteLandscape(`sqlite:///${join(dir, "deep/er/audit.db")}`))))
+        const again = yield* Effect.scoped(Effect.gen(function*() {
+          const rec = yield* Recorder
+          return yield* rec.listRuns
+        }).pipe(Effect.provide(SqliteLandscape(join(dir, "deep/er/audit.db")))))
+        assert.deepStrictEqual(again.map((r) => r.run_id), [runId])
+        assert.isString(url)
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+
+  it.effect("refuses a file that is not a Landscape, and a newer schema", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "rl-landscape-"))
+      try {
+        const junk = join(dir, "junk.db")
+        writeFileSync(junk, "this is not sqlite at all, just text ".repeat(200))
+        const e1 = yield* Effect.flip(Effect.scoped(Layer.build(SqliteLandscape(junk))))
+        assert.strictEqual((e1 as { reason?: string }).reason, "NotALandscape")
+        assert.include(e1.message, "junk.db")
+
+        const other = join(dir, "other.db")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`CREATE TABLE customers (id INTEGER)`
+        }).pipe(Effect.provide((yield* Effect.promise(() => import("@effect/sql-sqlite-node"))).SqliteClient.layer({ filename: other }))))
+        const e2 = yield* Effect.flip(Effect.scoped(Layer.build(SqliteLandscape(other))))
+        assert.strictEqual((e2 as { reason?: string }).reason, "NotALandscape")
+        assert.include(e2.message, "customers")
+
+        const newer = join(dir, "newer.db")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (99, 'future')`
+        }).pipe(Effect.provide(SqliteLandscape(newer))))
+        const e3 = yield* Effect.flip(Effect.scoped(Layer.build(SqliteLandscape(newer))))
+        assert.strictEqual((e3 as { reason?: string }).reason, "NewerSchema")
+        assert.include(e3.message, "99")
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+})
+
+describe("token_outcomes schema", () => {
+  it.scoped("enforces at most one terminal outcome per token in the schema itself", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: {} })
+      const tokenId = yield* rec.createToken({ runId, rowId })
+      yield* rec.flush
+      const sql = yield* SqlClient.SqlClient
+      const insert = (id: string, outcome: string, terminal: number) =>
+        sql`INSERT INTO token_outcomes (outcome_id, run_id, token_id, outcome, is_terminal, recorded_at)
+            VALUES (${id}, ${runId}, ${tokenId}, ${outcome}, ${terminal}, '2026-01-01T00:00:00.000Z')`
+      yield* insert("o1", "BUFFERED", 0)
+      yield* insert("o2", "COMPLETED", 1)
+      const dup = yield* Effect.either(insert("o3", "FAILED", 1))
+      assert.isTrue(Either.isLeft(dup))
+      const lying = yield* Effect.either(insert("o4", "BUFFERED", 1))
+      assert.isTrue(Either.isLeft(lying))
+      expect(true).toBe(true)
+    }).pipe(Effect.provide(MemoryLandscape())))
+})

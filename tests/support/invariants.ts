@@ -1,0 +1,108 @@
+/**
+ * `assertLandscapeInvariants(runId)`: the invariants of the audit trail (DESIGN.md),
+ * checked straight from the tables. Every pipeline test calls it after its run,
+ * including failed and interrupted runs.
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+
+const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
+
+export class InvariantViolation extends Error {}
+
+const violated = (runId: string, what: string, detail?: unknown): never => {
+  throw new InvariantViolation(`Landscape invariant violated for ${runId}: ${what}${detail === undefined ? "" : ` — ${JSON.stringify(detail).slice(0, 800)}`}`)
+}
+
+export const assertLandscapeInvariants = (runId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [run] = yield* sql<{ status: string; started_at: string; completed_at: string | null; result_json: string | null }>`
+      SELECT status, started_at, completed_at, result_json FROM runs WHERE run_id = ${runId}`
+    if (run === undefined) return violated(runId, "the run does not exist")
+    if (!ISO_MS.test(run.started_at)) violated(runId, "started_at is not ISO-8601 UTC with ms", run.started_at)
+    const finished = run.status !== "running"
+    if (finished && (run.completed_at === null || !ISO_MS.test(run.completed_at))) {
+      violated(runId, "a finished run has no ISO completed_at", run.completed_at)
+    }
+
+    const fkProblems = yield* sql.unsafe<Record<string, unknown>>(`PRAGMA foreign_key_check`)
+    if (fkProblems.length > 0) violated(runId, "foreign key check failed", fkProblems.slice(0, 5))
+
+    // At most one terminal outcome per token (the schema enforces it; check anyway).
+    const doubles = yield* sql<{ token_id: string; n: number }>`
+      SELECT token_id, COUNT(*) AS n FROM token_outcomes
+      WHERE run_id = ${runId} AND is_terminal = 1 GROUP BY token_id HAVING COUNT(*) > 1 LIMIT 5`
+    if (doubles.length > 0) violated(runId, "tokens with more than one terminal outcome", doubles)
+
+    // Every row has a root token (a token without parents).
+    const rootless = yield* sql<{ row_id: string }>`
+      SELECT r.row_id FROM rows r WHERE r.run_id = ${runId} AND NOT EXISTS (
+        SELECT 1 FROM tokens t WHERE t.row_id = r.row_id
+          AND NOT EXISTS (SELECT 1 FROM token_parents p WHERE p.token_id = t.token_id)) LIMIT 5`
+    if (rootless.length > 0) violated(runId, "rows without a root token", rootless)
+
+    // Token outcomes name tokens of this run.
+    const foreign = yield* sql<{ token_id: string }>`
+      SELECT o.token_id FROM token_outcomes o JOIN tokens t ON t.token_id = o.token_id
+      WHERE o.run_id = ${runId} AND t.run_id <> o.run_id LIMIT 5`
+    if (foreign.length > 0) violated(runId, "outcomes recorded under another run", foreign)
+
+    const badTimes = yield* sql<{ state_id: string; started_at: string }>`
+      SELECT state_id, started_at FROM node_states WHERE run_id = ${runId}
+      AND (started_at NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z') LIMIT 5`
+    if (badTimes.length > 0) violated(runId, "node state timestamps are not ISO-8601 with ms", badTimes)
+
+    // Sink outcomes name a sink.
+    const sinkless = yield* sql<{ token_id: string; outcome: string }>`
+      SELECT token_id, outcome FROM token_outcomes WHERE run_id = ${runId}
+      AND outcome IN ('COMPLETED', 'ROUTED') AND sink_name IS NULL LIMIT 5`
+    if (sinkless.length > 0) violated(runId, "COMPLETED/ROUTED outcomes without a sink", sinkless)
+
+    if (!finished) return
+    const open = yield* sql<{ state_id: string }>`
+      SELECT state_id FROM node_states WHERE run_id = ${runId} AND status = 'open' LIMIT 5`
+    if (open.length > 0) violated(runId, "node states left open after the run ended", open)
+
+    // Conservation: every token of the run reached exactly one terminal outcome.
+    const unfinished = yield* sql<{ token_id: string }>`
+      SELECT t.token_id FROM tokens t WHERE t.run_id = ${runId} AND NOT EXISTS (
+        SELECT 1 FROM token_outcomes o WHERE o.token_id = t.token_id AND o.is_terminal = 1) LIMIT 5`
+    if (unfinished.length > 0) violated(runId, "tokens without a terminal outcome", unfinished)
+
+    // Durability: a sink that received COMPLETED/ROUTED/QUARANTINED rows of a completed run has an artifact.
+    if (run.status === "completed") {
+      const missing = yield* sql<{ sink_name: string }>`
+        SELECT DISTINCT o.sink_name FROM token_outcomes o WHERE o.run_id = ${runId} AND o.sink_name IS NOT NULL
+        AND o.outcome IN ('COMPLETED', 'ROUTED', 'QUARANTINED')
+        AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.run_id = o.run_id AND a.sink_name = o.sink_name)`
+      if (missing.length > 0) violated(runId, "sinks with outcomes but no artifact", missing)
+    }
+
+    // The stored RunResult equals the outcomes in the trail.
+    if (run.result_json !== null) {
+      const result = JSON.parse(run.result_json) as Record<string, unknown>
+      const [rows] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM rows WHERE run_id = ${runId}`
+      if (typeof result.rows_processed === "number" && result.rows_processed !== rows!.n) {
+        violated(runId, `RunResult.rows_processed ${result.rows_processed} differs from ${rows!.n} rows in the trail`)
+      }
+      const counts = yield* sql<{ outcome: string; n: number }>`
+        SELECT outcome, COUNT(*) AS n FROM token_outcomes WHERE run_id = ${runId} AND is_terminal = 1 GROUP BY outcome`
+      const byOutcome = new Map(counts.map((c) => [c.outcome, c.n]))
+      const pairs: ReadonlyArray<readonly [string, string]> = [
+        ["rows_succeeded", "COMPLETED"],
+        ["rows_routed", "ROUTED"],
+        ["rows_quarantined", "QUARANTINED"],
+        ["rows_failed", "FAILED"],
+        ["rows_forked", "FORKED"],
+        ["rows_coalesced", "COALESCED"],
+        ["rows_expanded", "EXPANDED"]
+      ]
+      for (const [field, outcome] of pairs) {
+        const expected = byOutcome.get(outcome) ?? 0
+        if (typeof result[field] === "number" && result[field] !== expected) {
+          violated(runId, `RunResult.${field} = ${String(result[field])} but the trail has ${expected} ${outcome}`)
+        }
+      }
+    }
+  })
