@@ -1,0 +1,14 @@
+import { Command } from "@effect/cli"
+import { runsCommand } from "./runs.js"
+
+export const VERSION = "0.1.0"
+
+export const rootCommand = Command.make("runledger").pipe(
+  Command.withDescription(
+    "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
+      "with every decision recorded in the Landscape audit database."
+  ),
+  Command.withSubcommands([runsCommand])
+)
+
+export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })

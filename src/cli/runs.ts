@@ -1,0 +1,47 @@
+import { Command } from "@effect/cli"
+import { Effect } from "effect"
+import { SqliteLandscape } from "../landscape/sqlite.js"
+import { Recorder, type RunView } from "../services/recorder.js"
+import { dbOption, dbUrl, jsonOption, landscapeErrorsToExit, printHuman, printJson, table } from "./common.js"
+
+export interface RunListEntry {
+  readonly run_id: string
+  readonly kind: "pipeline" | "loop"
+  readonly status: string
+  readonly reason: string | null
+  readonly started_at: string
+  readonly completed_at: string | null
+  readonly counts: Record<string, number>
+}
+
+const pipelineEntry = (run: RunView): RunListEntry => ({
+  run_id: run.run_id,
+  kind: "pipeline",
+  status: run.status,
+  reason: run.error_message,
+  started_at: run.started_at,
+  completed_at: run.completed_at,
+  counts: { rows: run.counts.rows, ...run.counts.outcomes }
+})
+
+/** Every run of the Landscape, pipelines and loops, oldest first. */
+export const listAllRuns = Effect.gen(function*() {
+  const recorder = yield* Recorder
+  const pipelines = (yield* recorder.listRuns).map(pipelineEntry)
+  return [...pipelines].sort((a, b) => a.started_at.localeCompare(b.started_at))
+})
+
+const summarize = (counts: Record<string, number>): string =>
+  Object.entries(counts).map(([k, v]) => `${k.toLowerCase()}=${v}`).join(" ")
+
+export const runsCommand = Command.make("runs", { db: dbOption, json: jsonOption }, ({ db, json }) =>
+  Effect.gen(function*() {
+    const runs = yield* listAllRuns
+    if (json) return yield* printJson(runs)
+    if (runs.length === 0) return yield* printHuman("no runs yet")
+    yield* printHuman(table(
+      ["RUN", "KIND", "STATUS", "STARTED", "COUNTS", "REASON"],
+      runs.map((r) => [r.run_id, r.kind, r.status, r.started_at, summarize(r.counts), r.reason ?? ""])
+    ))
+  }).pipe(Effect.provide(SqliteLandscape(dbUrl(db))), landscapeErrorsToExit)
+).pipe(Command.withDescription("List the runs recorded in a Landscape (pipelines and issue loops) with status and counts."))
