@@ -1,0 +1,290 @@
+/**
+ * Pipeline settings: YAML, `${VAR}` / `${VAR:-default}` expansion, ELSPETH's key
+ * lower-casing, and a strict Schema of the top-level keys. Every error names the file,
+ * the key path and the offending value (exit code 2 at the CLI).
+ */
+import { Data, Effect, Schema } from "effect"
+import { readFileSync } from "node:fs"
+import { parseDocument } from "yaml"
+import { decodeOptions, didYouMean, PositiveInt, showValue } from "./plugins/options.js"
+
+export class SettingsError extends Data.TaggedError("SettingsError")<{
+  readonly file: string
+  /** Key path, e.g. `gates[0].routes.true`; empty for the whole file. */
+  readonly key: string
+  readonly message: string
+}> {
+  /** `settings.yaml: gates[0].routes.true: no sink named 'hi_values'; …` */
+  get text(): string {
+    return this.key === "" ? `${this.file}: ${this.message}` : `${this.file}: ${this.key}: ${this.message}`
+  }
+}
+
+const PluginOptions = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+
+const SourceEntry = Schema.Struct({
+  plugin: Schema.String,
+  options: Schema.optional(PluginOptions)
+})
+
+const TransformEntry = Schema.Struct({
+  plugin: Schema.String,
+  name: Schema.optional(Schema.String),
+  options: Schema.optional(PluginOptions)
+})
+
+const GateEntry = Schema.Struct({
+  name: Schema.String,
+  condition: Schema.String,
+  routes: Schema.Record({ key: Schema.String, value: Schema.String }),
+  fork_to: Schema.optional(Schema.Array(Schema.String))
+})
+
+const PositiveNumber = Schema.Number.pipe(
+  Schema.filter((n) => (Number.isFinite(n) && n > 0) || `expected a number > 0, got ${showValue(n)}`),
+  Schema.annotations({ title: "a number > 0" })
+)
+const NonNegativeNumber = Schema.Number.pipe(
+  Schema.filter((n) => (Number.isFinite(n) && n >= 0) || `expected a number ≥ 0, got ${showValue(n)}`),
+  Schema.annotations({ title: "a number ≥ 0" })
+)
+
+const TriggerEntry = Schema.Struct({
+  count: Schema.optional(PositiveInt),
+  timeout_seconds: Schema.optional(PositiveNumber),
+  condition: Schema.optional(Schema.String)
+})
+
+const AggregationEntry = Schema.Struct({
+  name: Schema.String,
+  plugin: Schema.String,
+  trigger: TriggerEntry,
+  output_mode: Schema.optional(Schema.Literal("transform", "passthrough")),
+  expected_output_count: Schema.optional(PositiveInt),
+  options: Schema.optional(PluginOptions)
+})
+
+const CoalesceEntry = Schema.Struct({
+  name: Schema.String,
+  branches: Schema.Array(Schema.String),
+  policy: Schema.optional(Schema.Literal("require_all", "quorum", "best_effort", "first")),
+  merge: Schema.optional(Schema.Literal("union", "nested", "select")),
+  timeout_seconds: Schema.optional(PositiveNumber),
+  quorum_count: Schema.optional(PositiveInt),
+  select_branch: Schema.optional(Schema.String)
+})
+
+const SinkEntry = Schema.Struct({
+  plugin: Schema.String,
+  options: Schema.optional(PluginOptions)
+})
+
+const ExportSettings = Schema.Struct({
+  enabled: Schema.optional(Schema.Boolean),
+  sink: Schema.optional(Schema.String),
+  format: Schema.optional(Schema.Literal("json", "csv")),
+  sign: Schema.optional(Schema.Boolean)
+})
+
+const LandscapeSettings = Schema.Struct({
+  url: Schema.optional(Schema.String),
+  export: Schema.optional(ExportSettings)
+})
+
+const CheckpointSettings = Schema.Struct({
+  enabled: Schema.optional(Schema.Boolean),
+  every_n_rows: Schema.optional(PositiveInt)
+})
+
+const RetrySettings = Schema.Struct({
+  max_attempts: Schema.optional(PositiveInt),
+  initial_delay_seconds: Schema.optional(NonNegativeNumber),
+  max_delay_seconds: Schema.optional(NonNegativeNumber),
+  exponential_base: Schema.optional(Schema.Number.pipe(Schema.filter((n) => n >= 1 || `expected a number ≥ 1, got ${n}`)))
+})
+
+const ConcurrencySettings = Schema.Struct({
+  max_workers: Schema.optional(PositiveInt)
+})
+
+const TelemetrySettings = Schema.Struct({
+  enabled: Schema.optional(Schema.Boolean),
+  jsonl_path: Schema.optional(Schema.String)
+})
+
+export const PipelineSettingsSchema = Schema.Struct({
+  source: SourceEntry,
+  transforms: Schema.optional(Schema.Array(TransformEntry)),
+  gates: Schema.optional(Schema.Array(GateEntry)),
+  aggregations: Schema.optional(Schema.Array(AggregationEntry)),
+  coalesce: Schema.optional(Schema.Array(CoalesceEntry)),
+  sinks: Schema.Record({ key: Schema.String, value: SinkEntry }),
+  default_sink: Schema.String,
+  landscape: Schema.optional(LandscapeSettings),
+  checkpoint: Schema.optional(CheckpointSettings),
+  retry: Schema.optional(RetrySettings),
+  concurrency: Schema.optional(ConcurrencySettings),
+  telemetry: Schema.optional(TelemetrySettings)
+})
+
+export type PipelineSettings = typeof PipelineSettingsSchema.Type
+export type GateSettings = typeof GateEntry.Type
+export type AggregationSettings = typeof AggregationEntry.Type
+export type CoalesceSettings = typeof CoalesceEntry.Type
+export type SinkSettings = typeof SinkEntry.Type
+export type TransformSettings = typeof TransformEntry.Type
+export type RetrySettings = typeof RetrySettings.Type
+
+/** ELSPETH keys runledger knows but does not implement: a warning, not an error. */
+const KNOWN_UNIMPLEMENTED: ReadonlyArray<readonly [string, string]> = [
+  ["landscape.dump_to_jsonl", "the Landscape is the journal; use `runledger export` for a JSON copy"],
+  ["landscape.dump_to_jsonl_path", "the Landscape is the journal; use `runledger export` for a JSON copy"],
+  ["landscape.backend", "only SQLite is supported"],
+  ["payload_store", "payloads are stored in the Landscape"]
+]
+
+export interface LoadedSettings {
+  readonly file: string
+  readonly settings: PipelineSettings
+  readonly warnings: ReadonlyArray<string>
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+
+type Mutable = Record<string, unknown>
+
+/**
+ * Expands `${VAR}` / `${VAR:-default}` in every string, lower-cases mapping keys
+ * outside `options:` blocks, and checks sink name case, all with key paths.
+ */
+const prepare = (
+  file: string,
+  value: unknown,
+  path: string,
+  env: Readonly<Record<string, string | undefined>>,
+  insideOptions: boolean
+): unknown => {
+  if (typeof value === "string") {
+    return value.replace(ENV_REF, (_m, name: string, fallback: string | undefined) => {
+      const v = env[name]
+      if (v !== undefined && v !== "") return v
+      if (fallback !== undefined) return fallback
+      if (v !== undefined) return v
+      throw new SettingsError({
+        file,
+        key: path,
+        message: `environment variable ${name} is not set and has no default (write \${${name}:-default})`
+      })
+    })
+  }
+  if (Array.isArray(value)) return value.map((v, i) => prepare(file, v, `${path}[${i}]`, env, insideOptions))
+  if (value !== null && typeof value === "object") {
+    const out: Mutable = {}
+    for (const [rawKey, v] of Object.entries(value)) {
+      let key = rawKey
+      if (!insideOptions) {
+        if (path === "sinks" && rawKey !== rawKey.toLowerCase() && rawKey !== rawKey.toUpperCase()) {
+          throw new SettingsError({
+            file,
+            key: `sinks.${rawKey}`,
+            message: `sink names must be lower case ('${rawKey.toLowerCase()}')`
+          })
+        }
+        key = rawKey.toLowerCase()
+        if (Object.hasOwn(out, key)) {
+          throw new SettingsError({ file, key: path === "" ? key : `${path}.${key}`, message: `key given twice (keys are not case-sensitive)` })
+        }
+      }
+      const childPath = path === "" ? key : `${path}.${key}`
+      Object.defineProperty(out, key, {
+        value: prepare(file, v, childPath, env, insideOptions || key === "options"),
+        enumerable: true,
+        writable: true,
+        configurable: true
+      })
+    }
+    return out
+  }
+  return value
+}
+
+const takeWarnings = (raw: Mutable): Array<string> => {
+  const warnings: Array<string> = []
+  for (const [dotted, why] of KNOWN_UNIMPLEMENTED) {
+    const parts = dotted.split(".")
+    let holder: unknown = raw
+    for (const p of parts.slice(0, -1)) holder = holder !== null && typeof holder === "object" ? (holder as Mutable)[p] : undefined
+    const last = parts[parts.length - 1]!
+    if (holder !== null && typeof holder === "object" && Object.hasOwn(holder, last)) {
+      delete (holder as Mutable)[last]
+      warnings.push(`${dotted} is an ELSPETH setting runledger does not implement; ignored (${why})`)
+    }
+  }
+  return warnings
+}
+
+/** Parses settings text (YAML; JSON is YAML too). `file` names the source in errors. */
+export const parseSettings = (
+  file: string,
+  text: string,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): Effect.Effect<LoadedSettings, SettingsError> =>
+  Effect.suspend(() => {
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+    if (doc.errors.length > 0) {
+      const e = doc.errors[0]!
+      const pos = e.linePos?.[0]
+      const where = pos === undefined ? "" : ` (line ${pos.line}, column ${pos.col})`
+      return Effect.fail(new SettingsError({ file, key: "", message: `not valid YAML${where}: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}` }))
+    }
+    const data: unknown = doc.toJS({ maxAliasCount: 100 })
+    if (data === null || typeof data !== "object" || Array.isArray(data)) {
+      return Effect.fail(new SettingsError({ file, key: "", message: `expected a mapping of settings, got ${showValue(data)}` }))
+    }
+    let prepared: Mutable
+    try {
+      prepared = prepare(file, data, "", env, false) as Mutable
+    } catch (e) {
+      if (e instanceof SettingsError) return Effect.fail(e)
+      throw e
+    }
+    const warnings = takeWarnings(prepared)
+    return decodeOptions("settings", PipelineSettingsSchema, prepared).pipe(
+      Effect.mapError((e) => {
+        const unknownTop = /^unknown option '([^']+)'/.exec(e.message)
+        if (unknownTop !== null && e.key === unknownTop[1]) {
+          const known = Object.keys(PipelineSettingsSchema.fields)
+          const hint = didYouMean(unknownTop[1]!, known)
+          return new SettingsError({
+            file,
+            key: e.key,
+            message: `unknown setting${hint === undefined ? "" : `; did you mean '${hint}'?`} (known: ${known.join(", ")})`
+          })
+        }
+        return new SettingsError({ file, key: e.key, message: e.message.replace(/\boption\b/g, "key") })
+      }),
+      Effect.map((settings) => ({ file, settings, warnings }))
+    )
+  })
+
+/** Reads and parses a settings file. */
+export const loadPipelineSettings = (
+  path: string,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): Effect.Effect<LoadedSettings, SettingsError> =>
+  Effect.suspend(() => {
+    let text: string
+    try {
+      text = readFileSync(path, "utf8")
+    } catch (e) {
+      const code = (e as { code?: string }).code
+      return Effect.fail(
+        new SettingsError({
+          file: path,
+          key: "",
+          message: code === "ENOENT" ? "settings file not found" : `cannot read the settings file (${code ?? String(e)})`
+        })
+      )
+    }
+    return parseSettings(path, text, env)
+  })
