@@ -1,4 +1,6 @@
 import { Command } from "@effect/cli"
+import { pluginsCommand } from "./plugins.js"
+import { runCommand, validateCommand } from "./run.js"
 import { runsCommand } from "./runs.js"
 
 export const VERSION = "0.1.0"
@@ -8,7 +10,7 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runsCommand])
+  Command.withSubcommands([runCommand, validateCommand, runsCommand, pluginsCommand])
 )
 
 export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })

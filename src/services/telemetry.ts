@@ -49,9 +49,7 @@ const describe = (event: TelemetryEvent): string | undefined => {
     case "Warning":
       return `warning: ${event.message}`
     case "RunStarted":
-      return `run ${event.runId} started (${event.kind})`
     case "RunFinished":
-      return `run ${event.runId} ${event.status}`
     case "PhaseDone":
       return undefined
     case "Progress":

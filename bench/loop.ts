@@ -1,0 +1,168 @@
+/**
+ * Issue loop benchmark: engine throughput and overhead per issue with trivial
+ * commands, next to the same processes spawned by a plain shell loop, and the time
+ * from a session_end timeout to the last process of the group being gone.
+ */
+import { NodeContext } from "@effect/platform-node"
+import { Effect, Either, Layer } from "effect"
+import { execFileSync } from "node:child_process"
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import { LandscapeSql } from "../src/landscape/sqlite.js"
+import { makeRunAbort } from "../src/loop/abort.js"
+import { parseLoopConfig } from "../src/loop/config.js"
+import { runLoop } from "../src/loop/coordinator.js"
+import { CommandFixer } from "../src/loop/fixer.js"
+import { boundsFrom } from "../src/loop/lifecycle.js"
+import type { StageContext } from "../src/loop/results.js"
+import { runSessionEnd } from "../src/loop/session-end.js"
+import { groupMembers } from "../src/loop/supervisor.js"
+import { NoFixer } from "../src/services/fixer.js"
+import { TelemetryNoop } from "../src/services/telemetry.js"
+
+const ISSUES = 200
+const tmp = (p: string) => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), p))
+
+const makeRepo = () => {
+  const dir = tmp("loop-bench-repo-")
+  const git = (...args: Array<string>) => execFileSync("git", args, { cwd: dir, stdio: "ignore" })
+  git("init", "-q", "-b", "main")
+  git("config", "user.name", "bench")
+  git("config", "user.email", "bench@example.invalid")
+  NodeFs.writeFileSync(NodePath.join(dir, "README"), "bench\n")
+  git("add", "README")
+  git("commit", "-q", "-m", "init")
+  return dir
+}
+
+const engineRun = async (maxAgents: number) => {
+  const dir = tmp("loop-bench-")
+  const repo = makeRepo()
+  const issues = Array.from({ length: ISSUES }, (_, i) => `- {id: I-${i}, title: issue ${i}}`).join("\n")
+  NodeFs.writeFileSync(NodePath.join(dir, "issues.yaml"), issues + "\n")
+  const config = Either.getOrThrow(parseLoopConfig({
+    repo,
+    issues: "issues.yaml",
+    workdir: NodePath.join(dir, "work"),
+    max_agents: maxAgents,
+    implementer: { command: "true" },
+    commands: { check: "true" },
+    gate: { commands: ["check"], require_commit: false },
+    validation_triggers: { session_end: { commands: [{ ref: "check" }] } }
+  }, NodePath.join(dir, "loop.yaml"), dir))
+  const layer = Layer.mergeAll(
+    CommandFixer(config).pipe(Layer.provide(NodeContext.layer)),
+    TelemetryNoop,
+    LandscapeSql(NodePath.join(dir, "runledger.db")).pipe(Layer.orDie),
+    NodeContext.layer
+  )
+  const started = performance.now()
+  const result = await Effect.runPromise(runLoop(config).pipe(Effect.provide(layer)))
+  const ms = performance.now() - started
+  if (result.counts.success !== ISSUES) throw new Error(`bench run: ${result.counts.success}/${ISSUES} succeeded`)
+  NodeFs.rmSync(dir, { recursive: true, force: true })
+  NodeFs.rmSync(repo, { recursive: true, force: true })
+  return ms
+}
+
+/** The same processes (worktree add/remove, three `sh -c true` per issue) from one bash loop. */
+const shellBaseline = () => {
+  const repo = makeRepo()
+  const wt = tmp("loop-bench-wt-")
+  const script = `
+    for i in $(seq 1 ${ISSUES}); do
+      git -C "$1" worktree add -q -b "b$i" "$2/w$i" HEAD
+      (cd "$2/w$i" && /bin/sh -c true && /bin/sh -c true && /bin/sh -c true)
+      git -C "$1" worktree remove --force "$2/w$i"
+    done`
+  const started = performance.now()
+  execFileSync("bash", ["-c", script, "bash", repo, wt], { stdio: "ignore" })
+  const ms = performance.now() - started
+  NodeFs.rmSync(repo, { recursive: true, force: true })
+  NodeFs.rmSync(wt, { recursive: true, force: true })
+  return ms
+}
+
+/** session_end timeout → group gone, for a group whose members all ignore SIGTERM. */
+const timeoutToGone = async (timeoutMs: number, graceMs: number) => {
+  const dir = tmp("loop-bench-to-")
+  const pidfile = NodePath.join(dir, "pids")
+  const stubborn = `trap '' TERM; (trap '' TERM; while :; do sleep 0.05; done) & echo $! >> ${pidfile}; ` +
+    `echo $$ >> ${pidfile}; while :; do sleep 0.05; done`
+  const config = Either.getOrThrow(parseLoopConfig({
+    implementer: { command: "true" },
+    commands: { hang: stubborn },
+    validation_triggers: { session_end: { timeout: `${timeoutMs}ms`, commands: [{ ref: "hang" }] } }
+  }, NodePath.join(dir, "loop.yaml"), dir))
+  const program = Effect.gen(function*() {
+    const abort = yield* makeRunAbort
+    let n = 0
+    const ctx: StageContext = {
+      runId: "bench",
+      issueId: "T",
+      cwd: dir,
+      env: {},
+      logDir: dir,
+      graceMs,
+      abort,
+      emit: () => Effect.void,
+      onCommand: () => Effect.void,
+      nextLogIndex: () => ++n
+    }
+    const started = performance.now()
+    const result = yield* runSessionEnd({
+      ctx,
+      config: config.sessionEnd!,
+      bounds: boundsFrom(config),
+      round: 1,
+      codeReview: Effect.die("none"),
+      fixerCommand: ""
+    })
+    return { result, elapsed: performance.now() - started }
+  })
+  const { elapsed, result } = await Effect.runPromise(program.pipe(Effect.provide(Layer.merge(NodeContext.layer, NoFixer))))
+  const pids = NodeFs.readFileSync(pidfile, "utf8").trim().split("\n").map(Number)
+  const alive = (pid: number) => {
+    try {
+      const stat = NodeFs.readFileSync(`/proc/${pid}/stat`, "latin1")
+      return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z"
+    } catch {
+      return false
+    }
+  }
+  const survivors = pids.filter((pid) => alive(pid) || groupMembers(pid).length > 0)
+  NodeFs.rmSync(dir, { recursive: true, force: true })
+  if (result.status !== "timeout") throw new Error(`expected a timeout, got ${result.status}`)
+  return { pastGrace: elapsed - timeoutMs - graceMs, survivors: survivors.length }
+}
+
+export const runLoopBench = async (): Promise<void> => {
+  console.log(`loop bench: ${ISSUES} issues, trivial commands (implementer, 1 gate command, 1 session_end command)`)
+  const baseline = shellBaseline()
+  console.log(
+    `  plain shell loop (same processes, serial): ${baseline.toFixed(0)} ms, ${(ISSUES / (baseline / 1000)).toFixed(1)} issues/s, ` +
+      `${(baseline / ISSUES).toFixed(1)} ms/issue`
+  )
+  for (const agents of [1, 4, 8]) {
+    const ms = await engineRun(agents)
+    const perIssue = ms / ISSUES
+    console.log(
+      `  engine max_agents=${agents}: ${ms.toFixed(0)} ms, ${(ISSUES / (ms / 1000)).toFixed(1)} issues/s, ` +
+        `${perIssue.toFixed(1)} ms/issue wall` +
+        (agents === 1 ? `, overhead vs shell ${(perIssue - baseline / ISSUES).toFixed(1)} ms/issue` : "")
+    )
+  }
+  const samples: Array<number> = []
+  let survivors = 0
+  for (let i = 0; i < 5; i++) {
+    const r = await timeoutToGone(300, 500)
+    samples.push(r.pastGrace)
+    survivors += r.survivors
+  }
+  samples.sort((a, b) => a - b)
+  console.log(
+    `  session_end timeout → last process of the group gone (grace 500 ms, SIGTERM ignored): ` +
+      `median ${samples[2]!.toFixed(0)} ms past the grace period, max ${samples[4]!.toFixed(0)} ms (target < 1000 ms); survivors: ${survivors}`
+  )
+}

@@ -1,0 +1,168 @@
+import { Command, Options } from "@effect/cli"
+import { Effect, Layer, Option } from "effect"
+import * as NodePath from "node:path"
+import { LandscapeSql } from "../landscape/sqlite.js"
+import { makeRunAbort, RunAbort, type RunAbortService } from "../loop/abort.js"
+import { formatLoopConfigError, type LoopConfig, loadLoopConfig } from "../loop/config.js"
+import { type LoopRunResult, runLoop } from "../loop/coordinator.js"
+import { CommandFixer } from "../loop/fixer.js"
+import { TelemetryConsole } from "../services/telemetry.js"
+import { dbOption, dbUrl, jsonOption, landscapeErrorsToExit, printHuman, printJson, table } from "./common.js"
+import { CliExit, ExitCodes } from "./exit.js"
+import { claimSigint } from "./signals.js"
+
+const configOption = Options.file("config").pipe(
+  Options.withAlias("c"),
+  Options.withDescription("Loop config file (YAML): implementer, commands, gate, validation_triggers, fixer, reviewer")
+)
+const issuesOption = Options.file("issues").pipe(
+  Options.withDescription(
+    "Issues file, overriding the config: a YAML/JSON list of {id, title, body, priority, depends_on}, " +
+      "or a beads issues.jsonl (detected by the .jsonl extension)"
+  ),
+  Options.optional
+)
+const repoOption = Options.directory("repo").pipe(
+  Options.withDescription("Git repository the issues are worked in (overrides `repo`); each issue gets its own worktree"),
+  Options.optional
+)
+const maxAgentsOption = Options.integer("max-agents").pipe(
+  Options.withDescription("How many issues run at once (overrides `max_agents`)"),
+  Options.optional
+)
+
+/** Applies the command-line overrides; relative paths resolve against the working directory. */
+export const applyOverrides = (
+  config: LoopConfig,
+  overrides: {
+    readonly issues: Option.Option<string>
+    readonly repo: Option.Option<string>
+    readonly maxAgents: Option.Option<number>
+  }
+): LoopConfig => ({
+  ...config,
+  issues: Option.match(overrides.issues, {
+    onNone: () => config.issues,
+    onSome: (file) => ({ kind: file.endsWith(".jsonl") ? "beads" as const : "file" as const, path: NodePath.resolve(file) })
+  }),
+  repo: Option.match(overrides.repo, { onNone: () => config.repo, onSome: (dir) => NodePath.resolve(dir) }),
+  maxAgents: Option.getOrElse(overrides.maxAgents, () => config.maxAgents)
+})
+
+/** The `--json` document. */
+export const loopJson = (result: LoopRunResult) => ({
+  run_id: result.run_id,
+  status: result.status,
+  reason: result.reason,
+  counts: result.counts,
+  issues: result.issues.map((issue) => ({
+    issue_id: issue.issue_id,
+    status: issue.status,
+    reason: issue.reason,
+    branch: issue.branch,
+    base_sha: issue.base_sha,
+    head_sha: issue.head_sha,
+    gate_attempts: issue.gate_attempts,
+    session_end: issue.session_end === null ? null : {
+      status: issue.session_end.status,
+      reason: issue.session_end.reason,
+      commands: issue.session_end.commands.map((c) => ({
+        ref: c.ref,
+        passed: c.passed,
+        exit_code: c.exit_code,
+        duration_ms: c.duration_ms
+      }))
+    },
+    review: issue.review === null ? null : {
+      status: issue.review.status,
+      verdict: issue.review.verdict,
+      findings: issue.review.findings.length,
+      blocking: issue.review.blocking.length
+    }
+  })),
+  run_end: { status: result.run_end.status, reason: result.run_end.reason }
+})
+
+const summary = (result: LoopRunResult) =>
+  [
+    table(
+      ["issue", "status", "reason", "gate", "session_end", "review"],
+      result.issues.map((i) => [
+        i.issue_id,
+        i.status,
+        i.reason ?? "",
+        String(i.gate_attempts),
+        i.session_end === null ? "" : `${i.session_end.status}${i.session_end.reason === null ? "" : ` (${i.session_end.reason})`}`,
+        i.review?.status ?? ""
+      ])
+    ),
+    `run_end: ${result.run_end.status}${result.run_end.reason === null ? "" : ` (${result.run_end.reason})`}`,
+    `loop ${result.run_id}: ${result.status}${result.reason === null ? "" : ` (${result.reason})`} — ` +
+    `${result.counts.success}/${result.counts.total} succeeded; logs in ${result.run_dir}`
+  ].join("\n")
+
+/** While the loop runs it owns SIGINT: the first drains, the second kills now. */
+const claimSigintFor = (abort: RunAbortService) =>
+  Effect.acquireRelease(
+    Effect.sync(() =>
+      claimSigint((count) => {
+        if (count <= 1) {
+          process.stderr.write("interrupt: draining (running commands finish; Ctrl-C again kills them now)\n")
+          Effect.runFork(abort.request("sigint"))
+        } else {
+          Effect.runFork(abort.requestHardKill)
+        }
+      })
+    ),
+    (release) => Effect.sync(release)
+  )
+
+export const loopCommand = Command.make(
+  "loop",
+  {
+    config: configOption,
+    issues: issuesOption,
+    repo: repoOption,
+    maxAgents: maxAgentsOption,
+    db: dbOption,
+    json: jsonOption
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const loaded = yield* loadLoopConfig(args.config).pipe(
+        Effect.mapError((e) => new CliExit({ code: ExitCodes.usage, message: formatLoopConfigError(e) }))
+      )
+      if (Option.isSome(args.maxAgents) && args.maxAgents.value < 1) {
+        return yield* Effect.fail(new CliExit({ code: ExitCodes.usage, message: "--max-agents must be at least 1" }))
+      }
+      const config = applyOverrides(loaded, args)
+      const abort = yield* makeRunAbort
+      yield* claimSigintFor(abort)
+      const result = yield* runLoop(config).pipe(
+        Effect.provideService(RunAbort, abort),
+        Effect.provide(Layer.mergeAll(CommandFixer(config), TelemetryConsole, LandscapeSql(dbUrl(args.db)))),
+        Effect.catchTags({
+          LoopConfigError: (e) => Effect.fail(new CliExit({ code: ExitCodes.usage, message: formatLoopConfigError(e) })),
+          IssueSourceError: (e) =>
+            Effect.fail(new CliExit({ code: ExitCodes.usage, message: `${e.file}: ${e.key}: ${e.message}` })),
+          WorkspaceError: (e) =>
+            Effect.fail(new CliExit({ code: ExitCodes.failed, message: `${e.operation} in ${e.path}: ${e.message}` })),
+          LoopRecordError: (e) =>
+            Effect.fail(new CliExit({ code: ExitCodes.failed, message: `audit write failed (${e.operation}): ${e.message}` }))
+        }),
+        landscapeErrorsToExit
+      )
+      if (args.json) yield* printJson(loopJson(result))
+      else yield* printHuman(summary(result))
+      if (result.status === "interrupted") return yield* Effect.fail(new CliExit({ code: ExitCodes.interrupted }))
+      if (result.status === "failed") return yield* Effect.fail(new CliExit({ code: ExitCodes.failed }))
+    }).pipe(Effect.scoped)
+).pipe(
+  Command.withDescription(
+    "Run an issue loop: each issue goes implementer → gate (retries with feedback) → session_end " +
+      "(validation, remediation through the fixer) → review → finalize in its own git worktree, then one " +
+      "run_end stage. Every actor is a shell command; every result is recorded in the Landscape. " +
+      "Exit 0 when some issue succeeded, 1 when none did (or run_end failed), 2 for an invalid config, " +
+      "130 on Ctrl-C (the first drains, the second kills)."
+  )
+)

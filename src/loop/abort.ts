@@ -1,0 +1,60 @@
+import { Context, Deferred, Effect, Layer, Option, Ref } from "effect"
+
+/**
+ * The run's single cancellation signal. A first request drains the run (no new
+ * issues, running commands finish, in-flight issues end `interrupted`, run_end is
+ * skipped); a hard kill additionally kills every running process group at once.
+ * Tests trigger it directly; the CLI wires SIGINT to it with `installSigintHandler`.
+ */
+export interface RunAbortService {
+  /** Drain the run. The first reason wins (`run_aborted`, `sigint`). */
+  readonly request: (reason: string) => Effect.Effect<void>
+  readonly reason: Effect.Effect<Option.Option<string>>
+  /** Completes when the first request arrives. */
+  readonly awaitRequest: Effect.Effect<string>
+  readonly requestHardKill: Effect.Effect<void>
+  readonly hardKill: Effect.Effect<boolean>
+  readonly awaitHardKill: Effect.Effect<void>
+}
+
+export class RunAbort extends Context.Tag("runledger/RunAbort")<RunAbort, RunAbortService>() {}
+
+export const makeRunAbort: Effect.Effect<RunAbortService> = Effect.gen(function*() {
+  const reason = yield* Ref.make(Option.none<string>())
+  const requested = yield* Deferred.make<string>()
+  const killed = yield* Deferred.make<void>()
+  return {
+    request: (r) =>
+      Ref.update(reason, (current) => (Option.isSome(current) ? current : Option.some(r))).pipe(
+        Effect.zipRight(Deferred.succeed(requested, r)),
+        Effect.asVoid
+      ),
+    reason: Ref.get(reason),
+    awaitRequest: Deferred.await(requested),
+    requestHardKill: Effect.asVoid(Deferred.succeed(killed, undefined)),
+    hardKill: Deferred.isDone(killed),
+    awaitHardKill: Deferred.await(killed)
+  }
+})
+
+export const RunAbortLive: Layer.Layer<RunAbort> = Layer.effect(RunAbort, makeRunAbort)
+
+/**
+ * Routes SIGINT to the abort signal for the lifetime of the scope: the first drains,
+ * the second kills everything now. While installed, Node's default exit on SIGINT
+ * is suppressed, so the edge decides the exit code (130).
+ */
+export const installSigintHandler = (abort: RunAbortService) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      let count = 0
+      const onSigint = () => {
+        count++
+        Effect.runFork(count === 1 ? abort.request("sigint") : abort.requestHardKill)
+        if (count === 1) process.stderr.write("interrupt: draining (press Ctrl-C again to kill now)\n")
+      }
+      process.on("SIGINT", onSigint)
+      return onSigint
+    }),
+    (listener) => Effect.sync(() => process.off("SIGINT", listener))
+  )

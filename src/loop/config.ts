@@ -1,0 +1,374 @@
+import { FileSystem, Path } from "@effect/platform"
+import { Effect, Either, ParseResult, Schema } from "effect"
+import * as YAML from "yaml"
+
+/** Invalid loop configuration: names the file, the key and the offending value. */
+export class LoopConfigError extends Schema.TaggedError<LoopConfigError>()("LoopConfigError", {
+  file: Schema.String,
+  key: Schema.String,
+  value: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/** The exact migration error for the legacy run-level validation key. */
+export const GLOBAL_VALIDATION_MIGRATION_ERROR = [
+  "global_validation_commands is deprecated. Migrate to validation_triggers.run_end:",
+  "",
+  "validation_triggers:",
+  "  run_end:",
+  "    failure_mode: continue",
+  "    commands:",
+  "      - ref: test",
+  "      - ref: lint",
+  ""
+].join("\n")
+
+const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+/** Parses `500ms`, `2s`, `10m`, `1h` or a number of seconds into milliseconds. */
+export const parseDuration = (input: unknown): number | undefined => {
+  if (typeof input === "number") return Number.isFinite(input) && input >= 0 ? Math.round(input * 1000) : undefined
+  if (typeof input !== "string") return undefined
+  const match = DURATION_RE.exec(input)
+  if (match === null) return undefined
+  return Math.round(Number(match[1]) * UNIT_MS[match[2] ?? "s"]!)
+}
+
+/** A duration in the config file, decoded to milliseconds. */
+export const DurationMs = Schema.transformOrFail(Schema.Union(Schema.Number, Schema.String), Schema.Number, {
+  strict: true,
+  decode: (input, _, ast) => {
+    const ms = parseDuration(input)
+    return ms === undefined
+      ? ParseResult.fail(
+        new ParseResult.Type(ast, input, `bad duration ${JSON.stringify(input)}: expected e.g. 500ms, 2s, 10m, 1h or seconds`)
+      )
+      : ParseResult.succeed(ms)
+  },
+  encode: (ms) => ParseResult.succeed(`${ms}ms`)
+})
+
+const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
+const FailureMode = Schema.Literal("abort", "continue", "remediate")
+export type FailureMode = typeof FailureMode.Type
+const FireOn = Schema.Literal("success", "failure", "both")
+export type FireOn = typeof FireOn.Type
+const Priority = Schema.Literal("P0", "P1", "P2", "P3")
+
+const CommandSpec = Schema.Struct({
+  command: Schema.NonEmptyString,
+  timeout: Schema.optional(DurationMs),
+  allow_fail: Schema.optionalWith(Schema.Boolean, { default: () => false })
+})
+/** A named command: a string, or `{command, timeout, allow_fail}`. */
+const CommandEntry = Schema.Union(Schema.NonEmptyString, CommandSpec)
+
+const Actor = Schema.Struct({
+  command: Schema.NonEmptyString,
+  timeout: Schema.optional(DurationMs)
+})
+
+const CommandRef = Schema.Struct({ ref: Schema.NonEmptyString })
+const CodeReview = Schema.Struct({ enabled: Schema.optionalWith(Schema.Boolean, { default: () => false }) })
+
+const SessionEndSchema = Schema.Struct({
+  failure_mode: Schema.optionalWith(FailureMode, { default: () => "continue" as const }),
+  max_retries: Schema.optional(NonNegativeInt),
+  timeout: Schema.optional(DurationMs),
+  commands: Schema.optionalWith(Schema.Array(CommandRef), { default: () => [] }),
+  code_review: Schema.optional(CodeReview)
+})
+
+const RunEndSchema = Schema.Struct({
+  fire_on: Schema.optionalWith(FireOn, { default: () => "success" as const }),
+  failure_mode: Schema.optionalWith(FailureMode, { default: () => "continue" as const }),
+  max_retries: Schema.optional(NonNegativeInt),
+  timeout: Schema.optional(DurationMs),
+  commands: Schema.optionalWith(Schema.Array(CommandRef), { default: () => [] }),
+  code_review: Schema.optional(CodeReview)
+})
+
+const LoopConfigFile = Schema.Struct({
+  repo: Schema.optionalWith(Schema.NonEmptyString, { default: () => "." }),
+  issues: Schema.optional(Schema.NonEmptyString),
+  beads: Schema.optional(Schema.NonEmptyString),
+  workdir: Schema.optionalWith(Schema.NonEmptyString, { default: () => ".runledger" }),
+  max_agents: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 1 }),
+  kill_grace: Schema.optionalWith(DurationMs, { default: () => 5000 }),
+  keep_worktrees: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  implementer: Actor,
+  commands: Schema.optionalWith(Schema.Record({ key: Schema.String, value: CommandEntry }), { default: () => ({}) }),
+  gate: Schema.optionalWith(
+    Schema.Struct({
+      commands: Schema.optionalWith(Schema.Array(Schema.NonEmptyString), { default: () => [] }),
+      max_retries: Schema.optionalWith(NonNegativeInt, { default: () => 2 }),
+      require_commit: Schema.optionalWith(Schema.Boolean, { default: () => true })
+    }),
+    { default: () => ({ commands: [], max_retries: 2, require_commit: true }) }
+  ),
+  validation_triggers: Schema.optional(Schema.Struct({
+    session_end: Schema.optional(SessionEndSchema),
+    run_end: Schema.optional(RunEndSchema)
+  })),
+  fixer: Schema.optional(Actor),
+  reviewer: Schema.optional(Schema.Struct({
+    command: Schema.NonEmptyString,
+    timeout: Schema.optional(DurationMs),
+    finding_threshold: Schema.optionalWith(Priority, { default: () => "P1" as const }),
+    max_retries: Schema.optionalWith(NonNegativeInt, { default: () => 1 })
+  })),
+  finalize: Schema.optional(Actor)
+})
+
+/** One runnable command after resolution of named refs. */
+export interface CommandDef {
+  readonly ref: string
+  readonly command: string
+  readonly timeoutMs: number | undefined
+  readonly allowFail: boolean
+}
+
+export interface ActorDef {
+  readonly command: string
+  readonly timeoutMs: number | undefined
+}
+
+/** Shared shape of the two validation triggers. */
+export interface TriggerConfig {
+  readonly failureMode: FailureMode
+  /** Validations after the first one, with the fixer between them (remediate only). */
+  readonly maxRetries: number
+  readonly timeoutMs: number | undefined
+  readonly commands: ReadonlyArray<CommandDef>
+  readonly codeReview: boolean
+}
+
+export interface RunEndConfig extends TriggerConfig {
+  readonly fireOn: FireOn
+}
+
+/** The loop config with every default made explicit and every path absolute. */
+export interface LoopConfig {
+  /** The file it was loaded from (absolute), or `<inline>`. */
+  readonly file: string
+  readonly repo: string
+  readonly issues: { readonly kind: "file" | "beads"; readonly path: string } | undefined
+  readonly workdir: string
+  readonly maxAgents: number
+  readonly killGraceMs: number
+  readonly keepWorktrees: boolean
+  readonly implementer: ActorDef
+  readonly commands: Readonly<Record<string, CommandDef>>
+  readonly gate: {
+    readonly commands: ReadonlyArray<CommandDef>
+    readonly maxRetries: number
+    readonly requireCommit: boolean
+  }
+  readonly sessionEnd: TriggerConfig | undefined
+  readonly runEnd: RunEndConfig | undefined
+  readonly fixer: ActorDef | undefined
+  readonly reviewer:
+    | (ActorDef & { readonly findingThreshold: 0 | 1 | 2 | 3; readonly maxRetries: number })
+    | undefined
+  readonly finalize: ActorDef | undefined
+}
+
+const show = (value: unknown): string | undefined => {
+  if (value === undefined) return undefined
+  try {
+    return typeof value === "string" ? value : JSON.stringify(value)
+  } catch {
+    return String(value)
+  }
+}
+
+const lookup = (root: unknown, path: ReadonlyArray<PropertyKey>): unknown => {
+  let current: unknown = root
+  for (const key of path) {
+    if (current === null || typeof current !== "object") return undefined
+    current = (current as Record<PropertyKey, unknown>)[key]
+  }
+  return current
+}
+
+type Decoded = typeof LoopConfigFile.Type
+
+/** Cross-field rules the schema cannot express; returns the first violation. */
+const resolve = (
+  file: string,
+  baseDir: string,
+  raw: Decoded,
+  join: (a: string, b: string) => string
+): Either.Either<LoopConfig, LoopConfigError> => {
+  const fail = (key: string, value: unknown, message: string): Either.Either<never, LoopConfigError> => {
+    const shown = show(value)
+    return Either.left(new LoopConfigError(shown === undefined ? { file, key, message } : { file, key, value: shown, message }))
+  }
+
+  const commands: Record<string, CommandDef> = {}
+  for (const [name, entry] of Object.entries(raw.commands)) {
+    commands[name] = typeof entry === "string"
+      ? { ref: name, command: entry, timeoutMs: undefined, allowFail: false }
+      : { ref: name, command: entry.command, timeoutMs: entry.timeout, allowFail: entry.allow_fail }
+  }
+  const known = Object.keys(commands).join(", ") || "(none)"
+  const refs = (key: string, names: ReadonlyArray<string>): Either.Either<Array<CommandDef>, LoopConfigError> => {
+    const out: Array<CommandDef> = []
+    for (const [i, name] of names.entries()) {
+      const def = commands[name]
+      if (def === undefined) {
+        return fail(`${key}[${i}]`, name, `refers to undefined command "${name}"; defined commands: ${known}`)
+      }
+      out.push(def)
+    }
+    return Either.right(out)
+  }
+
+  const gate = refs("gate.commands", raw.gate.commands)
+  if (Either.isLeft(gate)) return Either.left(gate.left)
+
+  const trigger = (
+    name: "session_end" | "run_end",
+    t: typeof SessionEndSchema.Type | undefined
+  ): Either.Either<TriggerConfig | undefined, LoopConfigError> => {
+    if (t === undefined) return Either.right(undefined)
+    const key = `validation_triggers.${name}`
+    const cmds = refs(`${key}.commands`, t.commands.map((c) => c.ref))
+    if (Either.isLeft(cmds)) return Either.left(cmds.left)
+    if (t.failure_mode === "remediate") {
+      if (t.max_retries === undefined) {
+        return fail(`${key}.max_retries`, undefined, "is required when failure_mode is remediate")
+      }
+      if (raw.fixer === undefined) {
+        return fail(`${key}.failure_mode`, "remediate", "remediate needs a fixer: add a top-level `fixer: {command: ...}`")
+      }
+    }
+    const codeReview = t.code_review?.enabled ?? false
+    if (codeReview && raw.reviewer === undefined) {
+      return fail(`${key}.code_review.enabled`, true, "code review needs a top-level `reviewer: {command: ...}`")
+    }
+    const config: TriggerConfig = {
+      failureMode: t.failure_mode,
+      maxRetries: t.failure_mode === "remediate" ? t.max_retries ?? 0 : 0,
+      timeoutMs: t.timeout,
+      commands: cmds.right,
+      codeReview
+    }
+    return Either.right(config)
+  }
+
+  const sessionEnd = trigger("session_end", raw.validation_triggers?.session_end)
+  if (Either.isLeft(sessionEnd)) return Either.left(sessionEnd.left)
+  const runEndRaw = raw.validation_triggers?.run_end
+  const runEnd = trigger("run_end", runEndRaw)
+  if (Either.isLeft(runEnd)) return Either.left(runEnd.left)
+
+  if (raw.issues !== undefined && raw.beads !== undefined) {
+    return fail("beads", raw.beads, "give either `issues` or `beads`, not both")
+  }
+  const abs = (p: string) => (p.startsWith("/") ? p : join(baseDir, p))
+  const actor = (a: { command: string; timeout?: number | undefined } | undefined): ActorDef | undefined =>
+    a === undefined ? undefined : { command: a.command, timeoutMs: a.timeout }
+
+  const config: LoopConfig = {
+    file,
+    repo: abs(raw.repo),
+    issues: raw.issues !== undefined
+      ? { kind: "file", path: abs(raw.issues) }
+      : raw.beads !== undefined
+      ? { kind: "beads", path: abs(raw.beads) }
+      : undefined,
+    workdir: abs(raw.workdir),
+    maxAgents: raw.max_agents,
+    killGraceMs: raw.kill_grace,
+    keepWorktrees: raw.keep_worktrees,
+    implementer: actor(raw.implementer)!,
+    commands,
+    gate: { commands: gate.right, maxRetries: raw.gate.max_retries, requireCommit: raw.gate.require_commit },
+    sessionEnd: sessionEnd.right,
+    runEnd: runEnd.right === undefined || runEndRaw === undefined
+      ? undefined
+      : { ...runEnd.right, fireOn: runEndRaw.fire_on },
+    fixer: actor(raw.fixer),
+    reviewer: raw.reviewer === undefined ? undefined : {
+      command: raw.reviewer.command,
+      timeoutMs: raw.reviewer.timeout,
+      findingThreshold: Number(raw.reviewer.finding_threshold.slice(1)) as 0 | 1 | 2 | 3,
+      maxRetries: raw.reviewer.max_retries
+    },
+    finalize: actor(raw.finalize)
+  }
+  return Either.right(config)
+}
+
+const decodeFile = Schema.decodeUnknownEither(LoopConfigFile, { onExcessProperty: "error", errors: "first" })
+
+const posixJoin = (a: string, b: string) => {
+  const parts = `${a}/${b}`.split("/")
+  const out: Array<string> = []
+  for (const part of parts) {
+    if (part === "" || part === ".") continue
+    if (part === "..") out.pop()
+    else out.push(part)
+  }
+  return "/" + out.join("/")
+}
+
+/**
+ * Validates an already-parsed config document. `file` names it in errors; relative
+ * paths resolve against `baseDir` (the config file's directory).
+ */
+export const parseLoopConfig = (
+  raw: unknown,
+  file: string,
+  baseDir: string
+): Either.Either<LoopConfig, LoopConfigError> => {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    return Either.left(new LoopConfigError({ file, key: "(root)", value: String(raw), message: "expected a mapping" }))
+  }
+  if ("global_validation_commands" in raw) {
+    return Either.left(
+      new LoopConfigError({ file, key: "global_validation_commands", message: GLOBAL_VALIDATION_MIGRATION_ERROR })
+    )
+  }
+  const decoded = decodeFile(raw)
+  if (Either.isLeft(decoded)) {
+    const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
+    const path = issue?.path ?? []
+    const key = path.length === 0 ? "(root)" : path.map(String).join(".")
+    const message = issue === undefined
+      ? "invalid"
+      : issue._tag === "Unexpected"
+      ? "unknown key"
+      : issue._tag === "Missing"
+      ? "is required"
+      : issue.message
+    const value = show(lookup(raw, path))
+    return Either.left(
+      new LoopConfigError(value === undefined ? { file, key, message } : { file, key, value, message })
+    )
+  }
+  return resolve(file, baseDir, decoded.right, posixJoin)
+}
+
+/** Renders a config error as the one-line (or, for migrations, multi-line) CLI message. */
+export const formatLoopConfigError = (error: LoopConfigError): string =>
+  error.key === "global_validation_commands"
+    ? `${error.file}: ${error.message}`
+    : `${error.file}: ${error.key}${error.value === undefined ? "" : ` = ${error.value}`}: ${error.message}`
+
+/** Reads and validates a loop config file (YAML or JSON). */
+export const loadLoopConfig = Effect.fn("loop.loadLoopConfig")(function*(file: string) {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const absolute = path.resolve(file)
+  const text = yield* fs.readFileString(absolute).pipe(
+    Effect.mapError((e) => new LoopConfigError({ file: absolute, key: "(file)", message: `cannot read: ${e.message}` }))
+  )
+  const raw = yield* Effect.try({
+    try: () => YAML.parse(text) as unknown,
+    catch: (e) => new LoopConfigError({ file: absolute, key: "(file)", message: `not valid YAML: ${String(e)}` })
+  })
+  return yield* parseLoopConfig(raw, absolute, path.dirname(absolute))
+})

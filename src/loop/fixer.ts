@@ -1,0 +1,74 @@
+import { CommandExecutor } from "@effect/platform"
+import { Effect, Layer } from "effect"
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import { Fixer, FixerError, NoFixer } from "../services/fixer.js"
+import type { LoopConfig } from "./config.js"
+import { supervise } from "./supervisor.js"
+
+/**
+ * The Fixer that runs the config's `fixer.command` under the supervisor, in the
+ * issue's worktree, with `FAILURE_FILE` (the failing commands and their output),
+ * `TRIGGER`, `ISSUE_ID` and `ATTEMPT` in its environment. Without a configured fixer
+ * it is `NoFixer`.
+ */
+export const CommandFixer = (
+  config: Pick<LoopConfig, "fixer" | "killGraceMs">
+): Layer.Layer<Fixer, never, CommandExecutor.CommandExecutor> => {
+  const fixer = config.fixer
+  if (fixer === undefined) return NoFixer
+  return Layer.effect(
+    Fixer,
+    Effect.gen(function*() {
+      const executor = yield* CommandExecutor.CommandExecutor
+      return {
+        available: true,
+        runFixer: (request) =>
+          Effect.gen(function*() {
+            const dir = request.env?.["ISSUE_DIR"] ?? NodeOs.tmpdir()
+            const stem = `fixer-${request.trigger}-${request.attempt}-${process.pid}-${Date.now()}`
+            const failureFile = NodePath.join(dir, `${stem}.failure.txt`)
+            yield* Effect.try({
+              try: () => {
+                NodeFs.mkdirSync(dir, { recursive: true })
+                NodeFs.writeFileSync(failureFile, request.failureOutput)
+              },
+              catch: (e) => new FixerError({ reason: "SpawnFailed", message: `cannot write FAILURE_FILE: ${String(e)}` })
+            })
+            const result = yield* supervise({
+              command: fixer.command,
+              cwd: request.cwd ?? process.cwd(),
+              env: {
+                ...request.env,
+                FAILURE_FILE: failureFile,
+                TRIGGER: request.trigger,
+                ISSUE_ID: request.issueId,
+                ATTEMPT: String(request.attempt)
+              },
+              timeoutMs: fixer.timeoutMs,
+              graceMs: config.killGraceMs,
+              logFile: NodePath.join(dir, `${stem}.log`)
+            }).pipe(
+              Effect.provideService(CommandExecutor.CommandExecutor, executor),
+              Effect.mapError((e) => new FixerError({ reason: "SpawnFailed", message: e.message }))
+            )
+            if (result.timedOut) {
+              return yield* Effect.fail(
+                new FixerError({ reason: "Timeout", message: `fixer timed out after ${fixer.timeoutMs}ms` })
+              )
+            }
+            if (result.exitCode !== 0) {
+              return yield* Effect.fail(
+                new FixerError({
+                  reason: "CommandFailed",
+                  message: `fixer exited with ${result.exitCode ?? result.signal}: ${result.outputTail.slice(-500)}`
+                })
+              )
+            }
+            return { exitCode: 0, durationMs: result.durationMs, outputTail: result.outputTail }
+          })
+      }
+    })
+  )
+}

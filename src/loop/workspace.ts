@@ -1,0 +1,79 @@
+import type { CommandExecutor } from "@effect/platform"
+import { Data, Effect } from "effect"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import { capture } from "./supervisor.js"
+
+/** A git operation on the repository or an issue worktree failed. */
+export class WorkspaceError extends Data.TaggedError("WorkspaceError")<{
+  readonly operation: string
+  readonly path: string
+  readonly message: string
+}> {}
+
+export const git = (cwd: string, ...args: Array<string>) =>
+  capture("git", args, cwd).pipe(
+    Effect.mapError((e) => new WorkspaceError({ operation: `git ${args[0]}`, path: cwd, message: e.message })),
+    Effect.flatMap((r) =>
+      r.exitCode === 0
+        ? Effect.succeed(r.stdout.trim())
+        : Effect.fail(
+          new WorkspaceError({ operation: `git ${args.join(" ")}`, path: cwd, message: r.stderr.trim() || `exit ${r.exitCode}` })
+        )
+    )
+  )
+
+export const headSha = (cwd: string) => git(cwd, "rev-parse", "HEAD")
+
+export const isClean = (cwd: string) => Effect.map(git(cwd, "status", "--porcelain"), (out) => out === "")
+
+export const commitsSince = (cwd: string, baseSha: string) =>
+  Effect.map(git(cwd, "rev-list", "--count", `${baseSha}..HEAD`), Number)
+
+/** Writes `git diff base..HEAD` to `file` and returns the HEAD it was taken at. */
+export const writeDiff = (cwd: string, baseSha: string, file: string) =>
+  Effect.gen(function*() {
+    const head = yield* headSha(cwd)
+    const diff = yield* git(cwd, "diff", `${baseSha}..${head}`)
+    yield* Effect.sync(() => NodeFs.writeFileSync(file, diff + "\n"))
+    return head
+  })
+
+export interface Workspace {
+  readonly path: string
+  readonly branch: string
+  /** Captured before the implementer runs; never changes for the issue. */
+  readonly baseSha: string
+}
+
+const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-+|-+$/g, "") || "issue"
+
+/**
+ * A git worktree on a new branch for one issue, removed when the scope closes (the
+ * branch and its commits stay). `lock` serialises git's worktree bookkeeping.
+ */
+export const acquireWorkspace = (options: {
+  readonly repo: string
+  readonly root: string
+  readonly runId: string
+  readonly issueId: string
+  readonly keep: boolean
+  readonly lock: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+}) =>
+  Effect.acquireRelease(
+    options.lock(Effect.gen(function*() {
+      const path = NodePath.join(options.root, safe(options.issueId))
+      const branch = `runledger/${safe(options.runId)}/${safe(options.issueId)}`
+      const baseSha = yield* headSha(options.repo)
+      yield* Effect.sync(() => NodeFs.mkdirSync(options.root, { recursive: true }))
+      yield* git(options.repo, "worktree", "add", "-q", "-b", branch, path, baseSha)
+      const workspace: Workspace = { path, branch, baseSha }
+      return workspace
+    })),
+    (ws) =>
+      options.keep
+        ? Effect.void
+        : options.lock(git(options.repo, "worktree", "remove", "--force", ws.path)).pipe(Effect.ignore)
+  )
+
+export type GitRequirements = CommandExecutor.CommandExecutor

@@ -1,0 +1,569 @@
+/**
+ * The row processor: the hot path. One source item at a time, a token and every token
+ * derived from it (explode children, aggregation outputs) run through the chain before
+ * the next item, breadth-first in creation order.
+ *
+ * It is synchronous on purpose: it builds the audit records of a row as plain objects
+ * and queues the row for its sink; the driver (run.ts) appends the records in one call
+ * per chunk and makes sink writes durable in batches. Outcomes of rows bound for a sink
+ * are *held* with that sink and reach the trail only after the sink's flush: a row is
+ * COMPLETED/ROUTED/QUARANTINED only once its write is durable.
+ *
+ * A retryable transform error with attempts left suspends the processor with a delay;
+ * the driver sleeps on the Clock and resumes it.
+ */
+import type { Clock } from "effect"
+import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
+import { evaluateExpression, routeLabel } from "../../core/expression.js"
+import {
+  type EdgeId,
+  newGroupId,
+  newOutcomeId,
+  newRowId,
+  newStateId,
+  newTokenId,
+  type NodeId,
+  type RunId
+} from "../../core/ids.js"
+import type { AuditRecord, NodeStateRecord, Outcome, OutcomeRecord } from "../../landscape/records.js"
+import type { AggregationStep, ChainStep, GateStep, PipelinePlan, TransformStep } from "../build.js"
+import type { Row, SourceItem } from "../plugins/protocol.js"
+import { AggregationFlushResult } from "./types.js"
+
+export interface RetryPolicy {
+  readonly maxAttempts: number
+  readonly initialDelayMs: number
+  readonly maxDelayMs: number
+  readonly base: number
+}
+
+export const retryPolicyOf = (plan: PipelinePlan): RetryPolicy => {
+  const r = plan.settings.retry
+  return {
+    maxAttempts: r?.max_attempts ?? 3,
+    initialDelayMs: (r?.initial_delay_seconds ?? 0.1) * 1000,
+    maxDelayMs: (r?.max_delay_seconds ?? 10) * 1000,
+    base: r?.exponential_base ?? 2
+  }
+}
+
+/** A token in flight. `next` is the index in the chain of the step it runs next. */
+export interface Token {
+  readonly tokenId: string
+  readonly rowId: string
+  readonly rowIndex: number
+  readonly row: Row
+  readonly next: number
+  readonly branch: string | null
+  readonly attempt: number
+}
+
+/** A run-stopping failure ("crash"): names the node, the row and the cause. */
+export class ProcessingCrash extends Error {
+  constructor(
+    message: string,
+    readonly nodeName: string,
+    readonly rowIndex: number,
+    override readonly cause?: unknown
+  ) {
+    super(message)
+  }
+}
+
+/** Rows bound for one sink, with the records to commit once they are durable. */
+export interface SinkQueue {
+  readonly name: string
+  readonly nodeId: NodeId
+  rows: Array<Row>
+  held: Array<HeldOutcome>
+}
+
+export interface HeldOutcome {
+  readonly state: NodeStateRecord
+  readonly outcome: OutcomeRecord
+  /** Monotonic nanoseconds when the row was queued (for the sink state's duration). */
+  readonly queuedAt: bigint
+}
+
+export type StepResult = { readonly _tag: "Done" } | { readonly _tag: "Sleep"; readonly millis: number }
+
+const DONE: StepResult = { _tag: "Done" }
+
+const errorText = (e: unknown): string => (e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e))
+
+export class Processor {
+  /** Records to append to the Landscape (drained by the driver after each chunk). */
+  records: Array<AuditRecord> = []
+  /** Counts of the outcomes in `records` (not the held ones). */
+  private tally = new Tally()
+  rowsProcessed = 0
+  readonly sinkQueues = new Map<string, SinkQueue>()
+  private queue: Array<Token> = []
+  private readonly hashes = new WeakMap<object, string>()
+  private readonly reasonJson = new Map<string, string>()
+  private lastMs = -1
+  private lastIso = ""
+  private readonly sinkStep: number
+  private readonly retry: RetryPolicy
+  /** Buffers of the aggregation steps, by chain index. */
+  readonly aggregationBuffers = new Map<number, Array<Token>>()
+
+  constructor(
+    readonly plan: PipelinePlan,
+    readonly runId: RunId,
+    private readonly clock: Clock.Clock,
+    private readonly edgeIds: ReadonlyMap<string, EdgeId>
+  ) {
+    this.sinkStep = plan.chain.length + 1
+    this.retry = retryPolicyOf(plan)
+    for (const [name, sink] of plan.sinks) this.sinkQueues.set(name, { name, nodeId: sink.nodeId, rows: [], held: [] })
+  }
+
+  // -------------------------------------------------------------------------
+  // Small helpers
+
+  nowIso(): string {
+    const ms = this.clock.unsafeCurrentTimeMillis()
+    if (ms !== this.lastMs) {
+      this.lastMs = ms
+      this.lastIso = new Date(ms).toISOString()
+    }
+    return this.lastIso
+  }
+
+  nanos(): bigint {
+    return this.clock.unsafeCurrentTimeNanos()
+  }
+
+  private hashRow(row: unknown): string {
+    if (row !== null && typeof row === "object") {
+      const cached = this.hashes.get(row)
+      if (cached !== undefined) return cached
+      const h = sha256Hex(canonicalJsonUnsafe(row))
+      this.hashes.set(row, h)
+      return h
+    }
+    return sha256Hex(canonicalJsonUnsafe(row))
+  }
+
+  private edge(from: NodeId, label: string): EdgeId {
+    const id = this.edgeIds.get(`${from}|${label}`)
+    if (id === undefined) throw new Error(`no edge from ${from} labelled ${label}`)
+    return id
+  }
+
+  private state(token: Token, nodeId: NodeId, step: number, attempt: number, inputHash: string): NodeStateRecord {
+    return {
+      _tag: "NodeState",
+      state_id: newStateId(),
+      token_id: token.tokenId,
+      run_id: this.runId,
+      node_id: nodeId,
+      step_index: step,
+      attempt,
+      status: "open",
+      input_hash: inputHash,
+      output_hash: null,
+      duration_ms: null,
+      error_json: null,
+      started_at: this.nowIso(),
+      completed_at: null
+    }
+  }
+
+  private close(state: NodeStateRecord, status: "completed" | "failed", started: bigint, outputHash: string | null, error?: unknown): void {
+    state.status = status
+    state.output_hash = outputHash
+    state.duration_ms = Number(this.nanos() - started) / 1e6
+    state.error_json = error === undefined ? null : canonicalJsonUnsafe(error)
+    state.completed_at = this.nowIso()
+  }
+
+  outcome(tokenId: string, outcome: Outcome, extra: Partial<OutcomeRecord> = {}): OutcomeRecord {
+    return {
+      _tag: "Outcome",
+      outcome_id: newOutcomeId(),
+      run_id: this.runId,
+      token_id: tokenId,
+      outcome,
+      is_terminal: outcome === "BUFFERED" ? 0 : 1,
+      sink_name: null,
+      batch_id: null,
+      fork_group_id: null,
+      join_group_id: null,
+      expand_group_id: null,
+      error_hash: null,
+      context_json: null,
+      recorded_at: this.nowIso(),
+      ...extra
+    }
+  }
+
+  /** Records an outcome that needs no sink write (FAILED, EXPANDED, …) and counts it. */
+  private direct(tokenId: string, outcome: Outcome, extra: Partial<OutcomeRecord> = {}): void {
+    this.records.push(this.outcome(tokenId, outcome, extra))
+    this.tally.add(outcome, undefined)
+  }
+
+  /** Queues `row` for `sinkName`; its outcome is held until the sink's write is durable. */
+  private toSink(token: Token, row: Row, sinkName: string, outcome: "COMPLETED" | "ROUTED" | "QUARANTINED", context?: unknown): void {
+    const queue = this.sinkQueues.get(sinkName)
+    if (queue === undefined) throw new ProcessingCrash(`no sink named '${sinkName}'`, sinkName, token.rowIndex)
+    const state = this.state(token, queue.nodeId, this.sinkStep, 1, this.hashRow(row))
+    queue.rows.push(row)
+    queue.held.push({
+      state,
+      outcome: this.outcome(token.tokenId, outcome, {
+        sink_name: sinkName,
+        context_json: context === undefined ? null : canonicalJsonUnsafe(context)
+      }),
+      queuedAt: this.nanos()
+    })
+  }
+
+  /** Takes the records built so far and what their outcomes count. */
+  drain(): { readonly records: Array<AuditRecord>; readonly result: AggregationFlushResult } {
+    const records = this.records
+    const result = this.tally.toResult()
+    this.records = []
+    this.tally = new Tally()
+    return { records, result }
+  }
+
+  /** Rows waiting for a sink write, over all sinks. */
+  pendingRows(): number {
+    let n = 0
+    for (const q of this.sinkQueues.values()) n += q.rows.length
+    return n
+  }
+
+  // -------------------------------------------------------------------------
+  // Source items
+
+  /** Records the row and its root token and queues the token (or quarantines the item). */
+  startItem(item: SourceItem): void {
+    const rowIndex = this.rowsProcessed++
+    const rowId = newRowId()
+    const tokenId = newTokenId()
+    const now = this.nowIso()
+    const payload = item._tag === "Valid" ? item.row : item.raw
+    let json: string
+    try {
+      json = canonicalJsonUnsafe(payload)
+    } catch (e) {
+      // A payload that cannot be hashed is kept as text so that the row is not lost.
+      json = canonicalJsonUnsafe({ __unhashable__: String(payload), error: errorText(e) })
+    }
+    const hash = sha256Hex(json)
+    if (item._tag === "Valid" && typeof item.row === "object" && item.row !== null) this.hashes.set(item.row, hash)
+    this.records.push(
+      {
+        _tag: "Row",
+        row_id: rowId,
+        run_id: this.runId,
+        source_node_id: this.plan.source.nodeId,
+        row_index: rowIndex,
+        source_data_hash: hash,
+        source_data_json: json,
+        created_at: now
+      },
+      {
+        _tag: "Token",
+        token_id: tokenId,
+        run_id: this.runId,
+        row_id: rowId,
+        fork_group_id: null,
+        join_group_id: null,
+        expand_group_id: null,
+        branch_name: null,
+        created_at: now
+      }
+    )
+    const token: Token = { tokenId, rowId, rowIndex, row: item._tag === "Valid" ? item.row : {}, next: 0, branch: null, attempt: 1 }
+    if (item._tag === "Valid") {
+      this.queue.push(token)
+      return
+    }
+    const destination = this.plan.source.instance.onValidationFailure
+    this.records.push({
+      _tag: "ValidationError",
+      error_id: `err_${tokenId.slice(4)}`,
+      run_id: this.runId,
+      node_id: this.plan.source.nodeId,
+      row_id: rowId,
+      row_hash: hash,
+      row_json: json,
+      error: item.error,
+      schema_mode: this.plan.source.instance.schema.mode,
+      destination,
+      created_at: now
+    })
+    if (destination === "discard") {
+      this.direct(tokenId, "QUARANTINED", { context_json: canonicalJsonUnsafe({ reason: "validation_failed", destination: "discard" }) })
+    } else {
+      const raw = item.raw
+      const row: Row = raw !== null && typeof raw === "object" && !Array.isArray(raw) ? (raw as Row) : { __raw_value__: raw }
+      this.toSink(token, row, destination, "QUARANTINED", { reason: "validation_failed" })
+    }
+  }
+
+  /** Tokens of the current item still to run (failed as a whole when the run crashes). */
+  inFlight(): ReadonlyArray<Token> {
+    return this.queue
+  }
+
+  /** Marks every in-flight token FAILED (the run is stopping). */
+  failInFlight(reason: string): void {
+    for (const t of this.queue) this.direct(t.tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason }) })
+    this.queue = []
+  }
+
+  /** Queues a token created outside the source (aggregation outputs). */
+  enqueue(token: Token): void {
+    this.queue.push(token)
+  }
+
+  // -------------------------------------------------------------------------
+  // Running tokens
+
+  /** Runs queued tokens until the queue is empty or a retry needs to wait. */
+  run(): StepResult {
+    while (this.queue.length > 0) {
+      const token = this.queue[0]!
+      const result = this.runToken(token)
+      if (result !== DONE) return result
+      this.queue.shift()
+    }
+    return DONE
+  }
+
+  /** Runs one token from its `next` step to a sink, a buffer or a drop. Mutates the queue head on retry. */
+  private runToken(start: Token): StepResult {
+    let token = start
+    const chain = this.plan.chain
+    while (token.next < chain.length) {
+      const step = chain[token.next]!
+      switch (step.kind) {
+        case "transform": {
+          const r = this.runTransform(step, token)
+          if (r === "stop") return DONE
+          if (typeof r === "object" && "_tag" in r && r._tag === "Sleep") return r
+          token = r as Token
+          break
+        }
+        case "gate": {
+          const r = this.runGate(step, token)
+          if (r === undefined) return DONE
+          token = r
+          break
+        }
+        case "aggregation": {
+          this.bufferForAggregation(step, token)
+          return DONE
+        }
+      }
+    }
+    const sink = token.branch !== null && this.plan.sinks.has(token.branch) ? token.branch : this.plan.defaultSink
+    this.toSink(token, token.row, sink, "COMPLETED")
+    return DONE
+  }
+
+  private runTransform(step: TransformStep, token: Token): Token | "stop" | StepResult {
+    const inputHash = this.hashRow(token.row)
+    const state = this.state(token, step.nodeId, step.step, token.attempt, inputHash)
+    const started = this.nanos()
+    let result
+    try {
+      result = step.instance.process(token.row)
+    } catch (e) {
+      this.close(state, "failed", started, null, { message: errorText(e) })
+      this.records.push(state)
+      this.queue.shift()
+      this.direct(token.tokenId, "FAILED", { error_hash: sha256Hex(errorText(e)) })
+      throw new ProcessingCrash(`transform '${step.name}' failed on row ${token.rowIndex}: ${errorText(e)}`, step.name, token.rowIndex, e)
+    }
+    switch (result._tag) {
+      case "Success": {
+        this.close(state, "completed", started, this.hashRow(result.row))
+        this.records.push(state)
+        return { ...token, row: result.row, next: token.next + 1, attempt: 1 }
+      }
+      case "Expand": {
+        const expandGroup = newGroupId()
+        this.close(state, "completed", started, this.hashRow(result.rows))
+        this.records.push(state)
+        this.direct(token.tokenId, "EXPANDED", { expand_group_id: expandGroup })
+        const now = this.nowIso()
+        for (const [i, row] of result.rows.entries()) {
+          const child: Token = {
+            tokenId: newTokenId(),
+            rowId: token.rowId,
+            rowIndex: token.rowIndex,
+            row,
+            next: token.next + 1,
+            branch: token.branch,
+            attempt: 1
+          }
+          this.records.push(
+            {
+              _tag: "Token",
+              token_id: child.tokenId,
+              run_id: this.runId,
+              row_id: token.rowId,
+              fork_group_id: null,
+              join_group_id: null,
+              expand_group_id: expandGroup,
+              branch_name: token.branch,
+              created_at: now
+            },
+            { _tag: "TokenParent", token_id: child.tokenId, parent_token_id: token.tokenId, ordinal: i }
+          )
+          this.queue.push(child)
+        }
+        return "stop"
+      }
+      case "Error": {
+        const details = result.reason
+        this.close(state, "failed", started, null, details)
+        this.records.push(state)
+        const onError = step.instance.onError
+        this.records.push({
+          _tag: "TransformError",
+          error_id: `err_${state.state_id.slice(3)}`,
+          run_id: this.runId,
+          token_id: token.tokenId,
+          node_id: step.nodeId,
+          state_id: state.state_id,
+          row_hash: inputHash,
+          row_json: canonicalJsonUnsafe(token.row),
+          error_details_json: canonicalJsonUnsafe({ ...details, retryable: result.retryable, attempt: token.attempt }),
+          destination: onError ?? "none",
+          created_at: this.nowIso()
+        })
+        if (result.retryable && token.attempt < this.retry.maxAttempts) {
+          const delay = Math.min(this.retry.maxDelayMs, this.retry.initialDelayMs * Math.pow(this.retry.base, token.attempt - 1))
+          this.queue[0] = { ...token, attempt: token.attempt + 1 }
+          return { _tag: "Sleep", millis: delay }
+        }
+        if (onError === undefined) {
+          this.queue.shift()
+          this.direct(token.tokenId, "FAILED", { error_hash: sha256Hex(canonicalJsonUnsafe(details)) })
+          throw new ProcessingCrash(
+            `transform '${step.name}' returned an error for row ${token.rowIndex} and has no on_error: ${canonicalJsonUnsafe(details)}`,
+            step.name,
+            token.rowIndex
+          )
+        }
+        if (onError === "discard") {
+          this.direct(token.tokenId, "QUARANTINED", {
+            error_hash: sha256Hex(canonicalJsonUnsafe(details)),
+            context_json: canonicalJsonUnsafe({ reason: "transform_error", node: step.name, destination: "discard" })
+          })
+          return "stop"
+        }
+        this.records.push({
+          _tag: "RoutingEvent",
+          event_id: `evt_${state.state_id.slice(3)}`,
+          state_id: state.state_id,
+          edge_id: this.edge(step.nodeId, "on_error"),
+          routing_group_id: `grp_${state.state_id.slice(3)}`,
+          ordinal: 0,
+          mode: "divert",
+          reason_json: canonicalJsonUnsafe({ on_error: onError, error: details }),
+          created_at: this.nowIso()
+        })
+        this.toSink(token, token.row, onError, "ROUTED", { reason: "transform_error", node: step.name })
+        return "stop"
+      }
+    }
+  }
+
+  /** Evaluates a gate; returns the token moving on, or undefined when it left the chain. */
+  private runGate(step: GateStep, token: Token): Token | undefined {
+    const hash = this.hashRow(token.row)
+    const state = this.state(token, step.nodeId, step.step, 1, hash)
+    const started = this.nanos()
+    const evaluated = evaluateExpression(step.condition, token.row)
+    const fail = (message: string): never => {
+      this.close(state, "failed", started, null, { message })
+      this.records.push(state)
+      this.queue.shift()
+      this.direct(token.tokenId, "FAILED", { error_hash: sha256Hex(message) })
+      throw new ProcessingCrash(`gate '${step.name}' failed on row ${token.rowIndex}: ${message}`, step.name, token.rowIndex)
+    }
+    if (evaluated._tag === "Left") return fail(evaluated.left.message)
+    const label = routeLabel(evaluated.right)
+    const destination = step.settings.routes[label]
+    if (destination === undefined) {
+      return fail(`condition gave '${label}' but the gate has no route for it; routes: [${Object.keys(step.settings.routes).join(", ")}]`)
+    }
+    this.close(state, "completed", started, hash)
+    this.records.push(state)
+    if (destination === "fork") {
+      return fail("fork routes run with the aggregation engine, which this build does not include")
+    }
+    const key = `${step.index}|${label}`
+    let reason = this.reasonJson.get(key)
+    if (reason === undefined) {
+      reason = canonicalJsonUnsafe({ condition: step.settings.condition, result: label, destination })
+      this.reasonJson.set(key, reason)
+    }
+    this.records.push({
+      _tag: "RoutingEvent",
+      event_id: `evt_${state.state_id.slice(3)}`,
+      state_id: state.state_id,
+      edge_id: this.edge(step.nodeId, label),
+      routing_group_id: `grp_${state.state_id.slice(3)}`,
+      ordinal: 0,
+      mode: "move",
+      reason_json: reason,
+      created_at: this.nowIso()
+    })
+    if (destination === "continue") return { ...token, next: token.next + 1 }
+    this.toSink(token, token.row, destination, "ROUTED", { gate: step.name, label })
+    return undefined
+  }
+
+  private bufferForAggregation(step: AggregationStep, token: Token): void {
+    throw new ProcessingCrash(`aggregation '${step.name}' is not available in this build`, step.name, token.rowIndex)
+  }
+
+  /** The chain step a token at `next` would run, for messages. */
+  stepAt(next: number): ChainStep | undefined {
+    return this.plan.chain[next]
+  }
+}
+
+/**
+ * A mutable tally for the hot path; each unit of work turns its tally into an
+ * immutable AggregationFlushResult, and the run sums those.
+ */
+export class Tally {
+  private readonly n: Record<string, number> = {}
+  private readonly routed: Record<string, number> = {}
+
+  add(outcome: Outcome, sinkName: string | undefined): void {
+    this.n[outcome] = (this.n[outcome] ?? 0) + 1
+    if (outcome === "ROUTED" && sinkName !== undefined) this.routed[sinkName] = (this.routed[sinkName] ?? 0) + 1
+  }
+
+  addFailedCoalesce(): void {
+    this.n.COALESCE_FAILED = (this.n.COALESCE_FAILED ?? 0) + 1
+  }
+
+  toResult(): AggregationFlushResult {
+    const n = this.n
+    return AggregationFlushResult.make({
+      succeeded: n.COMPLETED ?? 0,
+      failed: n.FAILED ?? 0,
+      routed: n.ROUTED ?? 0,
+      quarantined: n.QUARANTINED ?? 0,
+      coalesced: n.COALESCED ?? 0,
+      coalesceFailed: n.COALESCE_FAILED ?? 0,
+      forked: n.FORKED ?? 0,
+      expanded: n.EXPANDED ?? 0,
+      buffered: n.BUFFERED ?? 0,
+      routedDestinations: { ...this.routed }
+    })
+  }
+}

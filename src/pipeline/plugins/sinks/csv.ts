@@ -1,0 +1,276 @@
+/**
+ * The `csv` sink: one header line, then one line per row, in the dialect of Python's
+ * `csv` module (minimal quoting, CRLF line ends, `""` for a lone empty field).
+ * Cells are Python text: floats by `repr`, `True`/`False`, empty for null, lists and
+ * mappings by `repr`.
+ *
+ * Streaming: the file is created at the first non-empty write and each later batch
+ * is appended to the open handle. The column set is fixed by that first write.
+ */
+import { createReadStream } from "node:fs"
+import { stat } from "node:fs/promises"
+import { parse } from "csv-parse"
+import { stringify } from "csv-stringify/sync"
+import { Effect, Schema } from "effect"
+import { decodeOptions } from "../options.js"
+import type { FieldType, PluginContext, Row, SchemaConfig, SinkInstance, SinkPlugin } from "../protocol.js"
+import { pyNumberRepr, pyRepr, pyStrRepr } from "../pyrepr.js"
+import { parseSchemaConfig } from "../schema.js"
+import {
+  checkHeaderExclusion,
+  columnsFor,
+  declaredTypes,
+  extraKeys,
+  fileSinkOptionFields,
+  hasOwn,
+  makeLifecycle,
+  resolveEncoding,
+  resolveRenames,
+  runError,
+  showRow,
+  type SinkLabel,
+  type TextEncoding,
+  validateBatch,
+  writeAfterComplete
+} from "./common.js"
+import { makeTextFile } from "./text-file.js"
+
+const PLUGIN = "csv"
+
+const Delimiter = Schema.String.pipe(
+  Schema.filter((s) =>
+    (s.length === 1 && s !== "\"" && s !== "\r" && s !== "\n") ||
+    "expected a single character other than a quote or a line break"
+  ),
+  Schema.annotations({ title: "a single character" })
+)
+
+export const CsvSinkOptions = Schema.Struct({
+  ...fileSinkOptionFields,
+  delimiter: Schema.optionalWith(Delimiter, { default: () => "," })
+})
+
+/** Rows are turned into text in slices of this many, so a large batch never becomes one string. */
+const SLICE_ROWS = 512
+
+/** Python text of one cell; `type` is the field's declared type, if any. */
+export const csvCell = (value: unknown, type: FieldType | undefined): string => {
+  if (value === null || value === undefined) return ""
+  switch (typeof value) {
+    case "string":
+      return value
+    case "boolean":
+      return value ? "True" : "False"
+    case "number":
+      return pyNumberRepr(value, type)
+    case "bigint":
+      return value.toString()
+    default:
+      return pyRepr(value)
+  }
+}
+
+/** The first record of an existing CSV file, or undefined when it is missing or empty. */
+const readHeader = (path: string, delimiter: string, encoding: TextEncoding): Promise<ReadonlyArray<string> | undefined> =>
+  stat(path).then(
+    (st) =>
+      st.size === 0 ? undefined : new Promise<ReadonlyArray<string> | undefined>((resolve, reject) => {
+        const input = createReadStream(path)
+        const parser = parse({ delimiter, bom: true, encoding: encoding.decoder, to: 1, relax_column_count: true })
+        let first: ReadonlyArray<string> | undefined
+        parser.on("readable", () => {
+          let record: unknown
+          while ((record = parser.read()) !== null) {
+            if (first === undefined) first = record as ReadonlyArray<string>
+          }
+        })
+        parser.on("error", (e) => {
+          input.destroy()
+          reject(e)
+        })
+        parser.on("end", () => {
+          input.destroy()
+          resolve(first)
+        })
+        input.on("error", reject)
+        input.pipe(parser)
+      }),
+    (e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : Promise.reject(e))
+  )
+
+interface Layout {
+  readonly columns: ReadonlyArray<string>
+  readonly columnSet: ReadonlySet<string>
+  /** Header cells to write, or undefined when an existing header is reused. */
+  readonly header: ReadonlyArray<string> | undefined
+}
+
+const makeCsvSink = (
+  label: SinkLabel,
+  ctx: PluginContext,
+  schema: SchemaConfig,
+  options: Schema.Schema.Type<typeof CsvSinkOptions>,
+  encoding: TextEncoding
+) =>
+  Effect.gen(function*() {
+    const life = yield* makeLifecycle(label)
+    const file = makeTextFile(label, options.path, encoding)
+    const types = declaredTypes(schema)
+    const { delimiter } = options
+    let layout: Layout | undefined
+    let received = 0
+
+    const renamesFromOptions = () => {
+      const headers = options.headers
+      if (headers !== undefined && headers !== null) {
+        // `normalized` and `original` both keep field names as they are.
+        return Effect.succeed(typeof headers === "string" ? undefined : new Map(Object.entries(headers)))
+      }
+      return resolveRenames(label, ctx, options.display_headers, options.restore_source_headers)
+    }
+
+    const render = (records: ReadonlyArray<ReadonlyArray<string>>, columnCount: number): string =>
+      stringify(records as Array<Array<string>>, {
+        delimiter,
+        record_delimiter: "\r\n",
+        // quote any field holding CR or LF, not only the full CRLF sequence
+        quote_record_delimiter: true,
+        eof: true,
+        // Python's writer quotes an empty field when it is the only one on its line.
+        quoted_empty: columnCount === 1
+      })
+
+    const decideLayout = (firstRow: Row) =>
+      Effect.gen(function*() {
+        const renames = yield* renamesFromOptions()
+        if (options.mode === "append") {
+          const existing = yield* Effect.tryPromise({
+            try: () => readHeader(options.path, delimiter, encoding),
+            catch: (cause) => runError(label, `cannot read the existing header of ${options.path}`, cause)
+          })
+          if (existing !== undefined) {
+            const back = new Map<string, string>()
+            if (renames !== undefined) for (const [field, shown] of renames) if (!back.has(shown)) back.set(shown, field)
+            const columns = existing.map((h) => back.get(h) ?? h)
+            const declared = schema.fields.map((f) => f.name)
+            if (schema.mode === "fixed" && columns.join("\u0000") !== declared.join("\u0000")) {
+              return yield* Effect.fail(
+                runError(
+                  label,
+                  `mode append: the existing header [${columns.map(pyStrRepr).join(", ")}] does not match the fixed schema fields [${
+                    declared.map(pyStrRepr).join(", ")
+                  }]`
+                )
+              )
+            }
+            if (schema.mode === "flexible") {
+              const missing = declared.filter((d) => !columns.includes(d))
+              if (missing.length > 0) {
+                return yield* Effect.fail(
+                  runError(
+                    label,
+                    `mode append: the existing header lacks schema field(s) ${missing.map(pyStrRepr).join(", ")}`
+                  )
+                )
+              }
+            }
+            return { columns, columnSet: new Set(columns), header: undefined } satisfies Layout
+          }
+        }
+        const columns = columnsFor(schema, firstRow)
+        return {
+          columns,
+          columnSet: new Set(columns),
+          header: columns.map((c) => renames?.get(c) ?? c)
+        } satisfies Layout
+      })
+
+    const checkKeys = (current: Layout, rows: ReadonlyArray<Row>) =>
+      Effect.suspend(() => {
+        for (let i = 0; i < rows.length; i++) {
+          const extra = extraKeys(rows[i]!, current.columnSet)
+          if (extra.length > 0) {
+            return Effect.fail(
+              runError(
+                label,
+                `input row ${received + i}: dict contains fields not in fieldnames: ${extra.map(pyStrRepr).join(", ")}; row: ${
+                  showRow(rows[i]!)
+                }`
+              )
+            )
+          }
+        }
+        return Effect.void
+      })
+
+    const writeRows = (current: Layout, rows: ReadonlyArray<Row>) =>
+      Effect.gen(function*() {
+        const { columns } = current
+        const columnTypes = columns.map((c) => types.get(c))
+        // the header goes out with the first batch, unless an existing one is reused
+        if (layout === undefined && current.header !== undefined) {
+          yield* file.append(render([current.header], columns.length))
+        }
+        for (let start = 0; start < rows.length; start += SLICE_ROWS) {
+          const slice = rows.slice(start, start + SLICE_ROWS)
+          const records = slice.map((row) =>
+            columns.map((c, j) => (hasOwn(row, c) ? csvCell(row[c], columnTypes[j]) : ""))
+          )
+          yield* file.append(render(records, columns.length))
+        }
+      })
+
+    const write = (rows: ReadonlyArray<Row>) =>
+      life.guard(
+        "write",
+        Effect.gen(function*() {
+          if (life.phase() === "completed") return yield* Effect.fail(writeAfterComplete(label))
+          if (rows.length === 0) return
+          yield* validateBatch(label, schema, options.validate_input, rows, received)
+          const current = layout ?? (yield* decideLayout(rows[0]!))
+          yield* checkKeys(current, rows)
+          if (!file.isOpen()) yield* file.open(options.mode)
+          yield* writeRows(current, rows)
+          layout = current
+          received += rows.length
+        }).pipe(Effect.uninterruptible)
+      )
+
+    const instance: SinkInstance = {
+      plugin: PLUGIN,
+      inputSchema: schema,
+      onStart: life.guard("on_start", file.prepare),
+      write,
+      flush: life.guard("flush", file.sync),
+      onComplete: life.guard(
+        "on_complete",
+        Effect.sync(() => {
+          life.setPhase("completed")
+        })
+      ),
+      close: life.exclusive(
+        Effect.suspend(() => {
+          if (life.phase() === "closed") return Effect.void
+          life.setPhase("closed")
+          return file.close
+        })
+      ),
+      artifact: life.exclusive(Effect.sync(() => file.artifact()))
+    }
+    return instance
+  })
+
+export const csvSink: SinkPlugin = {
+  kind: "sink",
+  name: PLUGIN,
+  description: "Writes rows to a CSV file (Python csv dialect: minimal quoting, CRLF line ends)",
+  create: (options, ctx) =>
+    Effect.gen(function*() {
+      const decoded = yield* decodeOptions(PLUGIN, CsvSinkOptions, options)
+      const schema = yield* parseSchemaConfig(PLUGIN, decoded.schema)
+      const encoding = yield* resolveEncoding(PLUGIN, decoded.encoding)
+      yield* checkHeaderExclusion(PLUGIN, decoded.display_headers, decoded.restore_source_headers)
+      const label: SinkLabel = { plugin: PLUGIN, nodeName: ctx.nodeName, target: decoded.path }
+      return yield* makeCsvSink(label, ctx, schema, decoded, encoding)
+    })
+}

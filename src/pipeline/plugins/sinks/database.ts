@@ -1,0 +1,304 @@
+/**
+ * The `database` sink: inserts rows into a SQLite table.
+ *
+ * The sink has a connection of its own (never the audit database's), opened at the
+ * first non-empty write, so a sink that receives no rows creates no database file.
+ * That first write also creates the table (after dropping it once with
+ * `if_exists: replace`). Each write is one transaction; a committed SQLite
+ * transaction is durable, so `flush` has nothing left to do.
+ *
+ * Artifact: `pathOrUri` is the configured URL. `contentHash` is the SHA-256 of the
+ * committed rows as JSON Lines — each row, in insert order, as Python's
+ * `json.dumps` of the row (declared float fields as floats) followed by `\n` — and
+ * `sizeBytes` is the length of that text in bytes. An auditor can recompute it from
+ * the table's rows without knowing how SQLite stores them.
+ */
+import { createHash, type Hash } from "node:crypto"
+import { mkdir } from "node:fs/promises"
+import { dirname } from "node:path"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { Effect, Exit, Schema, Scope } from "effect"
+import { decodeOptions } from "../options.js"
+import type { FieldType, Row, SchemaConfig, SinkInstance, SinkPlugin } from "../protocol.js"
+import { PluginConfigError } from "../protocol.js"
+import { pyJsonDumps, pyStrRepr } from "../pyrepr.js"
+import { parseSchemaConfig } from "../schema.js"
+import {
+  columnsFor,
+  declaredTypes,
+  extraKeys,
+  hasOwn,
+  makeLifecycle,
+  NonEmptyString,
+  runError,
+  showRow,
+  type SinkLabel,
+  validateBatch,
+  writeAfterComplete
+} from "./common.js"
+
+const PLUGIN = "database"
+
+export const DatabaseSinkOptions = Schema.Struct({
+  url: NonEmptyString,
+  table: NonEmptyString,
+  schema: Schema.Unknown,
+  if_exists: Schema.optionalWith(Schema.Literal("append", "replace"), { default: () => "append" as const }),
+  validate_input: Schema.optionalWith(Schema.Boolean, { default: () => false })
+})
+
+/** SQLite allows at most 32,766 bound parameters per statement. */
+export const MAX_PARAMETERS = 32_766
+
+/** Column types by declared field type (undeclared columns are VARCHAR). */
+export const SQL_TYPES: Readonly<Record<FieldType, string>> = {
+  str: "VARCHAR",
+  int: "INTEGER",
+  float: "FLOAT",
+  bool: "BOOLEAN",
+  any: "VARCHAR"
+}
+
+/**
+ * The SQLite file named by a URL: `sqlite:///relative.db`, `sqlite:////abs.db`,
+ * `sqlite://` or `:memory:` (in memory), or a plain path. Other schemes are refused.
+ */
+export const sqliteFilename = (url: string): { readonly filename: string } | { readonly error: string } => {
+  if (url === ":memory:") return { filename: ":memory:" }
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(url)
+  if (m === null) return { filename: url }
+  const scheme = m[1]!.toLowerCase()
+  if (scheme !== "sqlite" && !scheme.startsWith("sqlite+")) {
+    return { error: `only sqlite URLs are supported (sqlite:///relative.db, sqlite:////absolute.db), got scheme '${m[1]}'` }
+  }
+  const rest = m[2]!
+  if (rest.includes("?")) return { error: "query parameters in the URL are not supported" }
+  if (rest === "" || rest === "/" || rest === "/:memory:") return { filename: ":memory:" }
+  if (!rest.startsWith("/")) {
+    return { error: "expected sqlite:///relative/path.db or sqlite:////absolute/path.db (a sqlite URL has no host)" }
+  }
+  return { filename: rest.slice(1) }
+}
+
+interface Column {
+  readonly name: string
+  readonly type: FieldType | undefined
+}
+
+/** The value to bind for one cell, or an Error for values SQLite cannot store. */
+const bindValue = (value: unknown, type: FieldType | undefined): unknown => {
+  if (value === null || value === undefined) return null
+  switch (typeof value) {
+    case "string":
+      return value
+    case "boolean":
+      return value ? 1n : 0n
+    case "bigint":
+      return value
+    case "number":
+      // A JS number binds as REAL. Where the field is not a float, bind integral values
+      // as integers, as the Python driver does with ints (a VARCHAR column then holds
+      // '3', not '3.0').
+      return type !== "float" && Number.isInteger(value) && !Object.is(value, -0) &&
+          value >= -(2 ** 63) && value < 2 ** 63
+        ? BigInt(value)
+        : value
+    case "object":
+      if (value instanceof Uint8Array) return value
+      return new Error(
+        `a ${Array.isArray(value) ? "list" : "mapping"} cannot be stored in a database column (only scalar values)`
+      )
+    default:
+      return new Error(`a ${typeof value} cannot be stored in a database column`)
+  }
+}
+
+const makeDatabaseSink = (
+  label: SinkLabel,
+  schema: SchemaConfig,
+  options: Schema.Schema.Type<typeof DatabaseSinkOptions>,
+  filename: string
+) =>
+  Effect.gen(function*() {
+    const life = yield* makeLifecycle(label)
+    const types = declaredTypes(schema)
+    const floatFields = schema.fields.filter((f) => f.type === "float").map((f) => f.name)
+    let connection: { readonly scope: Scope.CloseableScope; readonly sql: SqliteClient.SqliteClient } | undefined
+    let columns: ReadonlyArray<Column> | undefined
+    let hash: Hash = createHash("sha256")
+    let size = 0
+    let received = 0
+
+    const prepare = Effect.suspend(() =>
+      filename === ":memory:" || filename === ""
+        ? Effect.void
+        : Effect.tryPromise({
+          try: () => mkdir(dirname(filename), { recursive: true }),
+          catch: (cause) => runError(label, `cannot create the parent directory of ${filename}`, cause)
+        }).pipe(Effect.asVoid)
+    )
+
+    const connect = Effect.gen(function*() {
+      yield* prepare
+      const scope = yield* Scope.make()
+      const sql = yield* SqliteClient.make({ filename, disableWAL: true }).pipe(
+        Effect.provide(Reactivity.layer),
+        Scope.extend(scope),
+        // the driver throws (a defect) when the file cannot be opened
+        Effect.catchAllDefect((cause) => Effect.fail(runError(label, `cannot open the database ${filename}`, cause))),
+        Effect.tapError(() => Scope.close(scope, Exit.void))
+      )
+      yield* sql`PRAGMA busy_timeout = 5000`.pipe(Effect.ignore)
+      return { scope, sql }
+    })
+
+    const decideColumns = (first: Row) =>
+      Effect.suspend(() => {
+        const names = columnsFor(schema, first)
+        const dotted = names.find((n) => n.includes("."))
+        if (dotted !== undefined) {
+          return Effect.fail(runError(label, `column name ${pyStrRepr(dotted)} contains '.', which is not supported`))
+        }
+        return Effect.succeed(names.map((name): Column => ({ name, type: types.get(name) })))
+      })
+
+    const toRecords = (cols: ReadonlyArray<Column>, rows: ReadonlyArray<Row>, offset: number) =>
+      Effect.suspend(() => {
+        const records: Array<Record<string, unknown>> = new Array(rows.length)
+        for (let i = 0; i < rows.length; i++) {
+          const row = rows[i]!
+          const record: Record<string, unknown> = {}
+          for (const col of cols) {
+            const bound = hasOwn(row, col.name) ? bindValue(row[col.name], col.type) : null
+            if (bound instanceof Error) {
+              return Effect.fail(
+                runError(label, `input row ${offset + i}, field ${pyStrRepr(col.name)}: ${bound.message}; row: ${showRow(row)}`)
+              )
+            }
+            Object.defineProperty(record, col.name, { value: bound, enumerable: true, writable: true, configurable: true })
+          }
+          records[i] = record
+        }
+        return Effect.succeed(records)
+      })
+
+    const write = (rows: ReadonlyArray<Row>) =>
+      life.guard(
+        "write",
+        Effect.gen(function*() {
+          if (life.phase() === "completed") return yield* Effect.fail(writeAfterComplete(label))
+          if (rows.length === 0) return
+          yield* validateBatch(label, schema, options.validate_input, rows, received)
+          const first = columns === undefined
+          const cols = columns ?? (yield* decideColumns(rows[0]!))
+          const names = new Set(cols.map((c) => c.name))
+          for (let i = 0; i < rows.length; i++) {
+            const extra = extraKeys(rows[i]!, names)
+            if (extra.length > 0) {
+              return yield* Effect.fail(
+                runError(
+                  label,
+                  `input row ${received + i} has field(s) ${extra.map(pyStrRepr).join(", ")} that are not columns of table ${
+                    pyStrRepr(options.table)
+                  }; row: ${showRow(rows[i]!)}`
+                )
+              )
+            }
+          }
+          connection ??= yield* connect
+          const { sql } = connection
+          const table = sql(options.table)
+          const chunkRows = Math.max(1, Math.floor((MAX_PARAMETERS - 1) / Math.max(1, cols.length)))
+          const nextHash = hash.copy()
+          let nextSize = size
+          const transaction = Effect.gen(function*() {
+            if (first) {
+              if (options.if_exists === "replace") yield* sql`DROP TABLE IF EXISTS ${table}`
+              const defs = cols.map((c) => sql`${sql(c.name)} ${sql.literal(SQL_TYPES[c.type ?? "str"])}`)
+              yield* sql`CREATE TABLE IF NOT EXISTS ${table} (${sql.csv(defs)})`
+            }
+            for (let start = 0; start < rows.length; start += chunkRows) {
+              const slice = rows.slice(start, start + chunkRows)
+              const records = yield* toRecords(cols, slice, received + start)
+              yield* sql`INSERT INTO ${table} ${sql.insert(records)}`
+              for (let i = 0; i < slice.length; i++) {
+                const line = Buffer.from(pyJsonDumps(slice[i]!, { floatFields }) + "\n", "utf8")
+                nextHash.update(line)
+                nextSize += line.length
+              }
+            }
+          })
+          yield* sql.withTransaction(transaction).pipe(
+            Effect.catchTag("SqlError", (e) =>
+              Effect.fail(runError(label, `cannot insert ${rows.length} row(s) into table ${pyStrRepr(options.table)}`, e)))
+          )
+          hash = nextHash
+          size = nextSize
+          columns = cols
+          received += rows.length
+        }).pipe(
+          Effect.catchAllDefect((cause) => Effect.fail(runError(label, "write failed", cause))),
+          Effect.uninterruptible
+        )
+      )
+
+    const instance: SinkInstance = {
+      plugin: PLUGIN,
+      inputSchema: schema,
+      onStart: life.guard("on_start", prepare),
+      write,
+      // each write committed its own transaction, which SQLite made durable
+      flush: life.guard("flush", Effect.void),
+      onComplete: life.guard(
+        "on_complete",
+        Effect.sync(() => {
+          life.setPhase("completed")
+        })
+      ),
+      close: life.exclusive(
+        Effect.suspend(() => {
+          if (life.phase() === "closed") return Effect.void
+          life.setPhase("closed")
+          const open = connection
+          connection = undefined
+          return open === undefined ? Effect.void : Scope.close(open.scope, Exit.void)
+        })
+      ),
+      artifact: life.exclusive(
+        Effect.sync(() =>
+          columns === undefined
+            ? undefined
+            : { pathOrUri: options.url, contentHash: hash.copy().digest("hex"), sizeBytes: size }
+        )
+      )
+    }
+    return instance
+  })
+
+export const databaseSink: SinkPlugin = {
+  kind: "sink",
+  name: PLUGIN,
+  description: "Inserts rows into a SQLite table (one transaction per write)",
+  create: (options, ctx) =>
+    Effect.gen(function*() {
+      const decoded = yield* decodeOptions(PLUGIN, DatabaseSinkOptions, options)
+      const schema = yield* parseSchemaConfig(PLUGIN, decoded.schema)
+      const target = sqliteFilename(decoded.url)
+      if ("error" in target) {
+        return yield* Effect.fail(new PluginConfigError({ plugin: PLUGIN, key: "url", value: decoded.url, message: target.error }))
+      }
+      if (decoded.table.includes(".")) {
+        return yield* Effect.fail(
+          new PluginConfigError({
+            plugin: PLUGIN,
+            key: "table",
+            value: decoded.table,
+            message: `table name ${pyStrRepr(decoded.table)} contains '.', which is not supported`
+          })
+        )
+      }
+      const label: SinkLabel = { plugin: PLUGIN, nodeName: ctx.nodeName, target: decoded.url }
+      return yield* makeDatabaseSink(label, schema, decoded, target.filename)
+    })
+}

@@ -1,0 +1,69 @@
+/**
+ * Options and helpers shared by the row and batch transforms.
+ */
+import { Effect, Schema } from "effect"
+import { decodeOptions, Destination, Identifier } from "../options.js"
+import type { PluginConfigError, Row, SchemaConfig } from "../protocol.js"
+import { PluginRunError } from "../protocol.js"
+import { parseSchemaConfig, validateStrict } from "../schema.js"
+
+/** `schema`, `on_error`, `required_input_fields`: shared by every transform but json_explode. */
+export const TransformCommonFields = {
+  schema: Schema.Unknown,
+  on_error: Schema.optional(Destination),
+  required_input_fields: Schema.optional(Schema.Array(Identifier))
+}
+
+export interface CommonTransformOptions {
+  readonly schema: unknown
+  readonly on_error?: string | undefined
+  readonly required_input_fields?: ReadonlyArray<string> | undefined
+}
+
+export interface DecodedTransform<A> {
+  readonly options: A
+  /** The configured schema as given. */
+  readonly schema: SchemaConfig
+  /**
+   * The schema the start-up check sees for this node's input: the configured one,
+   * with `requiredFields` replaced by `required_input_fields` when that option is set
+   * (the option takes precedence over the schema's own `required_fields`).
+   */
+  readonly inputSchema: SchemaConfig
+}
+
+/** Decodes options strictly and parses the `schema` option. */
+export const decodeTransform = <A extends CommonTransformOptions, I>(
+  plugin: string,
+  schema: Schema.Schema<A, I>,
+  raw: unknown
+): Effect.Effect<DecodedTransform<A>, PluginConfigError> =>
+  Effect.gen(function*() {
+    const options = yield* decodeOptions(plugin, schema, raw)
+    const parsed = yield* parseSchemaConfig(plugin, options.schema)
+    const required = options.required_input_fields
+    const inputSchema = required !== undefined && required.length > 0
+      ? { ...parsed, requiredFields: [...new Set(required)] }
+      : parsed
+    return { options, schema: parsed, inputSchema }
+  })
+
+/** Throws (a run failure) when `validate_input` is on and the row breaks the schema. */
+export const makeInputValidator = (
+  plugin: string,
+  enabled: boolean,
+  schema: SchemaConfig
+): ((row: Row) => void) => {
+  if (!enabled || schema.mode === "observed") return () => undefined
+  return (row) => {
+    const problem = validateStrict(schema, row)
+    if (problem !== undefined) {
+      throw new PluginRunError({ plugin, message: `input row does not match the schema (validate_input): ${problem}` })
+    }
+  }
+}
+
+export const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key)
+
+/** A shallow copy of a row that keeps every own key (including `__proto__`). */
+export const copyRow = (row: Row): Record<string, unknown> => Object.fromEntries(Object.keys(row).map((k) => [k, row[k]]))

@@ -1,0 +1,94 @@
+/**
+ * The `keyword_filter` transform: blocks rows whose scanned string fields match one
+ * of the blocked patterns (Python `re` syntax, unanchored search).
+ *
+ * The first hit (fields in order, then patterns in order) gives an error result
+ * with up to 40 code points of context either side of the match, `...` marking a
+ * cut end.
+ */
+import { Effect, Schema } from "effect"
+import type { RowTransformInstance, TransformPlugin } from "../protocol.js"
+import { PluginConfigError, TransformResult } from "../protocol.js"
+import { compilePyRegex } from "../pyregex.js"
+import { decodeTransform, hasOwn, TransformCommonFields } from "./common.js"
+
+const PLUGIN = "keyword_filter"
+
+const CONTEXT = 40
+
+const KeywordFilterOptions = Schema.Struct({
+  ...TransformCommonFields,
+  fields: Schema.Union(
+    Schema.String,
+    Schema.Array(Schema.String).pipe(
+      Schema.filter((a) => a.length > 0 || "expected at least one field name"),
+      Schema.annotations({ title: "a list of field names" })
+    )
+  ).annotations({ title: "a field name, a list of field names, or 'all'" }),
+  blocked_patterns: Schema.Array(Schema.String).pipe(
+    Schema.filter((a) => a.length > 0 || "expected at least one pattern"),
+    Schema.annotations({ title: "a list of regular expressions" })
+  )
+})
+
+/** `text` around the match [start, end) (UTF-16 indices), 40 code points either side. */
+export const matchContext = (text: string, start: number, end: number): string => {
+  const before = Array.from(text.slice(0, start))
+  const after = Array.from(text.slice(end))
+  const head = before.length > CONTEXT ? `...${before.slice(-CONTEXT).join("")}` : before.join("")
+  const tail = after.length > CONTEXT ? `${after.slice(0, CONTEXT).join("")}...` : after.join("")
+  return head + text.slice(start, end) + tail
+}
+
+export const keywordFilterTransform: TransformPlugin = {
+  kind: "transform",
+  name: PLUGIN,
+  description: "Routes rows whose text fields match a blocked pattern.",
+  batchAware: false,
+  create: (raw) =>
+    Effect.gen(function*() {
+      const { inputSchema, options, schema } = yield* decodeTransform(PLUGIN, KeywordFilterOptions, raw)
+      const patterns: Array<{ pattern: string; regex: RegExp }> = []
+      for (const [i, pattern] of options.blocked_patterns.entries()) {
+        const compiled = compilePyRegex(pattern)
+        if (!compiled.ok) {
+          return yield* new PluginConfigError({
+            plugin: PLUGIN,
+            key: `blocked_patterns[${i}]`,
+            value: pattern,
+            message: `invalid or unsupported regular expression '${pattern}': ${compiled.message}`
+          })
+        }
+        patterns.push({ pattern, regex: compiled.regex })
+      }
+      const scanAll = options.fields === "all"
+      const named: ReadonlyArray<string> = typeof options.fields === "string" ? [options.fields] : options.fields
+      const instance: RowTransformInstance = {
+        _tag: "RowTransform",
+        plugin: PLUGIN,
+        onError: options.on_error,
+        inputSchema,
+        outputSchema: schema,
+        process: (row) => {
+          const fields = scanAll ? Object.keys(row) : named
+          for (const field of fields) {
+            if (!hasOwn(row, field)) continue
+            const value = row[field]
+            if (typeof value !== "string") continue
+            for (const { pattern, regex } of patterns) {
+              const m = regex.exec(value)
+              if (m === null) continue
+              return TransformResult.error({
+                reason: "blocked_content",
+                field,
+                matched_pattern: pattern,
+                match_context: matchContext(value, m.index, m.index + m[0].length)
+              })
+            }
+          }
+          return TransformResult.success({ ...row })
+        }
+      }
+      return instance
+    })
+}

@@ -1,0 +1,105 @@
+import { Command } from "@effect/cli"
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either } from "effect"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import * as YAML from "yaml"
+import { loopCommand, loopJson } from "../../src/cli/loop.js"
+import { CliExit } from "../../src/cli/exit.js"
+import { fixture, makeRepo, tempDir } from "./helpers.js"
+
+const cli = Command.run(loopCommand, { name: "runledger loop", version: "test" })
+const run = (...args: Array<string>) =>
+  cli(["node", "runledger", ...args]).pipe(Effect.provide(NodeContext.layer), Effect.either)
+
+const writeConfig = (doc: Record<string, unknown>) => {
+  const dir = tempDir("runledger-cli-")
+  const file = NodePath.join(dir, "loop.yaml")
+  NodeFs.writeFileSync(file, YAML.stringify(doc))
+  NodeFs.writeFileSync(NodePath.join(dir, "issues.yaml"), YAML.stringify([{ id: "C-1", title: "one" }]))
+  return { dir, file }
+}
+
+describe("runledger loop (CLI)", () => {
+  it.live("an invalid config exits 2 naming file, key and value; the legacy key gives the migration error", () =>
+    Effect.gen(function*() {
+      const { dir, file } = writeConfig({ implementer: { command: "true", timeout: "forever" } })
+      const bad = yield* run("-c", file, "--db", NodePath.join(dir, "db.sqlite"))
+      assert.isTrue(Either.isLeft(bad))
+      const e = (bad as Either.Left<CliExit, void>).left
+      assert.instanceOf(e, CliExit)
+      assert.strictEqual(e.code, 2)
+      assert.include(e.message, file)
+      assert.include(e.message, "implementer.timeout = forever")
+      const legacy = writeConfig({ implementer: { command: "true" }, global_validation_commands: ["test"] })
+      const l = yield* run("-c", legacy.file, "--db", NodePath.join(legacy.dir, "db.sqlite"))
+      const le = (l as Either.Left<CliExit, void>).left
+      assert.strictEqual(le.code, 2)
+      assert.include(le.message, "global_validation_commands is deprecated. Migrate to validation_triggers.run_end:")
+    }))
+
+  it.live("runs a loop against a real Landscape file; no success exits 1, success exits 0", () =>
+    Effect.gen(function*() {
+      const repo = makeRepo()
+      const failing = writeConfig({ implementer: { command: fixture("implementer-noop.sh") }, gate: { max_retries: 0 } })
+      const db = NodePath.join(failing.dir, "runledger.db")
+      const r1 = yield* run("-c", failing.file, "--issues", NodePath.join(failing.dir, "issues.yaml"), "--repo", repo, "--db", db)
+      assert.strictEqual((r1 as Either.Left<CliExit, void>).left.code, 1)
+      const ok = writeConfig({ implementer: { command: fixture("implementer-commit.sh") }, max_agents: 1 })
+      const r2 = yield* run("-c", ok.file, "--issues", NodePath.join(ok.dir, "issues.yaml"), "--repo", repo, "--max-agents", "2", "--db", db)
+      assert.isTrue(Either.isRight(r2), JSON.stringify(r2))
+      assert.isTrue(NodeFs.statSync(db).size > 0)
+    }))
+
+  it("the --json document has the contract's shape", () => {
+    const doc = loopJson({
+      run_id: "r",
+      status: "completed",
+      reason: null,
+      run_dir: "/d",
+      counts: { total: 1, success: 1, failed: 0, interrupted: 0, skipped: 0 },
+      issues: [{
+        issue_id: "I",
+        title: "t",
+        status: "success",
+        reason: null,
+        branch: "b",
+        base_sha: "abc",
+        head_sha: "def",
+        gate_attempts: 1,
+        review_rounds: 0,
+        session_end: {
+          status: "pass",
+          started_at: "s",
+          finished_at: "f",
+          reason: null,
+          validations: 1,
+          code_review_result: null,
+          commands: [{
+            ref: "test",
+            command: "true",
+            passed: true,
+            exit_code: 0,
+            timed_out: false,
+            duration_ms: 5,
+            output_tail: "",
+            started_at: "s",
+            finished_at: "f",
+            log_file: null
+          }]
+        },
+        review: null
+      }],
+      run_end: { status: "skipped", reason: "not_configured", started_at: null, finished_at: null, commands: [], code_review_result: null, validations: 0 }
+    })
+    assert.deepStrictEqual(doc.issues[0]!.session_end, {
+      status: "pass",
+      reason: null,
+      commands: [{ ref: "test", passed: true, exit_code: 0, duration_ms: 5 }]
+    })
+    assert.deepStrictEqual(doc.run_end, { status: "skipped", reason: "not_configured" })
+    assert.hasAllKeys(doc, ["run_id", "status", "reason", "counts", "issues", "run_end"])
+    assert.includeMembers(Object.keys(doc.issues[0]!), ["issue_id", "status", "base_sha", "gate_attempts", "session_end", "review", "reason"])
+  })
+})
