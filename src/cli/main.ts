@@ -1,4 +1,6 @@
 import { Command } from "@effect/cli"
+import { explainCommand } from "./explain.js"
+import { loopCommand } from "./loop.js"
 import { pluginsCommand } from "./plugins.js"
 import { runCommand, validateCommand } from "./run.js"
 import { runsCommand } from "./runs.js"
@@ -10,7 +12,7 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, validateCommand, runsCommand, pluginsCommand])
+  Command.withSubcommands([runCommand, validateCommand, runsCommand, explainCommand, pluginsCommand, loopCommand])
 )
 
 export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })

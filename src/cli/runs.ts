@@ -1,5 +1,8 @@
 import { Command } from "@effect/cli"
+import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import { listLoopRuns, ownerIsGone } from "../loop/recording.js"
+import { RecorderError } from "../services/recorder.js"
 import { SqliteLandscape } from "../landscape/sqlite.js"
 import { Recorder, type RunView } from "../services/recorder.js"
 import { dbOption, dbUrl, jsonOption, landscapeErrorsToExit, printHuman, printJson, table } from "./common.js"
@@ -11,24 +14,40 @@ export interface RunListEntry {
   readonly reason: string | null
   readonly started_at: string
   readonly completed_at: string | null
-  readonly counts: Record<string, number>
+  readonly counts: Readonly<Record<string, number>>
 }
 
-const pipelineEntry = (run: RunView): RunListEntry => ({
+const pipelineEntry = (run: RunView, owners: ReadonlyMap<string, { pid: number | null; host: string | null }>): RunListEntry => {
+  const owner = owners.get(run.run_id)
+  // A run still marked running whose process is gone was killed: nothing will finish it.
+  const crashed = run.status === "running" && owner !== undefined && owner.pid !== null && owner.host !== null &&
+    ownerIsGone(owner.pid, owner.host)
+  return {
   run_id: run.run_id,
   kind: "pipeline",
-  status: run.status,
-  reason: run.error_message,
+  status: crashed ? "interrupted" : run.status,
+  reason: crashed ? "process_crash" : run.error_message,
   started_at: run.started_at,
   completed_at: run.completed_at,
   counts: { rows: run.counts.rows, ...run.counts.outcomes }
-})
+  }
+}
 
 /** Every run of the Landscape, pipelines and loops, oldest first. */
 export const listAllRuns = Effect.gen(function*() {
   const recorder = yield* Recorder
-  const pipelines = (yield* recorder.listRuns).map(pipelineEntry)
-  return [...pipelines].sort((a, b) => a.started_at.localeCompare(b.started_at))
+  const sql = yield* SqlClient.SqlClient
+  const ownerRows = yield* sql<{ run_id: string; owner_pid: number | null; owner_host: string | null }>`
+    SELECT run_id, owner_pid, owner_host FROM runs WHERE status = 'running'`.pipe(
+    Effect.mapError((e) => new RecorderError({ reason: "Database", message: `listing runs: ${e.message}`, cause: e }))
+  )
+  const owners = new Map(ownerRows.map((r) => [r.run_id, { pid: r.owner_pid, host: r.owner_host }]))
+  const pipelines = (yield* recorder.listRuns).map((r) => pipelineEntry(r, owners))
+  const loopRuns = yield* listLoopRuns().pipe(
+    Effect.mapError((e) => new RecorderError({ reason: "Database", message: `listing loop runs: ${String((e as { message?: unknown }).message ?? e)}`, cause: e }))
+  )
+  const loops: Array<RunListEntry> = loopRuns.map((r) => ({ ...r, counts: { ...r.counts } }))
+  return [...pipelines, ...loops].sort((a, b) => a.started_at.localeCompare(b.started_at))
 })
 
 const summarize = (counts: Record<string, number>): string =>

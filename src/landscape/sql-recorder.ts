@@ -10,6 +10,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Either, Layer } from "effect"
+import { hostname } from "node:os"
 import { CANONICAL_VERSION, canonicalJson, sha256Hex } from "../core/canonical.js"
 import {
   newArtifactId,
@@ -402,7 +403,7 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
             canonical_version: CANONICAL_VERSION,
             source_schema_json: schemaJson,
             owner_pid: process.pid,
-            owner_host: (yield* Effect.sync(() => process.env.HOSTNAME ?? "")) || null
+            owner_host: hostname()
           })
         }`.pipe(Effect.mapError(fromSql(`starting run ${runId}`)))
         runStatus.set(runId, "running")

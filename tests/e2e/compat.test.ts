@@ -20,7 +20,9 @@ const cases: ReadonlyArray<readonly [string, Record<string, number>]> = [
   ["json_explode", { rows_processed: 3, rows_succeeded: 6, rows_expanded: 3 }],
   ["audit_export", { rows_processed: 8, rows_succeeded: 6, rows_routed: 2 }],
   ["landscape_journal", { rows_processed: 2, rows_succeeded: 2 }],
-  ["schema_contracts_demo", { rows_processed: 5, rows_succeeded: 3, rows_routed: 2 }]
+  ["schema_contracts_demo", { rows_processed: 5, rows_succeeded: 3, rows_routed: 2 }],
+  ["batch_aggregation", { rows_processed: 15, rows_succeeded: 3 }],
+  ["deaggregation", { rows_processed: 6, rows_succeeded: 11, rows_expanded: 6 }]
 ]
 
 describe("ELSPETH compat examples", () => {

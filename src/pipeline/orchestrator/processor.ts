@@ -26,7 +26,9 @@ import {
   type RunId
 } from "../../core/ids.js"
 import type { AuditRecord, NodeStateRecord, Outcome, OutcomeRecord } from "../../landscape/records.js"
-import type { AggregationStep, ChainStep, GateStep, PipelinePlan, TransformStep } from "../build.js"
+import type { ChainStep, GateStep, PipelinePlan, TransformStep } from "../build.js"
+import { Aggregations, type ScheduleTimeout } from "./aggregation.js"
+import { Coalesces, type ScheduleCoalesceTimeout } from "./coalesce.js"
 import type { Row, SourceItem } from "../plugins/protocol.js"
 import { AggregationFlushResult } from "./types.js"
 
@@ -105,15 +107,21 @@ export class Processor {
   private lastIso = ""
   private readonly sinkStep: number
   private readonly retry: RetryPolicy
-  /** Buffers of the aggregation steps, by chain index. */
-  readonly aggregationBuffers = new Map<number, Array<Token>>()
+  readonly aggregations: Aggregations
+  readonly coalesces: Coalesces
 
   constructor(
     readonly plan: PipelinePlan,
     readonly runId: RunId,
-    private readonly clock: Clock.Clock,
-    private readonly edgeIds: ReadonlyMap<string, EdgeId>
+    readonly clock: Clock.Clock,
+    private readonly edgeIds: ReadonlyMap<string, EdgeId>,
+    timers: { readonly aggregation: ScheduleTimeout; readonly coalesce: ScheduleCoalesceTimeout } = {
+      aggregation: () => {},
+      coalesce: () => {}
+    }
   ) {
+    this.aggregations = new Aggregations(this, timers.aggregation)
+    this.coalesces = new Coalesces(this, timers.coalesce)
     this.sinkStep = plan.chain.length + 1
     this.retry = retryPolicyOf(plan)
     for (const [name, sink] of plan.sinks) this.sinkQueues.set(name, { name, nodeId: sink.nodeId, rows: [], held: [] })
@@ -135,7 +143,7 @@ export class Processor {
     return this.clock.unsafeCurrentTimeNanos()
   }
 
-  private hashRow(row: unknown): string {
+  hashRow(row: unknown): string {
     if (row !== null && typeof row === "object") {
       const cached = this.hashes.get(row)
       if (cached !== undefined) return cached
@@ -146,13 +154,13 @@ export class Processor {
     return sha256Hex(canonicalJsonUnsafe(row))
   }
 
-  private edge(from: NodeId, label: string): EdgeId {
+  edge(from: NodeId, label: string): EdgeId {
     const id = this.edgeIds.get(`${from}|${label}`)
     if (id === undefined) throw new Error(`no edge from ${from} labelled ${label}`)
     return id
   }
 
-  private state(token: Token, nodeId: NodeId, step: number, attempt: number, inputHash: string): NodeStateRecord {
+  state(token: Token, nodeId: NodeId, step: number, attempt: number, inputHash: string): NodeStateRecord {
     return {
       _tag: "NodeState",
       state_id: newStateId(),
@@ -171,7 +179,7 @@ export class Processor {
     }
   }
 
-  private close(state: NodeStateRecord, status: "completed" | "failed", started: bigint, outputHash: string | null, error?: unknown): void {
+  close(state: NodeStateRecord, status: "completed" | "failed", started: bigint, outputHash: string | null, error?: unknown): void {
     state.status = status
     state.output_hash = outputHash
     state.duration_ms = Number(this.nanos() - started) / 1e6
@@ -199,8 +207,39 @@ export class Processor {
     }
   }
 
+  /** Records a new token (and its parents) and returns it, ready to run from `next`. */
+  newToken(
+    base: { readonly rowId: string; readonly rowIndex: number },
+    row: Row,
+    next: number,
+    links: {
+      readonly parents?: ReadonlyArray<string>
+      readonly forkGroupId?: string
+      readonly joinGroupId?: string
+      readonly expandGroupId?: string
+      readonly branch?: string | null
+    }
+  ): Token {
+    const tokenId = newTokenId()
+    this.records.push({
+      _tag: "Token",
+      token_id: tokenId,
+      run_id: this.runId,
+      row_id: base.rowId,
+      fork_group_id: links.forkGroupId ?? null,
+      join_group_id: links.joinGroupId ?? null,
+      expand_group_id: links.expandGroupId ?? null,
+      branch_name: links.branch ?? null,
+      created_at: this.nowIso()
+    })
+    ;(links.parents ?? []).forEach((parent, ordinal) =>
+      this.records.push({ _tag: "TokenParent", token_id: tokenId, parent_token_id: parent, ordinal })
+    )
+    return { tokenId, rowId: base.rowId, rowIndex: base.rowIndex, row, next, branch: links.branch ?? null, attempt: 1 }
+  }
+
   /** Records an outcome that needs no sink write (FAILED, EXPANDED, …) and counts it. */
-  private direct(tokenId: string, outcome: Outcome, extra: Partial<OutcomeRecord> = {}): void {
+  direct(tokenId: string, outcome: Outcome, extra: Partial<OutcomeRecord> = {}): void {
     this.records.push(this.outcome(tokenId, outcome, extra))
     this.tally.add(outcome, undefined)
   }
@@ -281,6 +320,8 @@ export class Processor {
     )
     const token: Token = { tokenId, rowId, rowIndex, row: item._tag === "Valid" ? item.row : {}, next: 0, branch: null, attempt: 1 }
     if (item._tag === "Valid") {
+      // Batches whose timeout passed flush before the new row joins any batch.
+      this.aggregations.flushDue()
       this.queue.push(token)
       return
     }
@@ -307,15 +348,34 @@ export class Processor {
     }
   }
 
-  /** Tokens of the current item still to run (failed as a whole when the run crashes). */
-  inFlight(): ReadonlyArray<Token> {
-    return this.queue
+  /** Whether any token is queued, buffered in a batch or waiting at a coalesce. */
+  hasInFlight(): boolean {
+    return this.queue.length > 0 || this.aggregations.bufferedCount() > 0 || this.coalesces.pendingCount() > 0
   }
 
-  /** Marks every in-flight token FAILED (the run is stopping). */
+  /** Marks every in-flight, buffered and pending token FAILED (the run is stopping). */
   failInFlight(reason: string): void {
     for (const t of this.queue) this.direct(t.tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason }) })
     this.queue = []
+    this.aggregations.failAll(reason)
+    this.coalesces.failAll(reason)
+  }
+
+  /** End of source: flush every batch (outputs run downstream), then resolve pending coalesces. */
+  endOfSource(): void {
+    this.aggregations.flushAll(() => this.runToCompletion())
+    this.coalesces.resolveAll()
+    this.runToCompletion()
+  }
+
+  /** Runs the queue; tokens past the transforms never need a retry wait. */
+  runToCompletion(): void {
+    const r = this.run()
+    if (r._tag === "Sleep") throw new Error("a token after the transforms asked for a retry wait")
+  }
+
+  countCoalesceFailure(): void {
+    this.tally.addFailedCoalesce()
   }
 
   /** Queues a token created outside the source (aggregation outputs). */
@@ -358,7 +418,13 @@ export class Processor {
           break
         }
         case "aggregation": {
-          this.bufferForAggregation(step, token)
+          try {
+            this.aggregations.buffer(step, token)
+          } catch (e) {
+            // The token is a batch member now: the batch records its fate.
+            this.queue.shift()
+            throw e
+          }
           return DONE
         }
       }
@@ -393,32 +459,12 @@ export class Processor {
         this.close(state, "completed", started, this.hashRow(result.rows))
         this.records.push(state)
         this.direct(token.tokenId, "EXPANDED", { expand_group_id: expandGroup })
-        const now = this.nowIso()
-        for (const [i, row] of result.rows.entries()) {
-          const child: Token = {
-            tokenId: newTokenId(),
-            rowId: token.rowId,
-            rowIndex: token.rowIndex,
-            row,
-            next: token.next + 1,
-            branch: token.branch,
-            attempt: 1
-          }
-          this.records.push(
-            {
-              _tag: "Token",
-              token_id: child.tokenId,
-              run_id: this.runId,
-              row_id: token.rowId,
-              fork_group_id: null,
-              join_group_id: null,
-              expand_group_id: expandGroup,
-              branch_name: token.branch,
-              created_at: now
-            },
-            { _tag: "TokenParent", token_id: child.tokenId, parent_token_id: token.tokenId, ordinal: i }
-          )
-          this.queue.push(child)
+        for (const row of result.rows) {
+          this.queue.push(this.newToken(token, row, token.next + 1, {
+            parents: [token.tokenId],
+            expandGroupId: expandGroup,
+            branch: token.branch
+          }))
         }
         return "stop"
       }
@@ -500,7 +546,8 @@ export class Processor {
     this.close(state, "completed", started, hash)
     this.records.push(state)
     if (destination === "fork") {
-      return fail("fork routes run with the aggregation engine, which this build does not include")
+      this.fork(step, token, state.state_id, label)
+      return undefined
     }
     const key = `${step.index}|${label}`
     let reason = this.reasonJson.get(key)
@@ -524,8 +571,32 @@ export class Processor {
     return undefined
   }
 
-  private bufferForAggregation(step: AggregationStep, token: Token): void {
-    throw new ProcessingCrash(`aggregation '${step.name}' is not available in this build`, step.name, token.rowIndex)
+  /** A fork: the parent ends FORKED, one child per branch goes to its coalesce or on down the chain. */
+  private fork(step: GateStep, token: Token, stateId: string, label: string): void {
+    const forkGroup = newGroupId()
+    this.direct(token.tokenId, "FORKED", { fork_group_id: forkGroup })
+    const branches = step.settings.fork_to ?? []
+    branches.forEach((branch, ordinal) => {
+      const child = this.newToken(token, structuredClone(token.row) as Row, token.next + 1, {
+        parents: [token.tokenId],
+        forkGroupId: forkGroup,
+        branch
+      })
+      this.records.push({
+        _tag: "RoutingEvent",
+        event_id: `evt_${child.tokenId.slice(4)}`,
+        state_id: stateId,
+        edge_id: this.edge(step.nodeId, `fork:${branch}`),
+        routing_group_id: forkGroup,
+        ordinal,
+        mode: "copy",
+        reason_json: canonicalJsonUnsafe({ condition: step.settings.condition, result: label, destination: "fork", branch }),
+        created_at: this.nowIso()
+      })
+      const coalesce = this.coalesces.forBranch(branch)
+      if (coalesce !== undefined) this.coalesces.arrive(coalesce, child)
+      else this.queue.push(child)
+    })
   }
 
   /** The chain step a token at `next` would run, for messages. */

@@ -3,7 +3,7 @@
  * the source through the processor, make sink writes durable in batches, and finalize
  * the run — completed, failed or interrupted — with a complete trail in every case.
  */
-import { type Chunk, Effect, Exit, Stream } from "effect"
+import { type Chunk, Deferred, Effect, Exit, Queue, Stream } from "effect"
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { type EdgeId, newEdgeId, type RunId } from "../../core/ids.js"
 import type { AuditRecord } from "../../landscape/records.js"
@@ -11,7 +11,7 @@ import { Recorder, type RecorderError } from "../../services/recorder.js"
 import { Telemetry } from "../../services/telemetry.js"
 import type { PipelinePlan, SinkStep } from "../build.js"
 import type { PluginRunError, SinkInstance, SourceItem } from "../plugins/protocol.js"
-import { Processor, ProcessingCrash, type SinkQueue, Tally } from "./processor.js"
+import { Processor, ProcessingCrash, type SinkQueue, type StepResult, Tally } from "./processor.js"
 import { AggregationFlushResult, PipelineRunError, type PipelineRunStatus, type RunResult, toRunResult } from "./types.js"
 
 export interface RunPipelineOptions {
@@ -77,7 +77,21 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     yield* recorder.append(graphRecords)
     yield* recorder.flush
 
-    const proc = new Processor(plan, runId, clock, edgeIds)
+    // Timeouts of aggregations and coalesces fire on the Clock, idle source or not:
+    // one fiber per aggregation/coalesce sleeps until the deadline it was handed.
+    type Wake = { readonly deadlineMs: number; readonly fire: () => boolean }
+    const timerQueues = new Map<string, Queue.Queue<Wake>>()
+    for (const step of plan.chain) if (step.kind === "aggregation") timerQueues.set(step.nodeId, yield* Queue.unbounded<Wake>())
+    for (const c of plan.coalesces) timerQueues.set(c.nodeId, yield* Queue.unbounded<Wake>())
+    const proc: Processor = new Processor(plan, runId, clock, edgeIds, {
+      aggregation: (step, generation, deadlineMs) =>
+        timerQueues.get(step.nodeId)!.unsafeOffer({ deadlineMs, fire: () => proc.aggregations.flushIfDue(step, generation) }),
+      coalesce: (step, rowId, generation, deadlineMs) =>
+        timerQueues.get(step.nodeId)!.unsafeOffer({ deadlineMs, fire: () => proc.coalesces.resolveIfDue(step, rowId, generation) })
+    })
+    /** Row processing and timer flushes never interleave. */
+    const lock = yield* Effect.makeSemaphore(1)
+    const fatal = yield* Deferred.make<never, PipelineRunError | RecorderError>()
     let total = AggregationFlushResult.empty
     const sinkProblems: Array<string> = []
     let crashMessage: string | undefined
@@ -192,41 +206,59 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         if (reachable.has(step.nodeId)) opened.push(yield* openSink(step))
       }
 
-      const processChunk = (items: Chunk.Chunk<SourceItem>) =>
-        Effect.gen(function*() {
-          let crash: ProcessingCrash | undefined
+      /** Runs synchronous processor work; a crash fails its tokens and becomes a PipelineRunError. */
+      const guarded = (work: () => void) =>
+        Effect.suspend(() => {
           try {
-            for (const item of items) {
-              proc.startItem(item)
-              let r = proc.run()
-              while (r._tag === "Sleep") {
-                yield* appendDrained
-                yield* Effect.sleep(r.millis)
-                r = proc.run()
-              }
-            }
+            work()
+            return appendDrained
           } catch (e) {
             if (!(e instanceof ProcessingCrash)) throw e
-            crash = e
+            proc.failInFlight(`run stopped: ${e.message}`)
+            return Effect.zipRight(appendDrained, Effect.fail(new PipelineRunError({ runId, message: e.message, cause: e.cause })))
           }
-          if (crash !== undefined) {
-            proc.failInFlight(`run stopped: ${crash.message}`)
-            yield* appendDrained
-            return yield* Effect.fail(new PipelineRunError({ runId, message: crash.message, cause: crash.cause }))
+        })
+
+      for (const queue of timerQueues.values()) {
+        yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+          const wake = yield* Queue.take(queue)
+          const wait = wake.deadlineMs - clock.unsafeCurrentTimeMillis()
+          if (wait > 0) yield* Effect.sleep(wait)
+          yield* lock.withPermits(1)(guarded(() => {
+            if (wake.fire()) proc.runToCompletion()
+          }))
+        }).pipe(Effect.catchAll((e) => Deferred.fail(fatal, e)))))
+      }
+
+      const processChunk = (items: Chunk.Chunk<SourceItem>) =>
+        lock.withPermits(1)(Effect.gen(function*() {
+          for (const item of items) {
+            const step: { r: StepResult } = { r: { _tag: "Done" } }
+            yield* guarded(() => {
+              proc.startItem(item)
+              step.r = proc.run()
+            })
+            while (step.r._tag === "Sleep") {
+              yield* Effect.sleep(step.r.millis)
+              yield* guarded(() => {
+                step.r = proc.run()
+              })
+            }
           }
-          yield* appendDrained
           const now = clock.unsafeCurrentTimeMillis()
           if (proc.pendingRows() >= durabilityRows || now - lastDurableMs >= durabilityMs) yield* durabilityPoint(opened)
           if (now - lastProgressMs >= progressMs) {
             lastProgressMs = now
             yield* telemetry.emit({ _tag: "Progress", runId, rows: proc.rowsProcessed, elapsedMs: now - startedMs })
           }
-        })
+        }))
 
-      yield* plan.source.instance.read.pipe(
+      const consume = plan.source.instance.read.pipe(
         Stream.mapError((e) => new PipelineRunError({ runId, message: `source '${plan.source.plugin}': ${e.message}`, cause: e })),
         Stream.runForEachChunk(processChunk)
       )
+      yield* Effect.raceFirst(consume, Deferred.await(fatal))
+      yield* lock.withPermits(1)(guarded(() => proc.endOfSource()))
       yield* durabilityPoint(opened)
     })
 
@@ -234,7 +266,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const finalize = (exit: Exit.Exit<unknown, unknown>) =>
       Effect.gen(function*() {
         // Tokens still in flight (a crash, an interruption mid-row) end FAILED.
-        if (proc.inFlight().length > 0) proc.failInFlight(Exit.isInterrupted(exit) ? "run interrupted" : "run stopped")
+        if (proc.hasInFlight()) proc.failInFlight(Exit.isInterrupted(exit) ? "run interrupted" : "run stopped")
         yield* appendDrained
         let status: PipelineRunStatus
         if (Exit.isSuccess(exit)) status = sinkProblems.length === 0 ? "completed" : "failed"

@@ -117,7 +117,16 @@ export interface RowTransformInstance {
 }
 
 export type BatchResult =
-  | { readonly _tag: "Success"; readonly rows: ReadonlyArray<Row> }
+  | {
+    readonly _tag: "Success"
+    readonly rows: ReadonlyArray<Row>
+    /**
+     * Deaggregation: for each output, the index of the input it was derived from.
+     * When given (transform mode), each input is EXPANDED into its own outputs
+     * instead of being consumed into outputs of the whole batch.
+     */
+    readonly origins?: ReadonlyArray<number>
+  }
   | { readonly _tag: "Error"; readonly reason: Row }
 
 export interface BatchTransformInstance {

@@ -182,7 +182,7 @@ const translate = (pattern: string): { source: string; flags: string } => {
         i--
         digits = digits.slice(0, 2)
       }
-      return { text: `\\${digits}(?:)` }
+      return { text: `(?:\\${digits})` }
     }
     if (/[A-Za-z]/.test(c)) fail(`bad escape \\${c}`)
     return { text: literal(c.codePointAt(0)!, inClass) }

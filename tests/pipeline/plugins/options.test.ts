@@ -25,6 +25,10 @@ describe("didYouMean", () => {
     expect(didYouMean("Path", ["delimiter", "path"])).toBe("path")
     expect(didYouMean("encodng", ["delimiter", "encoding"])).toBe("encoding")
   })
+  it("suggests a longer option the word is a prefix of", () => {
+    expect(didYouMean("validate", ["schema", "validate_input"])).toBe("validate_input")
+    expect(didYouMean("val", ["validate_input"])).toBeUndefined()
+  })
   it("stays silent for unrelated words", () => {
     expect(didYouMean("zzz", ["delimiter", "encoding"])).toBeUndefined()
     expect(didYouMean("x", [])).toBeUndefined()

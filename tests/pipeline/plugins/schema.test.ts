@@ -164,6 +164,8 @@ const rejects: Array<[string, unknown]> = [
   ["int", "1 000"],
   ["int", "1__000"],
   ["int", "_1"],
+  ["int", "1_"],
+  ["int", "0-2"],
   ["int", "١٢"],
   ["int", "１２"],
   ["int", 3.5],

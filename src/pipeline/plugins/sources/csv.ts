@@ -12,12 +12,12 @@
  * records from 1 (the header excluded, blank lines not counted).
  */
 import { Readable, pipeline } from "node:stream"
-import { parse } from "csv-parse"
+import { Parser } from "csv-parse"
 import type { Options as CsvParseOptions } from "csv-parse"
 import { Effect, Schema } from "effect"
 import { decodeOptions, Identifier, NonNegativeInt, PYTHON_KEYWORDS, showValue } from "../options.js"
 import type { Row, SourceInstance, SourceItem, SourcePlugin } from "../protocol.js"
-import { PluginConfigError, PluginRunError, setField } from "../protocol.js"
+import { PluginConfigError, PluginRunError } from "../protocol.js"
 import { coerceSourceRow, parseSchemaConfig } from "../schema.js"
 import {
   decodeChecked,
@@ -116,6 +116,28 @@ interface ParsedRecord {
   readonly errorsBefore: ReadonlyArray<{ readonly line: number; readonly message: string }>
 }
 
+const NO_ERRORS: ParsedRecord["errorsBefore"] = []
+
+/**
+ * csv-parse's stream, with each record tagged as it is pushed: its line count (the
+ * parser's running `info.lines`, the line the record ends on) and the parse errors
+ * reported since the previous record, so both come out in file order. Per-record
+ * `info`/`on_record` would do the same but build a large context object per record.
+ * With `encoding: null` records are arrays of Buffers.
+ */
+class LineTrackingParser extends Parser {
+  constructor(
+    options: CsvParseOptions,
+    private readonly tag: (fields: Array<Buffer>, lines: number) => ParsedRecord
+  ) {
+    // The larger readable buffer lets one read take many records.
+    super({ ...options, readableHighWaterMark: 1024 } as CsvParseOptions)
+  }
+  override push(chunk: unknown, encoding?: BufferEncoding): boolean {
+    return chunk === null ? super.push(null, encoding) : super.push(this.tag(chunk as Array<Buffer>, this.info.lines), encoding)
+  }
+}
+
 /** Resolves once `parser` may have records to read, has ended, or has failed. */
 const whenReadable = (parser: Readable): Promise<void> =>
   new Promise<void>((resolve, reject) => {
@@ -146,7 +168,7 @@ async function* parseRecords(
   encoding: TextEncoding
 ): AsyncGenerator<ReadonlyArray<ParsedRecord>> {
   const pendingErrors: Array<{ line: number; message: string }> = []
-  const parserOptions: CsvParseOptions<ParsedRecord, Array<Buffer>> = {
+  const parserOptions: CsvParseOptions = {
     encoding: null,
     delimiter: options.delimiter,
     quote: "\"",
@@ -161,16 +183,13 @@ async function* parseRecords(
     on_skip: (err) => {
       pendingErrors.push({ line: Number(err?.lines ?? 0) + options.skip_rows, message: err?.message ?? "unknown error" })
       return undefined
-    },
-    on_record: (record, context): ParsedRecord => ({
-      fields: record,
-      line: context.lines + options.skip_rows,
-      errorsBefore: pendingErrors.splice(0)
-    })
+    }
   }
-  // The typings do not model `encoding: null` (records of Buffers), hence the cast;
-  // the larger readable buffer lets each read below take many records at once.
-  const parser = parse({ ...parserOptions, readableHighWaterMark: 1024 } as unknown as CsvParseOptions)
+  const parser = new LineTrackingParser(parserOptions, (fields, lines) => ({
+    fields,
+    line: lines + options.skip_rows,
+    errorsBefore: pendingErrors.length === 0 ? NO_ERRORS : pendingErrors.splice(0)
+  }))
   async function* bytes(): AsyncGenerator<Buffer> {
     const transcode = encoding.makeTranscoder()
     const raw = readChunks(PLUGIN, path)
@@ -262,8 +281,7 @@ const makeInstance = (options: CsvOptions, schema: SourceInstance["schema"], enc
             `line ${record.line}: not valid ${encoding.name} text`
           ))
         } else {
-          const raw: Record<string, unknown> = {}
-          for (let i = 0; i < names.length; i++) setField(raw, names[i]!, values[i])
+          const raw = Object.fromEntries(names.map((n, i) => [n, values[i]]))
           const r = coerceSourceRow(schema, raw)
           batch.push(r.ok ? { _tag: "Valid", row: r.row } : { _tag: "Invalid", raw, error: r.error, fieldErrors: r.fieldErrors })
         }

@@ -59,15 +59,17 @@ export const batchReplicateTransform: TransformPlugin = {
         outputSchema: OBSERVED_SCHEMA,
         processBatch: (rows) => {
           const out: Array<Row> = []
+          const origins: Array<number> = []
           rows.forEach((row, index) => {
             const copies = copiesOf(row, index)
             for (let c = 0; c < copies; c++) {
               const copy = copyRow(row)
               if (options.include_copy_index) setField(copy, "copy_index", c)
               out.push(copy)
+              origins.push(index)
             }
           })
-          return { _tag: "Success", rows: out }
+          return { _tag: "Success", rows: out, origins }
         }
       }
       return instance

@@ -115,6 +115,11 @@ describe("csv source: reading", () => {
     expect(valid(await readAll(csv(path, { encoding: "latin1" })))).toEqual([{ n: "café" }])
   })
 
+  it("decodes cp1252", async () => {
+    const path = tmp.file("cp1252.csv", Buffer.from([0x6e, 0x0a, 0x80, 0x0a]))
+    expect(valid(await readAll(csv(path, { encoding: "cp1252" })))).toEqual([{ n: "€" }])
+  })
+
   it("makes a row with invalid UTF-8 invalid, naming its line, and reads on", async () => {
     const bytes = Buffer.concat([Buffer.from("id,name\n1,ok\n2,"), Buffer.from([0xff, 0xfe]), Buffer.from("\n3,fine\n")])
     const items = await readAll(csv(tmp.file("badutf8.csv", bytes)))

@@ -25,6 +25,7 @@ describe("compilePyRegex: translations", () => {
     ["\\d{3}-\\d{2}-\\d{4}", "SSN 123-45-6789", "123-45-6789"],
     ["(?P<w>ab)(?P=w)", "xxabab", "abab"],
     ["(a)\\1", "aa", "aa"],
+    ["(a)\\1+", "aaaa", "aaaa"],
     ["\\Aabc", "abc", "abc"],
     ["\\Aabc", "xabc", null],
     ["abc\\Z", "abc\n", null],
@@ -93,7 +94,8 @@ describe("compilePyRegex: refusals", () => {
     ["(?P<n>a)(?P=m)", /./],
     ["[z-a]", /./],
     ["\\", /lone backslash/],
-    ["^*", /nothing to repeat/]
+    ["^*", /nothing to repeat/],
+    ["(a)\\10", /./]
   ]
   for (const [pattern, message] of bad) {
     it(`refuses ${JSON.stringify(pattern)}`, () => {

@@ -1,0 +1,211 @@
+import { Command, Options } from "@effect/cli"
+import { Effect, Either, Option } from "effect"
+import { existsSync } from "node:fs"
+import {
+  explain,
+  type Lineage,
+  type LineageError,
+  type LineageOutcome,
+  type LineageQuery,
+  type LineageRouting,
+  type LineageStep,
+  type LineageToken
+} from "../landscape/lineage.js"
+import { LandscapeUrlError, resolveSqliteUrl, SqliteLandscape } from "../landscape/sqlite.js"
+import { dbOption, dbUrl, jsonOption, landscapeErrorsToExit, printHuman, printJson } from "./common.js"
+import { CliExit, ExitCodes } from "./exit.js"
+
+const runOption = Options.text("run").pipe(
+  Options.withPseudoName("ID|latest"),
+  Options.withDescription("The run to look in: a run id, or 'latest' for the most recently started run")
+)
+
+const rowOption = Options.text("row").pipe(
+  Options.withPseudoName("ROW"),
+  Options.withDescription(
+    "The source row: its row id, or its 0-based index in the source (rows.row_index). " +
+      "Explains the token of the row that reached an outcome"
+  )
+)
+
+const tokenOption = Options.text("token").pipe(
+  Options.withPseudoName("TOKEN"),
+  Options.withDescription("A token id: explains that token, with the ancestors it was derived from")
+)
+
+const sinkOption = Options.text("sink").pipe(
+  Options.withPseudoName("NAME"),
+  Options.withDescription(
+    "With --row: the token of the row that reached this sink, when several tokens of the row " +
+      "(explode or fork children) reached an outcome"
+  ),
+  Options.optional
+)
+
+// ---------------------------------------------------------------------------
+// The narrative
+
+const short = (hash: string | null): string => (hash === null ? "-" : hash.slice(0, 12))
+
+const compact = (value: unknown): string => {
+  const text = typeof value === "string" ? value : JSON.stringify(value)
+  return text.length > 300 ? `${text.slice(0, 297)}...` : text
+}
+
+const field = (value: unknown, key: string): unknown =>
+  value !== null && typeof value === "object" && key in value ? (value as Record<string, unknown>)[key] : undefined
+
+const errorText = (error: unknown): string => {
+  const message = field(error, "message") ?? field(error, "reason")
+  return typeof message === "string" ? message : compact(error)
+}
+
+const duration = (ms: number | null): string =>
+  ms === null ? "" : ms < 1 ? `${ms.toFixed(3)} ms` : ms < 1000 ? `${ms.toFixed(1)} ms` : `${(ms / 1000).toFixed(2)} s`
+
+const destinationOf = (r: LineageRouting): string =>
+  field(r.reason, "destination") === "continue" ? `continue (next: ${r.destination})` : `${r.destination_type} ${r.destination}`
+
+/** `gate 'g': row['amount'] > 1000 → 'true' → sink high_values`, or the diverted error. */
+const routingLine = (step: LineageStep, r: LineageRouting): string => {
+  const condition = field(r.reason, "condition")
+  if (typeof condition === "string") {
+    const result = field(r.reason, "result")
+    return `${step.node.node_type} '${step.node.name}': ${condition} → '${String(result ?? r.edge_label)}' → ${destinationOf(r)}`
+  }
+  const onError = field(r.reason, "on_error")
+  if (onError !== undefined) {
+    return `${step.node.node_type} '${step.node.name}' error → on_error → ${destinationOf(r)} (${r.mode})`
+  }
+  return `${step.node.node_type} '${step.node.name}' → '${r.edge_label}' → ${destinationOf(r)} (${r.mode})`
+}
+
+const outcomeText = (o: LineageOutcome | null): string =>
+  o === null ? "no outcome yet" : `${o.outcome}${o.sink_name === null ? "" : ` → sink ${o.sink_name}`}`
+
+const treeLines = (tokens: ReadonlyArray<LineageToken>, selected: string, prefix: string, lines: Array<string>) => {
+  tokens.forEach((t, i) => {
+    const last = i === tokens.length - 1
+    const branch = prefix === "" ? "" : last ? "└─ " : "├─ "
+    const tags = [
+      t.branch_name === null ? "" : `branch ${t.branch_name}`,
+      t.expand_group_id === null ? "" : `expand ${t.expand_group_id}`,
+      t.fork_group_id === null ? "" : `fork ${t.fork_group_id}`,
+      t.join_group_id === null ? "" : `join ${t.join_group_id}`
+    ].filter((s) => s !== "")
+    lines.push(
+      `${prefix}${branch}${t.token_id}  ${outcomeText(t.outcome)}${tags.length === 0 ? "" : `  [${tags.join(", ")}]`}${
+        t.token_id === selected ? "   ← explained" : ""
+      }`
+    )
+    const childPrefix = prefix === "" ? "  " : prefix + (last ? "   " : "│  ")
+    treeLines(t.children, selected, childPrefix, lines)
+  })
+}
+
+const countTokens = (tokens: ReadonlyArray<LineageToken>): number =>
+  tokens.reduce((n, t) => n + 1 + countTokens(t.children), 0)
+
+/** The lineage as a story: source row → each step → the outcome and the sink. */
+export const narrate = (l: Lineage): string => {
+  const lines: Array<string> = []
+  lines.push(`run ${l.run.run_id} (${l.run.status})`)
+  lines.push(
+    `source row ${l.row.row_index} (${l.row.row_id}) read by ${l.row.source.node_type} '${l.row.source.name}' (${l.row.source.plugin})`
+  )
+  lines.push(`  data ${compact(l.row.data)}`)
+  lines.push(`  hash ${l.row.hash}`)
+  for (const v of l.validation_errors) {
+    lines.push(`  invalid at '${v.node}' (schema ${v.schema_mode}): ${v.error} → ${v.destination}`)
+  }
+  if (countTokens(l.tokens) > 1) {
+    lines.push("", "tokens")
+    treeLines(l.tokens, l.token_id, "  ", lines)
+  }
+  lines.push("", `path of token ${l.token_id}`)
+  let current = l.path[0]
+  if (l.path.length > 1) lines.push(`  token ${current}`)
+  const errorsByState = new Map(l.transform_errors.flatMap((e) => (e.state_id === null ? [] : [[e.state_id, e] as const])))
+  for (const s of l.steps) {
+    if (s.token_id !== current) {
+      current = s.token_id
+      lines.push(`  token ${current}`)
+    }
+    const attempt = s.attempt > 1 ? ` attempt ${s.attempt}` : ""
+    lines.push(
+      `  step ${s.step_index}  ${s.node.node_type} '${s.node.name}' (${s.node.plugin})${attempt}  ${s.status}` +
+        `  in ${short(s.input_hash)} → out ${short(s.output_hash)}${s.duration_ms === null ? "" : `  ${duration(s.duration_ms)}`}`
+    )
+    if (s.error !== null) lines.push(`      error: ${errorText(s.error)}`)
+    const te = errorsByState.get(s.state_id)
+    if (te !== undefined) lines.push(`      transform error recorded (${te.error_id}), destination ${te.destination}`)
+    for (const r of s.routing) lines.push(`      ${routingLine(s, r)}`)
+  }
+  if (l.steps.length === 0) lines.push("  (no node states: the row never entered the pipeline)")
+  lines.push("", `outcome ${outcomeText(l.outcome)}`)
+  const reason = l.outcome === null ? undefined : field(l.outcome.context, "reason")
+  if (typeof reason === "string") lines.push(`  reason ${reason}`)
+  if (l.sink !== null) {
+    for (const a of l.sink.artifacts) lines.push(`  wrote ${a.path_or_uri} (${a.size_bytes} bytes, ${short(a.content_hash)})`)
+  }
+  return lines.join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// The command
+
+/** Explaining reads a trail: a missing file is a mistyped --db, not a Landscape to create. */
+const requireLandscape = (url: string) =>
+  resolveSqliteUrl(url).pipe(
+    Effect.filterOrFail(
+      (filename) => filename === ":memory:" || existsSync(filename),
+      (filename) => new LandscapeUrlError({ url, message: `no Landscape at ${filename}` })
+    )
+  )
+
+const toExit = (e: LineageError): CliExit => new CliExit({ code: ExitCodes.usage, message: e.message })
+
+export const explainCommand = Command.make(
+  "explain",
+  {
+    db: dbOption,
+    run: runOption,
+    target: Options.orElseEither(rowOption, tokenOption),
+    sink: sinkOption,
+    json: jsonOption
+  },
+  ({ db, json, run, sink, target }) => {
+    const url = dbUrl(db)
+    const query: LineageQuery = {
+      runId: run,
+      ...Either.match(target, { onLeft: (row) => ({ row }), onRight: (token) => ({ token }) }),
+      ...Option.match(sink, { onNone: () => ({}), onSome: (name) => ({ sink: name }) })
+    }
+    return requireLandscape(url).pipe(
+      Effect.zipRight(explain(query).pipe(Effect.provide(SqliteLandscape(url)))),
+      Effect.flatMap((lineage) => (json ? printJson(lineage) : printHuman(narrate(lineage)))),
+      Effect.catchTags({
+        AmbiguousLineage: (e) =>
+          Effect.zipRight(
+            json
+              ? printJson({ error: e._tag, message: e.message, run_id: e.runId, row_id: e.rowId, row_index: e.rowIndex, candidates: e.candidates })
+              : Effect.void,
+            Effect.fail(toExit(e))
+          ),
+        LineageRunNotFound: (e) => Effect.fail(toExit(e)),
+        LineageRowNotFound: (e) => Effect.fail(toExit(e)),
+        LineageTokenNotFound: (e) => Effect.fail(toExit(e)),
+        InvalidLineageQuery: (e) => Effect.fail(toExit(e))
+      }),
+      landscapeErrorsToExit
+    )
+  }
+).pipe(
+  Command.withDescription(
+    "Explain why a row reached its destination: the source row, every step it went through (status, input/output " +
+      "hashes, duration), each routing decision with its condition and result, errors, and the final outcome and " +
+      "sink. Give --row (row id or 0-based source index) or --token. When several tokens of a row reached an " +
+      "outcome (explode or fork children), --sink picks one; without it the candidates are listed and the exit " +
+      "code is 2. Exit 0 found, 2 unknown run/row/token, ambiguous row or bad --db."
+  )
+)

@@ -1,0 +1,282 @@
+/**
+ * Aggregation buffers and their flushes.
+ *
+ * A token reaching an aggregation step is buffered in the current batch of that
+ * aggregation. After buffering, the count and condition triggers are checked and the
+ * batch (including the row just added) is flushed at once when one holds. The timeout
+ * trigger is driven by the Clock: `run.ts` keeps one fiber per aggregation that sleeps
+ * until the batch's deadline and then calls `flushIfDue`, so a batch flushes at its
+ * timeout even while the source is idle; before each source row the engine also calls
+ * `flushDue` so a busy source cannot starve it. Every flush path runs under the same
+ * lock as row processing and checks the batch generation, so a batch is never flushed
+ * twice and no row is lost between two batches.
+ *
+ * Audit: batches go draft → executing → completed/failed with their trigger type and
+ * reason; batch_members link the inputs and batch_outputs the outputs. In `transform`
+ * mode inputs end CONSUMED_IN_BATCH and the outputs are new tokens whose parents are
+ * the inputs; in `passthrough` mode inputs are BUFFERED until the flush and then
+ * continue with their new content.
+ */
+import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
+import { evaluateExpression, isTruthy } from "../../core/expression.js"
+import { newBatchId, newGroupId } from "../../core/ids.js"
+import type { NodeStateRecord, TriggerType } from "../../landscape/records.js"
+import type { AggregationStep } from "../build.js"
+import type { Row } from "../plugins/protocol.js"
+import { ProcessingCrash, type Processor, type Token } from "./processor.js"
+
+interface Member {
+  readonly token: Token
+  readonly state: NodeStateRecord
+  readonly started: bigint
+}
+
+interface Batch {
+  readonly batchId: string
+  readonly generation: number
+  readonly startedMs: number
+  readonly members: Array<Member>
+}
+
+/** Called when a batch with a timeout starts: the timer fiber should wake at `deadlineMs`. */
+export type ScheduleTimeout = (step: AggregationStep, generation: number, deadlineMs: number) => void
+
+const errorText = (e: unknown): string =>
+  typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e)
+
+export class Aggregations {
+  private readonly batches = new Map<number, Batch>()
+  private generation = 0
+
+  constructor(
+    private readonly proc: Processor,
+    private readonly scheduleTimeout: ScheduleTimeout
+  ) {}
+
+  /** Aggregation steps of the chain, in order. */
+  private get steps(): ReadonlyArray<AggregationStep> {
+    return this.proc.plan.chain.filter((s): s is AggregationStep => s.kind === "aggregation")
+  }
+
+  /** Tokens currently buffered (for failing them when the run stops). */
+  bufferedCount(): number {
+    let n = 0
+    for (const b of this.batches.values()) n += b.members.length
+    return n
+  }
+
+  /** Buffers `token` at `step`; flushes at once when count or condition fires. */
+  buffer(step: AggregationStep, token: Token): void {
+    const proc = this.proc
+    let batch = this.batches.get(step.step)
+    const nowMs = proc.clock.unsafeCurrentTimeMillis()
+    if (batch === undefined) {
+      batch = { batchId: newBatchId(), generation: ++this.generation, startedMs: nowMs, members: [] }
+      this.batches.set(step.step, batch)
+      proc.records.push({
+        _tag: "Batch",
+        batch_id: batch.batchId,
+        run_id: proc.runId,
+        aggregation_node_id: step.nodeId,
+        trigger_type: null,
+        trigger_reason: null,
+        status: "draft",
+        attempt: 1,
+        error_json: null,
+        created_at: proc.nowIso(),
+        completed_at: null
+      })
+      const timeout = step.settings.trigger.timeout_seconds
+      if (timeout !== undefined) this.scheduleTimeout(step, batch.generation, batch.startedMs + timeout * 1000)
+    }
+    const state = proc.state(token, step.nodeId, step.step, 1, proc.hashRow(token.row))
+    batch.members.push({ token, state, started: proc.nanos() })
+    proc.records.push({ _tag: "BatchMember", batch_id: batch.batchId, token_id: token.tokenId, ordinal: batch.members.length - 1 })
+    if ((step.settings.output_mode ?? "transform") === "passthrough") {
+      proc.direct(token.tokenId, "BUFFERED", { batch_id: batch.batchId })
+    }
+
+    const trigger = step.settings.trigger
+    if (trigger.count !== undefined && batch.members.length >= trigger.count) {
+      return this.flush(step, "count", `count ${trigger.count} reached`)
+    }
+    const ageSeconds = (nowMs - batch.startedMs) / 1000
+    if (trigger.timeout_seconds !== undefined && ageSeconds >= trigger.timeout_seconds) {
+      return this.flush(step, "timeout", `timeout ${trigger.timeout_seconds}s elapsed`)
+    }
+    if (step.condition !== undefined) {
+      const result = evaluateExpression(step.condition, { batch_count: batch.members.length, batch_age_seconds: ageSeconds })
+      if (result._tag === "Left") {
+        throw new ProcessingCrash(`aggregation '${step.name}' trigger condition failed: ${result.left.message}`, step.name, token.rowIndex)
+      }
+      if (result.right.type !== "bool") {
+        throw new ProcessingCrash(`aggregation '${step.name}' trigger condition gave a non-boolean value`, step.name, token.rowIndex)
+      }
+      if (isTruthy(result.right)) return this.flush(step, "condition", `condition ${step.settings.trigger.condition} true`)
+    }
+  }
+
+  /** Flushes every batch whose timeout has passed (before a source row is processed). */
+  flushDue(): void {
+    const nowMs = this.proc.clock.unsafeCurrentTimeMillis()
+    for (const step of this.steps) {
+      const batch = this.batches.get(step.step)
+      const timeout = step.settings.trigger.timeout_seconds
+      if (batch !== undefined && timeout !== undefined && nowMs - batch.startedMs >= timeout * 1000) {
+        this.flush(step, "timeout", `timeout ${timeout}s elapsed`)
+      }
+    }
+  }
+
+  /** From the timer fiber: flushes the batch of `generation` if it is still the open one and due. */
+  flushIfDue(step: AggregationStep, generation: number): boolean {
+    const batch = this.batches.get(step.step)
+    const timeout = step.settings.trigger.timeout_seconds
+    if (batch === undefined || batch.generation !== generation || timeout === undefined) return false
+    if (this.proc.clock.unsafeCurrentTimeMillis() - batch.startedMs < timeout * 1000) return false
+    this.flush(step, "timeout", `timeout ${timeout}s elapsed`)
+    return true
+  }
+
+  /** End of source: flushes every non-empty buffer in aggregation order, running outputs downstream. */
+  flushAll(runOutputs: () => void): void {
+    for (const step of this.steps) {
+      if (this.batches.has(step.step)) {
+        this.flush(step, "end_of_source", "end of source")
+        runOutputs()
+      }
+    }
+  }
+
+  /** The run is stopping: buffered tokens end FAILED, their batches failed. */
+  failAll(reason: string): void {
+    for (const step of this.steps) {
+      const batch = this.batches.get(step.step)
+      if (batch === undefined) continue
+      this.batches.delete(step.step)
+      this.failBatch(step, batch, { reason })
+    }
+  }
+
+  private failBatch(step: AggregationStep, batch: Batch, error: Record<string, unknown>): void {
+    const proc = this.proc
+    const errorJson = canonicalJsonUnsafe(error)
+    for (const m of batch.members) {
+      proc.close(m.state, "failed", m.started, null, error)
+      proc.records.push(m.state)
+      proc.direct(m.token.tokenId, "FAILED", { batch_id: batch.batchId, error_hash: sha256Hex(errorJson) })
+    }
+    proc.records.push({
+      _tag: "BatchUpdate",
+      batch_id: batch.batchId,
+      status: "failed",
+      trigger_type: null,
+      trigger_reason: null,
+      error_json: errorJson,
+      completed_at: proc.nowIso()
+    })
+    void step
+  }
+
+  /** Runs the batch plugin over the batch and sends the outputs on. */
+  private flush(step: AggregationStep, trigger: TriggerType, reason: string): void {
+    const proc = this.proc
+    const batch = this.batches.get(step.step)
+    if (batch === undefined || batch.members.length === 0) return
+    this.batches.delete(step.step)
+    proc.records.push({
+      _tag: "BatchUpdate",
+      batch_id: batch.batchId,
+      status: "executing",
+      trigger_type: trigger,
+      trigger_reason: reason,
+      error_json: null,
+      completed_at: null
+    })
+    const first = batch.members[0]!.token
+    const crash = (message: string, cause?: unknown): never => {
+      this.failBatch(step, batch, { message })
+      throw new ProcessingCrash(`aggregation '${step.name}' failed: ${message}`, step.name, first.rowIndex, cause)
+    }
+    let result
+    try {
+      result = step.instance.processBatch(batch.members.map((m) => m.token.row))
+    } catch (e) {
+      return crash(errorText(e), e)
+    }
+    if (result._tag === "Error") {
+      // A batch error result drops the whole batch: no on_error routing for batches.
+      this.failBatch(step, batch, { batch_error: result.reason })
+      return
+    }
+    const outputs: ReadonlyArray<Row> = result.rows
+    const mode = step.settings.output_mode ?? "transform"
+    const next = step.step // chain index of the following step
+    if (mode === "transform") {
+      const expected = step.settings.expected_output_count
+      if (expected !== undefined && outputs.length !== expected) {
+        return crash(`expected ${expected} output rows (expected_output_count), got ${outputs.length}`)
+      }
+      const origins = result.origins
+      if (origins !== undefined) {
+        if (origins.length !== outputs.length || origins.some((o) => !(o >= 0 && o < batch.members.length))) {
+          return crash(`the plugin's output origins do not match its ${outputs.length} outputs`)
+        }
+        // Deaggregation: each input is EXPANDED into the outputs derived from it.
+        const groups = batch.members.map(() => newGroupId())
+        batch.members.forEach((m, i) => {
+          proc.close(m.state, "completed", m.started, proc.hashRow(outputs.filter((_, j) => origins[j] === i)))
+          proc.records.push(m.state)
+          proc.direct(m.token.tokenId, "EXPANDED", { batch_id: batch.batchId, expand_group_id: groups[i]! })
+        })
+        outputs.forEach((row, ordinal) => {
+          const parent = batch.members[origins[ordinal]!]!.token
+          const token = proc.newToken(parent, row, next, {
+            parents: [parent.tokenId],
+            expandGroupId: groups[origins[ordinal]!]!,
+            branch: parent.branch
+          })
+          proc.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: token.tokenId, ordinal })
+          proc.enqueue(token)
+        })
+        return this.complete(batch, trigger, reason)
+      }
+      const outputHash = proc.hashRow(outputs)
+      for (const m of batch.members) {
+        proc.close(m.state, "completed", m.started, outputHash)
+        proc.records.push(m.state)
+        proc.direct(m.token.tokenId, "CONSUMED_IN_BATCH", { batch_id: batch.batchId })
+      }
+      const parents = batch.members.map((m) => m.token.tokenId)
+      outputs.forEach((row, ordinal) => {
+        const token = proc.newToken(first, row, next, { parents, branch: first.branch })
+        proc.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: token.tokenId, ordinal })
+        proc.enqueue(token)
+      })
+    } else {
+      if (outputs.length !== batch.members.length) {
+        return crash(`passthrough mode needs one output row per buffered row: ${batch.members.length} in, ${outputs.length} out`)
+      }
+      batch.members.forEach((m, i) => {
+        const row = outputs[i]!
+        proc.close(m.state, "completed", m.started, proc.hashRow(row))
+        proc.records.push(m.state)
+        proc.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: m.token.tokenId, ordinal: i })
+        proc.enqueue({ ...m.token, row, next, attempt: 1 })
+      })
+    }
+    this.complete(batch, trigger, reason)
+  }
+
+  private complete(batch: Batch, trigger: TriggerType, reason: string): void {
+    this.proc.records.push({
+      _tag: "BatchUpdate",
+      batch_id: batch.batchId,
+      status: "completed",
+      trigger_type: trigger,
+      trigger_reason: reason,
+      error_json: null,
+      completed_at: this.proc.nowIso()
+    })
+  }
+}

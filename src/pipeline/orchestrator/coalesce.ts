@@ -1,0 +1,191 @@
+/**
+ * Coalesce points: fork children of the same source row meet here and are merged
+ * into one token that continues down the chain.
+ *
+ * Policies decide when a group merges: `require_all` and `best_effort` when every
+ * branch arrived, `quorum` when `quorum_count` did, `first` on the first arrival.
+ * A pending group whose timeout passes (on the Clock, see run.ts) or that is still
+ * pending at the end of the source is resolved: `best_effort` merges what arrived,
+ * `quorum` merges if the quorum is met, otherwise the group fails. Siblings arriving
+ * after their group merged are recorded FAILED as late — never silently dropped.
+ */
+import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
+import { newGroupId } from "../../core/ids.js"
+import type { NodeStateRecord } from "../../landscape/records.js"
+import type { CoalesceStep } from "../build.js"
+import { type Row, setField } from "../plugins/protocol.js"
+import type { Processor, Token } from "./processor.js"
+
+interface Arrival {
+  readonly token: Token
+  readonly state: NodeStateRecord
+  readonly started: bigint
+}
+
+interface PendingGroup {
+  readonly rowId: string
+  readonly generation: number
+  readonly startedMs: number
+  readonly arrived: Map<string, Arrival>
+}
+
+export type ScheduleCoalesceTimeout = (step: CoalesceStep, rowId: string, generation: number, deadlineMs: number) => void
+
+export class Coalesces {
+  private readonly pending = new Map<number, Map<string, PendingGroup>>()
+  /** Branches still expected after a group merged early (quorum, first): arrivals there are late. */
+  private readonly expectedLate = new Map<number, Map<string, Set<string>>>()
+  private generation = 0
+
+  constructor(
+    private readonly proc: Processor,
+    private readonly scheduleTimeout: ScheduleCoalesceTimeout
+  ) {}
+
+  /** The coalesce that takes `branch`, if any. */
+  forBranch(branch: string): CoalesceStep | undefined {
+    return this.proc.plan.coalesces.find((c) => c.settings.branches.includes(branch))
+  }
+
+  pendingCount(): number {
+    let n = 0
+    for (const groups of this.pending.values()) for (const g of groups.values()) n += g.arrived.size
+    return n
+  }
+
+  /** A fork child arrives at its coalesce point. */
+  arrive(step: CoalesceStep, token: Token): void {
+    const proc = this.proc
+    const branch = token.branch ?? ""
+    const state = proc.state(token, step.nodeId, step.afterStep, 1, proc.hashRow(token.row))
+    const started = proc.nanos()
+    const late = this.expectedLate.get(step.index)?.get(token.rowId)
+    if (late !== undefined && late.has(branch)) {
+      late.delete(branch)
+      if (late.size === 0) this.expectedLate.get(step.index)!.delete(token.rowId)
+      proc.close(state, "failed", started, null, { reason: "late_sibling", coalesce: step.name, branch })
+      proc.records.push(state)
+      proc.direct(token.tokenId, "FAILED", {
+        context_json: canonicalJsonUnsafe({ reason: "late_sibling", coalesce: step.name, branch })
+      })
+      return
+    }
+    let groups = this.pending.get(step.index)
+    if (groups === undefined) {
+      groups = new Map()
+      this.pending.set(step.index, groups)
+    }
+    let group = groups.get(token.rowId)
+    if (group === undefined) {
+      group = { rowId: token.rowId, generation: ++this.generation, startedMs: proc.clock.unsafeCurrentTimeMillis(), arrived: new Map() }
+      groups.set(token.rowId, group)
+      const timeout = step.settings.timeout_seconds
+      if (timeout !== undefined) this.scheduleTimeout(step, token.rowId, group.generation, group.startedMs + timeout * 1000)
+    }
+    group.arrived.set(branch, { token, state, started })
+    const s = step.settings
+    const policy = s.policy ?? "require_all"
+    const ready = policy === "first"
+      ? true
+      : policy === "quorum"
+      ? group.arrived.size >= (s.quorum_count ?? s.branches.length)
+      : group.arrived.size >= s.branches.length
+    if (ready) this.merge(step, group, `${policy}: ${group.arrived.size} of ${s.branches.length} branches arrived`)
+  }
+
+  /** From the timer fiber: resolves the group if it is still pending. */
+  resolveIfDue(step: CoalesceStep, rowId: string, generation: number): boolean {
+    const group = this.pending.get(step.index)?.get(rowId)
+    if (group === undefined || group.generation !== generation) return false
+    this.resolve(step, group, "timeout")
+    return true
+  }
+
+  /** End of source: resolves every pending group. */
+  resolveAll(): void {
+    for (const step of this.proc.plan.coalesces) {
+      for (const group of Array.from(this.pending.get(step.index)?.values() ?? [])) this.resolve(step, group, "end_of_source")
+    }
+    this.expectedLate.clear()
+  }
+
+  /** The run is stopping: pending arrivals end FAILED. */
+  failAll(reason: string): void {
+    for (const step of this.proc.plan.coalesces) {
+      for (const group of Array.from(this.pending.get(step.index)?.values() ?? [])) this.fail(step, group, reason)
+    }
+  }
+
+  private resolve(step: CoalesceStep, group: PendingGroup, why: "timeout" | "end_of_source"): void {
+    const s = step.settings
+    const policy = s.policy ?? "require_all"
+    if (policy === "best_effort" || policy === "first") {
+      return this.merge(step, group, `${policy} at ${why}: ${group.arrived.size} of ${s.branches.length} branches arrived`)
+    }
+    if (policy === "quorum" && group.arrived.size >= (s.quorum_count ?? s.branches.length)) {
+      return this.merge(step, group, `quorum met at ${why}`)
+    }
+    this.fail(step, group, policy === "quorum" ? "quorum_not_met" : "incomplete_branches")
+  }
+
+  private take(step: CoalesceStep, group: PendingGroup): void {
+    this.pending.get(step.index)?.delete(group.rowId)
+  }
+
+  private fail(step: CoalesceStep, group: PendingGroup, reason: string): void {
+    const proc = this.proc
+    this.take(step, group)
+    const context = canonicalJsonUnsafe({ reason, coalesce: step.name, arrived: Array.from(group.arrived.keys()) })
+    for (const a of group.arrived.values()) {
+      proc.close(a.state, "failed", a.started, null, { reason, coalesce: step.name })
+      proc.records.push(a.state)
+      proc.direct(a.token.tokenId, "FAILED", { context_json: context, error_hash: sha256Hex(context) })
+    }
+    proc.countCoalesceFailure()
+  }
+
+  private merge(step: CoalesceStep, group: PendingGroup, reason: string): void {
+    const proc = this.proc
+    const s = step.settings
+    this.take(step, group)
+    const arrivedInOrder = s.branches.filter((b) => group.arrived.has(b)).map((b) => [b, group.arrived.get(b)!] as const)
+    const mergeMode = s.merge ?? "union"
+    let merged: Row
+    if (mergeMode === "select") {
+      const selected = group.arrived.get(s.select_branch ?? "")
+      if (selected === undefined) return this.fail(step, group, "select_branch_missing")
+      merged = structuredClone(selected.token.row) as Row
+    } else if (mergeMode === "nested") {
+      const out: Record<string, unknown> = {}
+      for (const [b, a] of arrivedInOrder) setField(out, b, a.token.row)
+      merged = out
+    } else {
+      const out: Record<string, unknown> = {}
+      for (const [, a] of arrivedInOrder) for (const [k, v] of Object.entries(a.token.row)) setField(out, k, v)
+      merged = out
+    }
+    const joinGroup = newGroupId()
+    const outputHash = proc.hashRow(merged)
+    for (const [, a] of arrivedInOrder) {
+      proc.close(a.state, "completed", a.started, outputHash)
+      proc.records.push(a.state)
+      proc.direct(a.token.tokenId, "COALESCED", {
+        join_group_id: joinGroup,
+        context_json: canonicalJsonUnsafe({ coalesce: step.name, reason })
+      })
+    }
+    const missing = s.branches.filter((b) => !group.arrived.has(b))
+    if (missing.length > 0) {
+      let late = this.expectedLate.get(step.index)
+      if (late === undefined) {
+        late = new Map()
+        this.expectedLate.set(step.index, late)
+      }
+      late.set(group.rowId, new Set(missing))
+    }
+    const first = arrivedInOrder[0]![1].token
+    proc.enqueue(
+      proc.newToken(first, merged, step.afterStep, { parents: arrivedInOrder.map(([, a]) => a.token.tokenId), joinGroupId: joinGroup })
+    )
+  }
+}
