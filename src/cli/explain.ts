@@ -56,7 +56,7 @@ const field = (value: unknown, key: string): unknown =>
   value !== null && typeof value === "object" && key in value ? (value as Record<string, unknown>)[key] : undefined
 
 const errorText = (error: unknown): string => {
-  const message = field(error, "message") ?? field(error, "reason")
+  const message = field(error, "message")
   return typeof message === "string" ? message : compact(error)
 }
 
@@ -83,10 +83,10 @@ const routingLine = (step: LineageStep, r: LineageRouting): string => {
 const outcomeText = (o: LineageOutcome | null): string =>
   o === null ? "no outcome yet" : `${o.outcome}${o.sink_name === null ? "" : ` → sink ${o.sink_name}`}`
 
-const treeLines = (tokens: ReadonlyArray<LineageToken>, selected: string, prefix: string, lines: Array<string>) => {
+const treeLines = (tokens: ReadonlyArray<LineageToken>, selected: string, indent: string, root: boolean, lines: Array<string>) => {
   tokens.forEach((t, i) => {
     const last = i === tokens.length - 1
-    const branch = prefix === "" ? "" : last ? "└─ " : "├─ "
+    const branch = root ? "" : last ? "└─ " : "├─ "
     const tags = [
       t.branch_name === null ? "" : `branch ${t.branch_name}`,
       t.expand_group_id === null ? "" : `expand ${t.expand_group_id}`,
@@ -94,12 +94,11 @@ const treeLines = (tokens: ReadonlyArray<LineageToken>, selected: string, prefix
       t.join_group_id === null ? "" : `join ${t.join_group_id}`
     ].filter((s) => s !== "")
     lines.push(
-      `${prefix}${branch}${t.token_id}  ${outcomeText(t.outcome)}${tags.length === 0 ? "" : `  [${tags.join(", ")}]`}${
+      `${indent}${branch}${t.token_id}  ${outcomeText(t.outcome)}${tags.length === 0 ? "" : `  [${tags.join(", ")}]`}${
         t.token_id === selected ? "   ← explained" : ""
       }`
     )
-    const childPrefix = prefix === "" ? "  " : prefix + (last ? "   " : "│  ")
-    treeLines(t.children, selected, childPrefix, lines)
+    treeLines(t.children, selected, root ? indent : indent + (last ? "   " : "│  "), false, lines)
   })
 }
 
@@ -120,7 +119,7 @@ export const narrate = (l: Lineage): string => {
   }
   if (countTokens(l.tokens) > 1) {
     lines.push("", "tokens")
-    treeLines(l.tokens, l.token_id, "  ", lines)
+    treeLines(l.tokens, l.token_id, "  ", true, lines)
   }
   lines.push("", `path of token ${l.token_id}`)
   let current = l.path[0]

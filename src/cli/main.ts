@@ -1,9 +1,11 @@
 import { Command } from "@effect/cli"
+import { exportCommand } from "./export.js"
 import { explainCommand } from "./explain.js"
 import { loopCommand } from "./loop.js"
 import { pluginsCommand } from "./plugins.js"
 import { runCommand, validateCommand } from "./run.js"
 import { runsCommand } from "./runs.js"
+import { verifyCommand } from "./verify.js"
 
 export const VERSION = "0.1.0"
 
@@ -12,7 +14,7 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, validateCommand, runsCommand, explainCommand, pluginsCommand, loopCommand])
+  Command.withSubcommands([runCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, loopCommand])
 )
 
 export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })

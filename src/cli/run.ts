@@ -3,6 +3,7 @@ import { Effect, Layer } from "effect"
 import { outcomeCountsBySink } from "../landscape/queries.js"
 import { SqliteLandscape } from "../landscape/sqlite.js"
 import { buildPipeline, type PipelinePlan } from "../pipeline/build.js"
+import { checkExportSigningKey, exportAfterRun } from "../pipeline/orchestrator/export.js"
 import { runPipeline } from "../pipeline/orchestrator/run.js"
 import type { RunResult } from "../pipeline/orchestrator/types.js"
 import { loadPipelineSettings } from "../pipeline/settings.js"
@@ -49,10 +50,16 @@ export const runCommand = Command.make(
   ({ db, json, quiet, settings }) =>
     Effect.gen(function*() {
       const plan = yield* loadPlan(settings)
+      // Before any row is read or sink opened: signing needs its key.
+      const keyProblem = checkExportSigningKey(plan, process.env)
+      if (keyProblem !== undefined) return yield* Effect.fail(new CliExit({ code: ExitCodes.usage, message: keyProblem.message }))
       if (!quiet) for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
       const url = dbUrl(db, plan.settings.landscape?.url ?? DEFAULT_DB)
       const telemetry = !quiet && !json ? TelemetryConsole : TelemetryNoop
-      const outcome = yield* runPipeline(plan).pipe(
+      // A failed export leaves the run completed (exit 0); its error goes to stderr.
+      const onFailure = (message: string) => printHuman(`runledger: export failed: ${message}`)
+      const outcome = yield* exportAfterRun(plan, { onFailure }).pipe(
+        Effect.flatMap((afterRun) => runPipeline(plan, afterRun === undefined ? {} : { afterRun })),
         Effect.either,
         Effect.provide(Layer.merge(SqliteLandscape(url), telemetry))
       )

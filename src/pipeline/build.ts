@@ -3,6 +3,7 @@
  * graph, and every start-up check (routes, schemas, shape) done before a row is read.
  */
 import { Effect, Either } from "effect"
+import { existsSync } from "node:fs"
 import { type CompiledExpression, parseExpression } from "../core/expression.js"
 import type { NodeId } from "../core/ids.js"
 import { type Graph, GraphBuilder, findCycle, unreachableSinks } from "./graph.js"
@@ -143,6 +144,13 @@ export const buildPipeline = (
     const sourceInstance = yield* sourcePlugin.create(settings.source.options, { nodeName: "source" }).pipe(
       Effect.mapError(fromPluginError(file, "source.options"))
     )
+    const sourcePath = settings.source.options?.path
+    if (typeof sourcePath === "string" && !existsSync(sourcePath)) {
+      return yield* fail(
+        "source.options.path",
+        `input file '${sourcePath}' not found (paths resolve against the working directory, ${process.cwd()})`
+      )
+    }
     const sourceHeaders = sourceInstance.sourceHeaders
     const ctx = (nodeName: string): PluginContext =>
       sourceHeaders === undefined ? { nodeName } : { nodeName, sourceHeaders }

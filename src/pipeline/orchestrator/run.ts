@@ -289,20 +289,16 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         )
       )
 
-    yield* Effect.scoped(processing).pipe(
-      Effect.onExit(finalize),
-      Effect.catchAll((e) =>
-        Effect.fail(
-          e instanceof PipelineRunError ? e : new PipelineRunError({ runId, message: message(e), cause: e })
-        )
-      )
-    )
-    if (recorded === undefined || recorded.status !== "completed") {
+    const outcome = yield* Effect.scoped(processing).pipe(Effect.onExit(finalize), Effect.either)
+    if (outcome._tag === "Left" || recorded === undefined || recorded.status !== "completed") {
+      const cause = outcome._tag === "Left" ? outcome.left : undefined
+      const text = [crashMessage, ...sinkProblems].filter((m) => m !== undefined).join("; ")
       return yield* Effect.fail(
         new PipelineRunError({
           runId,
-          message: [crashMessage, ...sinkProblems].filter((m) => m !== undefined).join("; ") || "the run did not complete",
-          ...(recorded === undefined ? {} : { result: recorded })
+          message: text === "" ? (cause === undefined ? "the run did not complete" : message(cause)) : text,
+          ...(recorded === undefined ? {} : { result: recorded }),
+          ...(cause === undefined ? {} : { cause })
         })
       )
     }

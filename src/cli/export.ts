@@ -1,0 +1,57 @@
+import { Command, Options } from "@effect/cli"
+import { Effect } from "effect"
+import * as NodeFs from "node:fs"
+import { ExportError } from "../landscape/exporter.js"
+import { SigningKeyMissing } from "../landscape/signing.js"
+import { resolveSqliteUrl, SqliteLandscape } from "../landscape/sqlite.js"
+import { exportRun } from "../pipeline/orchestrator/export.js"
+import { dbOption, dbUrl, landscapeErrorsToExit, printHuman } from "./common.js"
+import { CliExit, ExitCodes } from "./exit.js"
+
+const runOption = Options.text("run").pipe(
+  Options.withDescription("The run to export: a run id, or 'latest' for the most recently started run")
+)
+
+const formatOption = Options.choice("format", ["json", "csv"]).pipe(
+  Options.withDescription("json: one file (a JSON array, or JSON Lines when --out ends in .jsonl); csv: a directory of one CSV file per record type"),
+  Options.withDefault("json" as const)
+)
+
+const outOption = Options.text("out").pipe(
+  Options.withDescription("Where to write: the JSON file, or the CSV directory")
+)
+
+const signOption = Options.boolean("sign").pipe(
+  Options.withDescription("Sign every record (HMAC-SHA256) and end with a signed manifest; key from RUNLEDGER_SIGNING_KEY (or ELSPETH_SIGNING_KEY)")
+)
+
+export const exportCommand = Command.make(
+  "export",
+  { db: dbOption, run: runOption, format: formatOption, out: outOption, sign: signOption },
+  ({ db, format, out, run, sign }) =>
+    Effect.gen(function*() {
+      const url = dbUrl(db)
+      const filename = yield* resolveSqliteUrl(url)
+      if (filename !== ":memory:" && !NodeFs.existsSync(filename)) {
+        return yield* Effect.fail(new CliExit({ code: ExitCodes.usage, message: `no Landscape at ${filename} (--db ${url})` }))
+      }
+      const summary = yield* exportRun({ run, format, out, sign }).pipe(Effect.provide(SqliteLandscape(url)))
+      if (summary.run_status === "running") {
+        yield* printHuman(`warning: run ${summary.run_id} is still marked running; the export is a snapshot of its trail so far`)
+      }
+      yield* printHuman(
+        `exported run ${summary.run_id} (${summary.run_status}): ${summary.record_count} records${summary.signed ? ", signed" : ""} → ${summary.out}`
+      )
+    }).pipe(
+      landscapeErrorsToExit,
+      Effect.catchIf(
+        (e): e is SigningKeyMissing | ExportError => e instanceof SigningKeyMissing || e instanceof ExportError,
+        (e) => Effect.fail(new CliExit({ code: e._tag === "SigningKeyMissing" ? ExitCodes.usage : ExitCodes.failed, message: e.message }))
+      )
+    )
+).pipe(
+  Command.withDescription(
+    "Export the audit trail of one run (any finished run) as JSON or CSV, optionally signed. Read-only on the Landscape. " +
+      "Exit 0 exported, 1 the export failed, 2 bad usage (unknown run, no signing key)."
+  )
+)

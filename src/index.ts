@@ -1,0 +1,55 @@
+/**
+ * runledger as a library: programs (Effects) and layers. Importing this module has no
+ * side effects; provide the layers you want at the edge of your own program.
+ */
+
+// Kernel
+export { CANONICAL_VERSION, canonicalJson, CanonicalError, sha256Hex, stableHash } from "./core/canonical.js"
+export {
+  type CompiledExpression,
+  evaluateExpression,
+  ExpressionEvalError,
+  ExpressionParseError,
+  parseExpression,
+  routeLabel
+} from "./core/expression.js"
+export type { BatchId, NodeId, RowId, RunId, StateId, TokenId } from "./core/ids.js"
+
+// Services and layers
+export { Fixer, FixerError, NoFixer } from "./services/fixer.js"
+export { Recorder, RecorderError, type RecorderService, type RunView } from "./services/recorder.js"
+export { Telemetry, TelemetryConsole, type TelemetryEvent, TelemetryJsonl, TelemetryNoop } from "./services/telemetry.js"
+export { LandscapeSql, LandscapeUrlError, resolveSqliteUrl, SqliteLandscape } from "./landscape/sqlite.js"
+export type { AuditRecord, Outcome } from "./landscape/records.js"
+
+// Pipelines
+export { type LoadedSettings, loadPipelineSettings, parseSettings, type PipelineSettings, SettingsError } from "./pipeline/settings.js"
+export { buildPipeline, type PipelinePlan } from "./pipeline/build.js"
+export { runPipeline, type RunPipelineOptions } from "./pipeline/orchestrator/run.js"
+export {
+  AggregationFlushResult,
+  PipelineRunError,
+  RouteValidationError,
+  type RunResult
+} from "./pipeline/orchestrator/types.js"
+export * from "./pipeline/plugins/protocol.js"
+export { builtinPlugins, builtinRegistry, makeRegistry, type PluginRegistry } from "./pipeline/plugins/registry.js"
+
+// Issue loops
+export {
+  CommandFixer,
+  formatLoopConfigError,
+  listLoopRuns,
+  loadLoopConfig,
+  type LoopConfig,
+  LoopConfigError,
+  type LoopRunResult,
+  makeRunAbort,
+  RunAbort,
+  RunAbortLive,
+  runLoop,
+  runRunEnd,
+  runSessionEnd,
+  type SessionEndResult,
+  supervise
+} from "./loop/index.js"
