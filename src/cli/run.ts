@@ -7,7 +7,8 @@ import { checkExportSigningKey, exportAfterRun } from "../pipeline/orchestrator/
 import { runPipeline } from "../pipeline/orchestrator/run.js"
 import type { RunResult } from "../pipeline/orchestrator/types.js"
 import { loadPipelineSettings } from "../pipeline/settings.js"
-import { TelemetryConsole, TelemetryNoop } from "../services/telemetry.js"
+import { NodeFileSystem } from "@effect/platform-node"
+import { TelemetryConsole, TelemetryJsonl, TelemetryNoop, TelemetryTee } from "../services/telemetry.js"
 import { dbOption, dbUrl, DEFAULT_DB, jsonOption, landscapeErrorsToExit, printHuman, printJson, table } from "./common.js"
 import { CliExit, ExitCodes } from "./exit.js"
 
@@ -55,7 +56,11 @@ export const runCommand = Command.make(
       if (keyProblem !== undefined) return yield* Effect.fail(new CliExit({ code: ExitCodes.usage, message: keyProblem.message }))
       if (!quiet) for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
       const url = dbUrl(db, plan.settings.landscape?.url ?? DEFAULT_DB)
-      const telemetry = !quiet && !json ? TelemetryConsole : TelemetryNoop
+      const jsonlPath = plan.settings.telemetry?.enabled === false ? undefined : plan.settings.telemetry?.jsonl_path
+      const console = !quiet && !json ? TelemetryConsole : TelemetryNoop
+      const telemetry = jsonlPath === undefined
+        ? console
+        : TelemetryTee(console, TelemetryJsonl(jsonlPath).pipe(Layer.provide(NodeFileSystem.layer)))
       // A failed export leaves the run completed (exit 0); its error goes to stderr.
       const onFailure = (message: string) => printHuman(`runledger: export failed: ${message}`)
       const outcome = yield* exportAfterRun(plan, { onFailure }).pipe(

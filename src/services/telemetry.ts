@@ -123,3 +123,14 @@ export const TelemetryJsonl = (path: string): Layer.Layer<Telemetry, never, File
       }
     })
   )
+
+/** Sends every event to each of `layers` (e.g. the console and a JSONL file). */
+export const TelemetryTee = <E, R>(...layers: ReadonlyArray<Layer.Layer<Telemetry, E, R>>): Layer.Layer<Telemetry, E, R> =>
+  Layer.scoped(
+    Telemetry,
+    Effect.gen(function*() {
+      const services = yield* Effect.forEach(layers, (layer) =>
+        Effect.map(Layer.build(layer), (context) => Context.get(context, Telemetry)))
+      return { emit: (event: TelemetryEvent) => Effect.forEach(services, (s) => s.emit(event), { discard: true }) }
+    })
+  )
