@@ -53,3 +53,18 @@ export {
   type SessionEndResult,
   supervise
 } from "./loop/index.js"
+
+// Lineage
+export {
+  AmbiguousLineage,
+  explain,
+  InvalidLineageQuery,
+  type Lineage,
+  type LineageError,
+  type LineageQuery,
+  LineageRowNotFound,
+  LineageRunNotFound,
+  type LineageStep,
+  type LineageToken,
+  LineageTokenNotFound
+} from "./landscape/lineage.js"

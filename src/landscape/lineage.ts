@@ -170,7 +170,7 @@ export class LineageRunNotFound extends Data.TaggedError("LineageRunNotFound")<{
 export class LineageRowNotFound extends Data.TaggedError("LineageRowNotFound")<{
   readonly runId: string
   readonly row: string
-  /** Rows the run recorded; valid indexes are 0 … rowCount - 1. */
+  /** How many rows the run recorded (the message names the range of their indexes). */
   readonly rowCount: number
   readonly message: string
 }> {}
@@ -288,6 +288,12 @@ const parseJson = (text: string | null): unknown => {
 const dbError = (what: string) => (e: SqlError) =>
   new RecorderError({ reason: "Database", message: `${what}: ${e.message}`, cause: e })
 
+const append = <K, V>(map: Map<K, Array<V>>, key: K, value: V): void => {
+  const list = map.get(key)
+  if (list === undefined) map.set(key, [value])
+  else list.push(value)
+}
+
 const isIndex = (s: string) => /^\d+$/.test(s)
 
 const describeRow = (row: string) => (isIndex(row) ? `row index ${row}` : `row ${row}`)
@@ -313,6 +319,263 @@ const candidateOf = (t: TokenRow, outcome: LineageOutcome | null): LineageCandid
 const listCandidates = (candidates: ReadonlyArray<LineageCandidate>): string =>
   candidates.map((c) => `  ${c.token_id}  ${c.outcome ?? "(no outcome yet)"}${c.sink_name === null ? "" : `  sink ${c.sink_name}`}`).join("\n")
 
+type Sql = SqlClient.SqlClient
+
+/** The row asked for, directly or through one of its tokens. */
+const findRow = (sql: Sql, runId: string, query: LineageQuery) =>
+  Effect.gen(function*() {
+    let tokenRowId: string | undefined
+    if (query.token !== undefined) {
+      const found = yield* sql<{ row_id: string }>`
+        SELECT row_id FROM tokens WHERE token_id = ${query.token} AND run_id = ${runId}`.pipe(
+        Effect.mapError(dbError(`reading token ${query.token}`))
+      )
+      if (found[0] === undefined) {
+        return yield* new LineageTokenNotFound({
+          runId,
+          token: query.token,
+          sink: query.sink ?? null,
+          message: `no token ${query.token} in run ${runId}`
+        })
+      }
+      tokenRowId = found[0].row_id
+    }
+    const requested = query.row ?? tokenRowId!
+    const where = query.row !== undefined && isIndex(query.row)
+      ? sql`r.row_index = ${Number(query.row)}`
+      : sql`r.row_id = ${requested}`
+    const [row] = yield* sql<RowRow>`
+      SELECT r.row_id, r.row_index, r.source_data_hash, r.source_data_json, r.created_at,
+             n.node_id, n.name, n.node_type, n.plugin_name
+      FROM rows r JOIN nodes n ON n.run_id = r.run_id AND n.node_id = r.source_node_id
+      WHERE r.run_id = ${runId} AND ${where}`.pipe(Effect.mapError(dbError(`reading the row of run ${runId}`)))
+    if (row === undefined) {
+      const [count] = yield* sql<{ n: number; first: number | null; last: number | null }>`
+        SELECT COUNT(*) AS n, MIN(row_index) AS first, MAX(row_index) AS last FROM rows WHERE run_id = ${runId}`.pipe(
+        Effect.mapError(dbError(`counting the rows of run ${runId}`))
+      )
+      const n = count?.n ?? 0
+      const range = n === 0
+        ? `run ${runId} recorded no rows`
+        : `valid row indexes of run ${runId} are ${count!.first}…${count!.last}`
+      return yield* new LineageRowNotFound({
+        runId,
+        row: requested,
+        rowCount: n,
+        message: `no ${describeRow(requested)} in run ${runId}; ${range} (or give a row id)`
+      })
+    }
+    if (tokenRowId !== undefined && row.row_id !== tokenRowId) {
+      return yield* new LineageTokenNotFound({
+        runId,
+        token: query.token!,
+        sink: query.sink ?? null,
+        message: `token ${query.token} belongs to row ${tokenRowId}, not to ${describeRow(query.row!)} (${row.row_id})`
+      })
+    }
+    return row
+  })
+
+/** The tokens of a row with their parents and outcomes. */
+interface TokenGraph {
+  /** In creation order. */
+  readonly tokens: ReadonlyArray<TokenRow>
+  readonly byId: ReadonlyMap<string, TokenRow>
+  readonly parents: ReadonlyMap<string, ReadonlyArray<string>>
+  readonly children: ReadonlyMap<string, ReadonlyArray<string>>
+  readonly outcomes: ReadonlyMap<string, LineageOutcome>
+}
+
+/** Three queries for the whole tree of the row. */
+const readTokenGraph = (sql: Sql, rowId: string) =>
+  Effect.gen(function*() {
+    const tokens = yield* sql<TokenRow>`
+      SELECT token_id, fork_group_id, join_group_id, expand_group_id, branch_name, created_at
+      FROM tokens WHERE row_id = ${rowId} ORDER BY created_at, token_id`
+    const links = yield* sql<{ token_id: string; parent_token_id: string }>`
+      SELECT p.token_id, p.parent_token_id FROM token_parents p JOIN tokens t ON t.token_id = p.token_id
+      WHERE t.row_id = ${rowId} ORDER BY p.token_id, p.ordinal`
+    const outcomeRows = yield* sql<OutcomeRow>`
+      SELECT o.token_id, o.outcome, o.is_terminal, o.sink_name, o.batch_id, o.error_hash, o.context_json, o.recorded_at
+      FROM token_outcomes o JOIN tokens t ON t.token_id = o.token_id
+      WHERE t.row_id = ${rowId} ORDER BY o.recorded_at, o.outcome_id`
+    const parents = new Map<string, Array<string>>()
+    const children = new Map<string, Array<string>>()
+    for (const l of links) {
+      append(parents, l.token_id, l.parent_token_id)
+      append(children, l.parent_token_id, l.token_id)
+    }
+    const outcomes = new Map<string, LineageOutcome>()
+    for (const o of outcomeRows) {
+      // A terminal outcome wins over a non-terminal one; among equals, the latest.
+      const known = outcomes.get(o.token_id)
+      if (known === undefined || !known.is_terminal || o.is_terminal === 1) outcomes.set(o.token_id, toOutcome(o))
+    }
+    const graph: TokenGraph = { tokens, byId: new Map(tokens.map((t) => [t.token_id, t])), parents, children, outcomes }
+    return graph
+  }).pipe(Effect.mapError(dbError(`reading the tokens of row ${rowId}`)))
+
+/** The token to explain: the one asked for, or the row's only leaf (in `sink`, when given). */
+const selectToken = (
+  graph: TokenGraph,
+  runId: string,
+  row: RowRow,
+  query: LineageQuery
+): Effect.Effect<string, LineageTokenNotFound | AmbiguousLineage> => {
+  const sink = query.sink ?? null
+  if (query.token !== undefined) {
+    const reached = graph.outcomes.get(query.token)?.sink_name ?? null
+    if (sink === null || reached === sink) return Effect.succeed(query.token)
+    return Effect.fail(
+      new LineageTokenNotFound({
+        runId,
+        token: query.token,
+        sink,
+        message: `token ${query.token} did not reach sink '${sink}' (${reached === null ? "it reached no sink" : `it reached '${reached}'`})`
+      })
+    )
+  }
+  // The leaves: tokens nothing was derived from within this row.
+  const all = graph.tokens
+    .filter((t) => !(graph.children.get(t.token_id) ?? []).some((c) => graph.byId.has(c)))
+    .map((t) => candidateOf(t, graph.outcomes.get(t.token_id) ?? null))
+  const candidates = sink === null ? all : all.filter((c) => c.sink_name === sink)
+  const where = `row ${row.row_index} (${row.row_id}) of run ${runId}`
+  if (candidates.length === 1) return Effect.succeed(candidates[0]!.token_id)
+  if (candidates.length === 0) {
+    const reached = Array.from(new Set(all.flatMap((c) => (c.sink_name === null ? [] : [c.sink_name])))).sort()
+    return Effect.fail(
+      new LineageTokenNotFound({
+        runId,
+        token: null,
+        sink,
+        message: sink === null
+          ? `${where} has no tokens`
+          : `no token of ${where} reached sink '${sink}'; ${reached.length === 0 ? "it reached no sink" : `sinks it reached: ${reached.join(", ")}`}`
+      })
+    )
+  }
+  // Naming a sink only helps when the candidates ended in different sinks.
+  const bySink = sink === null && new Set(candidates.map((c) => c.sink_name)).size > 1
+  return Effect.fail(
+    new AmbiguousLineage({
+      runId,
+      rowId: row.row_id,
+      rowIndex: row.row_index,
+      sink,
+      candidates,
+      message: `${candidates.length} tokens of ${where} reached an outcome${sink === null ? "" : ` in sink '${sink}'`}; ` +
+        `pick one by ${bySink ? "sink (--sink NAME) or " : ""}token (--token ID):\n${listCandidates(candidates)}`
+    })
+  )
+}
+
+/** The selected token and every ancestor of it within the row, in creation order (roots first). */
+const pathTo = (graph: TokenGraph, selected: string): ReadonlyArray<string> => {
+  const onPath = new Set<string>()
+  const visit = (id: string) => {
+    if (onPath.has(id)) return
+    onPath.add(id)
+    for (const p of graph.parents.get(id) ?? []) if (graph.byId.has(p)) visit(p)
+  }
+  visit(selected)
+  return graph.tokens.map((t) => t.token_id).filter((id) => onPath.has(id))
+}
+
+/** Node states (with their routing events) and transform errors of the tokens on the path. */
+const readSteps = (sql: Sql, path: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const states = yield* sql<StateRow>`
+      SELECT s.state_id, s.token_id, s.node_id, s.step_index, s.attempt, s.status, s.input_hash, s.output_hash,
+             s.duration_ms, s.error_json, s.started_at, s.completed_at, n.name, n.node_type, n.plugin_name
+      FROM node_states s JOIN nodes n ON n.run_id = s.run_id AND n.node_id = s.node_id
+      WHERE s.token_id IN ${sql.in(path)}
+      ORDER BY s.step_index, s.attempt, s.started_at, s.state_id`
+    const routings = yield* sql<RoutingRow>`
+      SELECT e.event_id, e.state_id, e.routing_group_id, e.mode, e.reason_json, ed.label, n.name, n.node_type
+      FROM routing_events e
+        JOIN node_states s ON s.state_id = e.state_id
+        JOIN edges ed ON ed.edge_id = e.edge_id
+        JOIN nodes n ON n.run_id = ed.run_id AND n.node_id = ed.to_node_id
+      WHERE s.token_id IN ${sql.in(path)}
+      ORDER BY e.routing_group_id, e.ordinal`
+    const errors = yield* sql<Omit<LineageTransformError, "details"> & { readonly error_details_json: string }>`
+      SELECT te.error_id, te.token_id, te.state_id, n.name AS node, te.error_details_json, te.destination,
+             te.row_hash, te.created_at
+      FROM transform_errors te JOIN nodes n ON n.run_id = te.run_id AND n.node_id = te.node_id
+      WHERE te.token_id IN ${sql.in(path)} ORDER BY te.created_at, te.error_id`
+
+    const routingByState = new Map<string, Array<LineageRouting>>()
+    for (const r of routings) {
+      append(routingByState, r.state_id, {
+        event_id: r.event_id,
+        edge_label: r.label,
+        destination: r.name,
+        destination_type: r.node_type,
+        mode: r.mode,
+        routing_group_id: r.routing_group_id,
+        reason: parseJson(r.reason_json)
+      })
+    }
+    const order = new Map(path.map((id, i) => [id, i]))
+    const steps: ReadonlyArray<LineageStep> = states
+      .map((s) => ({
+        state_id: s.state_id,
+        token_id: s.token_id,
+        node: { node_id: s.node_id, name: s.name, node_type: s.node_type, plugin: s.plugin_name },
+        step_index: s.step_index,
+        attempt: s.attempt,
+        status: s.status,
+        input_hash: s.input_hash,
+        output_hash: s.output_hash,
+        duration_ms: s.duration_ms,
+        error: parseJson(s.error_json),
+        started_at: s.started_at,
+        completed_at: s.completed_at,
+        routing: routingByState.get(s.state_id) ?? []
+      }))
+      // Stable: ancestors before descendants, each in step order.
+      .sort((a, b) => order.get(a.token_id)! - order.get(b.token_id)!)
+    const transformErrors: ReadonlyArray<LineageTransformError> = errors.map(({ error_details_json, ...rest }) => ({
+      ...rest,
+      details: parseJson(error_details_json)
+    }))
+    return { steps, transformErrors }
+  })
+
+/** The sink that received a token, with what it wrote in the run. */
+const readSink = (sql: Sql, runId: string, name: string) =>
+  Effect.gen(function*() {
+    const [node] = yield* sql<{ node_id: string; plugin_name: string }>`
+      SELECT node_id, plugin_name FROM nodes WHERE run_id = ${runId} AND node_type = 'sink' AND name = ${name}`
+    const artifacts = yield* sql<LineageArtifact>`
+      SELECT path_or_uri, content_hash, size_bytes FROM artifacts
+      WHERE run_id = ${runId} AND sink_name = ${name} ORDER BY created_at, artifact_id`
+    const sink: LineageSink = { name, node_id: node?.node_id ?? null, plugin: node?.plugin_name ?? null, artifacts }
+    return sink
+  }).pipe(Effect.mapError(dbError(`reading sink ${name}`)))
+
+/** The row's tokens as a tree, each under its first parent within the row. */
+const tokenTree = (graph: TokenGraph): ReadonlyArray<LineageToken> => {
+  const under = new Map<string | undefined, Array<TokenRow>>()
+  for (const t of graph.tokens) {
+    const parent = graph.parents.get(t.token_id)?.find((p) => graph.byId.has(p))
+    append(under, parent, t)
+  }
+  const node = (t: TokenRow): LineageToken => ({
+    token_id: t.token_id,
+    parent_token_ids: graph.parents.get(t.token_id) ?? [],
+    fork_group_id: t.fork_group_id,
+    join_group_id: t.join_group_id,
+    expand_group_id: t.expand_group_id,
+    branch_name: t.branch_name,
+    created_at: t.created_at,
+    outcome: graph.outcomes.get(t.token_id) ?? null,
+    children: (under.get(t.token_id) ?? []).map(node)
+  })
+  return (under.get(undefined) ?? []).map(node)
+}
+
 /**
  * The lineage of one row or token of a run. With `row` alone, the row's token that
  * reached an outcome (a leaf of its token tree); when several did (explode or fork
@@ -322,12 +585,11 @@ const listCandidates = (candidates: ReadonlyArray<LineageCandidate>): string =>
 export const explain = Effect.fn("Lineage.explain")(function*(query: LineageQuery) {
   const sql = yield* SqlClient.SqlClient
   const recorder = yield* Recorder
-  // Whatever this program recorded and still buffers belongs in the answer.
-  yield* recorder.flush
-
   if (query.row === undefined && query.token === undefined) {
     return yield* new InvalidLineageQuery({ message: "give a row (row id or 0-based index) or a token id to explain" })
   }
+  // Whatever this program recorded and still buffers belongs in the answer.
+  yield* recorder.flush
 
   const runId: string = yield* recorder.resolveRunId(query.runId).pipe(
     Effect.catchIf(
@@ -341,277 +603,37 @@ export const explain = Effect.fn("Lineage.explain")(function*(query: LineageQuer
   )
   if (run === undefined) return yield* new LineageRunNotFound({ runId, message: `no run with id ${runId} in this Landscape` })
 
-  // The token asked for, when one was.
-  let tokenRowId: string | undefined
-  if (query.token !== undefined) {
-    const found = yield* sql<{ row_id: string }>`
-      SELECT row_id FROM tokens WHERE token_id = ${query.token} AND run_id = ${runId}`.pipe(
-      Effect.mapError(dbError(`reading token ${query.token}`))
-    )
-    if (found[0] === undefined) {
-      return yield* new LineageTokenNotFound({
-        runId,
-        token: query.token,
-        sink: query.sink ?? null,
-        message: `no token ${query.token} in run ${runId}`
-      })
-    }
-    tokenRowId = found[0].row_id
-  }
-
-  // The row.
-  const rowSelect = sql`
-    SELECT r.row_id, r.row_index, r.source_data_hash, r.source_data_json, r.created_at,
-           n.node_id, n.name, n.node_type, n.plugin_name
-    FROM rows r JOIN nodes n ON n.run_id = r.run_id AND n.node_id = r.source_node_id`
-  const rowWhere = query.row === undefined
-    ? sql`r.row_id = ${tokenRowId!}`
-    : isIndex(query.row)
-    ? sql`r.row_index = ${Number(query.row)}`
-    : sql`r.row_id = ${query.row}`
-  const rows = yield* sql<RowRow>`${rowSelect} WHERE r.run_id = ${runId} AND ${rowWhere}`.pipe(
-    Effect.mapError(dbError(`reading the row of run ${runId}`))
-  )
-  const rowRow = rows[0]
-  if (rowRow === undefined) {
-    const requested = query.row ?? tokenRowId!
-    const [count] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM rows WHERE run_id = ${runId}`.pipe(
-      Effect.mapError(dbError(`counting the rows of run ${runId}`))
-    )
-    const n = count?.n ?? 0
-    const range = n === 0 ? `run ${runId} recorded no rows` : `valid row indexes of run ${runId} are 0…${n - 1}`
-    return yield* new LineageRowNotFound({
-      runId,
-      row: requested,
-      rowCount: n,
-      message: `no ${describeRow(requested)} in run ${runId}; ${range} (or give a row id)`
-    })
-  }
-  if (tokenRowId !== undefined && rowRow.row_id !== tokenRowId) {
-    return yield* new LineageTokenNotFound({
-      runId,
-      token: query.token!,
-      sink: query.sink ?? null,
-      message: `token ${query.token} belongs to row ${tokenRowId}, not to ${describeRow(query.row!)} (${rowRow.row_id})`
-    })
-  }
-  const rowId = rowRow.row_id
-
-  // Its tokens, their parents and outcomes: three queries for the whole tree.
-  const tokens = yield* sql<TokenRow>`
-    SELECT token_id, fork_group_id, join_group_id, expand_group_id, branch_name, created_at
-    FROM tokens WHERE row_id = ${rowId} ORDER BY created_at, token_id`.pipe(
-    Effect.mapError(dbError(`reading the tokens of row ${rowId}`))
-  )
-  const parentRows = yield* sql<{ token_id: string; parent_token_id: string }>`
-    SELECT p.token_id, p.parent_token_id FROM token_parents p JOIN tokens t ON t.token_id = p.token_id
-    WHERE t.row_id = ${rowId} ORDER BY p.token_id, p.ordinal`.pipe(
-    Effect.mapError(dbError(`reading the token parents of row ${rowId}`))
-  )
-  const outcomeRows = yield* sql<OutcomeRow>`
-    SELECT o.token_id, o.outcome, o.is_terminal, o.sink_name, o.batch_id, o.error_hash, o.context_json, o.recorded_at
-    FROM token_outcomes o JOIN tokens t ON t.token_id = o.token_id
-    WHERE t.row_id = ${rowId} ORDER BY o.recorded_at, o.outcome_id`.pipe(
-    Effect.mapError(dbError(`reading the outcomes of row ${rowId}`))
-  )
-
-  const parents = new Map<string, Array<string>>()
-  const children = new Map<string, Array<string>>()
-  for (const p of parentRows) {
-    const ps = parents.get(p.token_id) ?? []
-    ps.push(p.parent_token_id)
-    parents.set(p.token_id, ps)
-    const cs = children.get(p.parent_token_id) ?? []
-    cs.push(p.token_id)
-    children.set(p.parent_token_id, cs)
-  }
-  const outcomes = new Map<string, LineageOutcome>()
-  for (const o of outcomeRows) {
-    // A terminal outcome wins over any non-terminal one; among equals, the latest.
-    const known = outcomes.get(o.token_id)
-    if (known === undefined || !known.is_terminal || o.is_terminal === 1) outcomes.set(o.token_id, toOutcome(o))
-  }
-  const byId = new Map(tokens.map((t) => [t.token_id, t]))
-
-  // The selected token.
-  let selected: string
-  if (query.token !== undefined) {
-    selected = query.token
-    const reached = outcomes.get(selected)?.sink_name ?? null
-    if (query.sink !== undefined && reached !== query.sink) {
-      return yield* new LineageTokenNotFound({
-        runId,
-        token: selected,
-        sink: query.sink,
-        message: `token ${selected} did not reach sink '${query.sink}' (${reached === null ? "it reached no sink" : `it reached '${reached}'`})`
-      })
-    }
-  } else {
-    // The leaves of the tree: tokens nothing was derived from (within this row).
-    const leaves = tokens.filter((t) => !children.get(t.token_id)?.some((c) => byId.has(c)))
-    const all = leaves.map((t) => candidateOf(t, outcomes.get(t.token_id) ?? null))
-    const candidates = query.sink === undefined ? all : all.filter((c) => c.sink_name === query.sink)
-    const where = `row ${rowRow.row_index} (${rowId}) of run ${runId}`
-    if (candidates.length === 0) {
-      const sinks = Array.from(new Set(all.flatMap((c) => (c.sink_name === null ? [] : [c.sink_name])))).sort()
-      return yield* new LineageTokenNotFound({
-        runId,
-        token: null,
-        sink: query.sink ?? null,
-        message: query.sink === undefined
-          ? `${where} has no tokens`
-          : `no token of ${where} reached sink '${query.sink}'; ${
-            sinks.length === 0 ? "it reached no sink" : `sinks it reached: ${sinks.join(", ")}`
-          }`
-      })
-    }
-    if (candidates.length > 1) {
-      // --sink only helps when the candidates ended in different sinks.
-      const bySink = query.sink === undefined && new Set(candidates.map((c) => c.sink_name)).size > 1
-      return yield* new AmbiguousLineage({
-        runId,
-        rowId,
-        rowIndex: rowRow.row_index,
-        sink: query.sink ?? null,
-        candidates,
-        message: `${candidates.length} tokens of ${where} reached an outcome${
-          query.sink === undefined ? "" : ` in sink '${query.sink}'`
-        }; pick one by ${bySink ? "sink (--sink NAME) or " : ""}token (--token ID):\n${listCandidates(candidates)}`
-      })
-    }
-    selected = candidates[0]!.token_id
-  }
-
-  // The path: the selected token and every ancestor within the row, roots first.
-  const onPath = new Set<string>()
-  const visit = (id: string) => {
-    if (onPath.has(id)) return
-    onPath.add(id)
-    for (const p of parents.get(id) ?? []) if (byId.has(p)) visit(p)
-  }
-  visit(selected)
-  const path = tokens.map((t) => t.token_id).filter((id) => onPath.has(id))
-  const order = new Map(path.map((id, i) => [id, i]))
-
-  const states = yield* sql<StateRow>`
-    SELECT s.state_id, s.token_id, s.node_id, s.step_index, s.attempt, s.status, s.input_hash, s.output_hash,
-           s.duration_ms, s.error_json, s.started_at, s.completed_at, n.name, n.node_type, n.plugin_name
-    FROM node_states s JOIN nodes n ON n.run_id = s.run_id AND n.node_id = s.node_id
-    WHERE s.token_id IN ${sql.in(path)}
-    ORDER BY s.step_index, s.attempt, s.started_at, s.state_id`.pipe(
-    Effect.mapError(dbError(`reading the node states of row ${rowId}`))
-  )
-  const routings = yield* sql<RoutingRow>`
-    SELECT e.event_id, e.state_id, e.routing_group_id, e.mode, e.reason_json, ed.label, n.name, n.node_type
-    FROM routing_events e
-      JOIN node_states s ON s.state_id = e.state_id
-      JOIN edges ed ON ed.edge_id = e.edge_id
-      JOIN nodes n ON n.run_id = ed.run_id AND n.node_id = ed.to_node_id
-    WHERE s.token_id IN ${sql.in(path)}
-    ORDER BY e.routing_group_id, e.ordinal`.pipe(
-    Effect.mapError(dbError(`reading the routing events of row ${rowId}`))
-  )
-  const transformErrors = yield* sql<Omit<LineageTransformError, "details"> & { readonly error_details_json: string }>`
-    SELECT te.error_id, te.token_id, te.state_id, n.name AS node, te.error_details_json, te.destination,
-           te.row_hash, te.created_at
-    FROM transform_errors te JOIN nodes n ON n.run_id = te.run_id AND n.node_id = te.node_id
-    WHERE te.token_id IN ${sql.in(path)} ORDER BY te.created_at, te.error_id`.pipe(
-    Effect.mapError(dbError(`reading the transform errors of row ${rowId}`))
+  const row = yield* findRow(sql, runId, query)
+  const graph = yield* readTokenGraph(sql, row.row_id)
+  const selected = yield* selectToken(graph, runId, row, query)
+  const path = pathTo(graph, selected)
+  const { steps, transformErrors } = yield* readSteps(sql, path).pipe(
+    Effect.mapError(dbError(`reading the steps of token ${selected}`))
   )
   const validationErrors = yield* sql<LineageValidationError>`
     SELECT ve.error_id, n.name AS node, ve.error, ve.schema_mode, ve.destination, ve.row_hash, ve.created_at
     FROM validation_errors ve JOIN nodes n ON n.run_id = ve.run_id AND n.node_id = ve.node_id
-    WHERE ve.row_id = ${rowId} ORDER BY ve.created_at, ve.error_id`.pipe(
-    Effect.mapError(dbError(`reading the validation errors of row ${rowId}`))
+    WHERE ve.row_id = ${row.row_id} ORDER BY ve.created_at, ve.error_id`.pipe(
+    Effect.mapError(dbError(`reading the validation errors of row ${row.row_id}`))
   )
-
-  const routingByState = new Map<string, Array<LineageRouting>>()
-  for (const r of routings) {
-    const list = routingByState.get(r.state_id) ?? []
-    list.push({
-      event_id: r.event_id,
-      edge_label: r.label,
-      destination: r.name,
-      destination_type: r.node_type,
-      mode: r.mode,
-      routing_group_id: r.routing_group_id,
-      reason: parseJson(r.reason_json)
-    })
-    routingByState.set(r.state_id, list)
-  }
-  const steps: Array<LineageStep> = states
-    .map((s) => ({
-      state_id: s.state_id,
-      token_id: s.token_id,
-      node: { node_id: s.node_id, name: s.name, node_type: s.node_type, plugin: s.plugin_name },
-      step_index: s.step_index,
-      attempt: s.attempt,
-      status: s.status,
-      input_hash: s.input_hash,
-      output_hash: s.output_hash,
-      duration_ms: s.duration_ms,
-      error: parseJson(s.error_json),
-      started_at: s.started_at,
-      completed_at: s.completed_at,
-      routing: routingByState.get(s.state_id) ?? []
-    }))
-    // Stable sort: ancestors before descendants, each in step order.
-    .sort((a, b) => order.get(a.token_id)! - order.get(b.token_id)!)
-
-  // The sink that received the token, with what it wrote.
-  const outcome = outcomes.get(selected) ?? null
-  let sink: LineageSink | null = null
-  if (outcome?.sink_name != null) {
-    const sinkName = outcome.sink_name
-    const nodes = yield* sql<{ node_id: string; plugin_name: string }>`
-      SELECT node_id, plugin_name FROM nodes WHERE run_id = ${runId} AND node_type = 'sink' AND name = ${sinkName}`.pipe(
-      Effect.mapError(dbError(`reading sink ${sinkName}`))
-    )
-    const artifacts = yield* sql<LineageArtifact>`
-      SELECT path_or_uri, content_hash, size_bytes FROM artifacts
-      WHERE run_id = ${runId} AND sink_name = ${sinkName} ORDER BY created_at, artifact_id`.pipe(
-      Effect.mapError(dbError(`reading the artifacts of sink ${sinkName}`))
-    )
-    sink = { name: sinkName, node_id: nodes[0]?.node_id ?? null, plugin: nodes[0]?.plugin_name ?? null, artifacts }
-  }
-
-  // The tree, each token under its first parent of the row.
-  const firstParent = (id: string): string | undefined => parents.get(id)?.find((p) => byId.has(p))
-  const under = new Map<string | undefined, Array<TokenRow>>()
-  for (const t of tokens) {
-    const key = firstParent(t.token_id)
-    const list = under.get(key) ?? []
-    list.push(t)
-    under.set(key, list)
-  }
-  const treeOf = (t: TokenRow): LineageToken => ({
-    token_id: t.token_id,
-    parent_token_ids: parents.get(t.token_id) ?? [],
-    fork_group_id: t.fork_group_id,
-    join_group_id: t.join_group_id,
-    expand_group_id: t.expand_group_id,
-    branch_name: t.branch_name,
-    created_at: t.created_at,
-    outcome: outcomes.get(t.token_id) ?? null,
-    children: (under.get(t.token_id) ?? []).map(treeOf)
-  })
-  const roots = (under.get(undefined) ?? []).map(treeOf)
+  const outcome = graph.outcomes.get(selected) ?? null
+  const sink = outcome?.sink_name == null ? null : yield* readSink(sql, runId, outcome.sink_name)
 
   const lineage: Lineage = {
     run,
     row: {
-      row_id: rowId,
-      row_index: rowRow.row_index,
-      source: { node_id: rowRow.node_id, name: rowRow.name, node_type: rowRow.node_type, plugin: rowRow.plugin_name },
-      data: parseJson(rowRow.source_data_json),
-      hash: rowRow.source_data_hash,
-      created_at: rowRow.created_at
+      row_id: row.row_id,
+      row_index: row.row_index,
+      source: { node_id: row.node_id, name: row.name, node_type: row.node_type, plugin: row.plugin_name },
+      data: parseJson(row.source_data_json),
+      hash: row.source_data_hash,
+      created_at: row.created_at
     },
-    tokens: roots,
+    tokens: tokenTree(graph),
     token_id: selected,
     path,
     steps,
-    transform_errors: transformErrors.map(({ error_details_json, ...rest }) => ({ ...rest, details: parseJson(error_details_json) })),
+    transform_errors: transformErrors,
     validation_errors: validationErrors,
     outcome,
     sink

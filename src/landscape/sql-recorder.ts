@@ -309,13 +309,15 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
         )
       )
 
+    // A flush is never cut short: records taken from the buffer reach the database
+    // (or the flush fails) even when the fiber that asked for it is interrupted.
     const flush: Effect.Effect<void, RecorderError> = flushLock.withPermits(1)(
-      Effect.suspend(() => {
+      Effect.uninterruptible(Effect.suspend(() => {
         if (buffer.size === 0) return Effect.void
         const taken = buffer
         buffer = new Buffer()
         return flushBuffer(taken)
-      })
+      }))
     )
 
     const append = (records: ReadonlyArray<AuditRecord>): Effect.Effect<void, RecorderError> =>

@@ -107,7 +107,8 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
      * outcomes. A failed write turns its rows' outcomes into FAILED.
      */
     const commitSink = (opened: OpenedSink): Effect.Effect<AggregationFlushResult, RecorderError | PluginRunError> =>
-      Effect.gen(function*() {
+      // Uninterruptible: rows taken from the queue are written and their outcomes recorded, or failed — never lost.
+      Effect.uninterruptible(Effect.gen(function*() {
         const { queue, instance } = opened
         if (queue.held.length === 0) return AggregationFlushResult.empty
         const rows = queue.rows
@@ -140,7 +141,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         total = AggregationFlushResult.combine(total, result)
         if (written._tag === "Left") return yield* Effect.fail(written.left)
         return result
-      })
+      }))
 
     const openSink = (step: SinkStep) =>
       Effect.acquireRelease(
