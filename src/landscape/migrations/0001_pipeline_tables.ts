@@ -103,7 +103,9 @@ export default Effect.gen(function*() {
       CHECK ((status = 'open') = (completed_at IS NULL))
     )`,
     `CREATE INDEX node_states_token ON node_states (token_id, step_index, attempt)`,
-    `CREATE INDEX node_states_run_status ON node_states (run_id, status)`,
+    // Only open states are looked up by run (to close them when a run ends): a partial
+    // index costs nothing for the completed states the hot path inserts.
+    `CREATE INDEX node_states_open ON node_states (run_id) WHERE status = 'open'`,
     `CREATE TABLE routing_events (
       event_id TEXT PRIMARY KEY,
       state_id TEXT NOT NULL REFERENCES node_states (state_id),
