@@ -68,3 +68,23 @@ export {
   type LineageToken,
   LineageTokenNotFound
 } from "./landscape/lineage.js"
+
+// Audit export and verification
+export {
+  checkExportSigningKey,
+  exportAfterRun,
+  type ExportFormat,
+  exportRun,
+  type ExportRunOptions,
+  type ExportSummary
+} from "./pipeline/orchestrator/export.js"
+export { ExportVerificationError, type VerificationFailure, type VerificationSummary, verifyExport } from "./landscape/verify.js"
+export { ExportError, type ExportRecord, exportRecords, RECORD_TYPES, type RecordType } from "./landscape/exporter.js"
+export {
+  type Manifest,
+  SIGNING_KEY_ENV,
+  SIGNING_KEY_FALLBACK_ENV,
+  SigningKeyMissing,
+  signingKeyFromEnv,
+  signRecords
+} from "./landscape/signing.js"

@@ -134,14 +134,15 @@ export const exportRecords = (
     const single = (type: RecordType, text: string) =>
       Stream.fromIterableEffect(Effect.flatMap(query(`reading ${RECORD_TABLES[type]}`, text, [runId]), (rows) => recordsOf(type, rows)))
 
-    /** A table of the run paged by a single text key. */
+    /** A table of the run paged by a single text key; `where` uses `?` for the run id only. */
     const byKey = (type: RecordType, key: string, where: string) =>
       paged<string>("", (last) =>
         Effect.gen(function*() {
+          const runParams = Array.from({ length: where.split("?").length - 1 }, () => runId)
           const rows = yield* query(
             `reading ${RECORD_TABLES[type]}`,
             `SELECT * FROM ${RECORD_TABLES[type]} WHERE ${where} AND ${key} > ? ORDER BY ${key} LIMIT ${page}`,
-            [runId, last]
+            [...runParams, last]
           )
           const records = yield* recordsOf(type, rows)
           const tail = rows[rows.length - 1]
@@ -286,8 +287,8 @@ export const exportRecords = (
         byKey(
           "call",
           "call_id",
-          `(state_id IN (SELECT state_id FROM node_states WHERE run_id = ?1)
-            OR operation_id IN (SELECT operation_id FROM operations WHERE run_id = ?1))`
+          `(state_id IN (SELECT state_id FROM node_states WHERE run_id = ?)
+            OR operation_id IN (SELECT operation_id FROM operations WHERE run_id = ?))`
         )
       )
     )

@@ -163,18 +163,20 @@ export const writeJsonExport = <E, R>(
   Effect.scoped(Effect.gen(function*() {
     const file = yield* outFile(path)
     let count = 0
+    let written = 0
     yield* Stream.runForEachChunk(records, (chunk) =>
       Effect.try({
         try: () => {
           for (const record of chunk) {
             const text = JSON.stringify(record)
-            file.write(jsonl ? `${text}\n` : `${count === 0 ? "[\n" : ",\n"}${text}`)
-            count++
+            file.write(jsonl ? `${text}\n` : `${written === 0 ? "[\n" : ",\n"}${text}`)
+            written++
+            if (record.record_type !== "manifest") count++
           }
         },
         catch: (e) => writeError(path, "cannot write", e)
       }))
-    if (!jsonl) file.write(count === 0 ? "[]\n" : "\n]\n")
+    if (!jsonl) file.write(written === 0 ? "[]\n" : "\n]\n")
     return { file: yield* finishFile(file), count }
   }))
 
@@ -319,7 +321,7 @@ export const writeCsvExport = <E, R>(
             if (cols === undefined) throw new ExportError({ reason: "Write", message: `unknown record type ${type}` })
             const flat = flattenRecord(record as Record<string, unknown>, (base, key) => cols.add(base, key))
             spools.get(type)!.write(JSON.stringify(flat) + "\n")
-            count++
+            if (type !== "manifest") count++
           }
         },
         catch: (e) => e instanceof ExportError ? e : writeError(dir, "cannot spool the CSV rows of", e)
