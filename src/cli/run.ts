@@ -57,10 +57,10 @@ export const runCommand = Command.make(
       if (!quiet) for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
       const url = dbUrl(db, plan.settings.landscape?.url ?? DEFAULT_DB)
       const jsonlPath = plan.settings.telemetry?.enabled === false ? undefined : plan.settings.telemetry?.jsonl_path
-      const console = !quiet && !json ? TelemetryConsole : TelemetryNoop
+      const human = !quiet && !json ? TelemetryConsole : TelemetryNoop
       const telemetry = jsonlPath === undefined
-        ? console
-        : TelemetryTee(console, TelemetryJsonl(jsonlPath).pipe(Layer.provide(NodeFileSystem.layer)))
+        ? human
+        : TelemetryTee(human, TelemetryJsonl(jsonlPath).pipe(Layer.provide(NodeFileSystem.layer)))
       // A failed export leaves the run completed (exit 0); its error goes to stderr.
       const onFailure = (message: string) => printHuman(`runledger: export failed: ${message}`)
       const outcome = yield* exportAfterRun(plan, { onFailure }).pipe(

@@ -61,12 +61,13 @@ describe("batch_replicate", () => {
         { id: 1, copies: 2, copy_index: 1 },
         { id: 2, copy_index: 0 },
         { id: 3, copies: true, copy_index: 0 }
-      ]
+      ],
+      origins: [0, 0, 1, 2]
     })
   })
   it("honours copies_field, default_copies and include_copy_index", () => {
     const r = replicate({ copies_field: "n", default_copies: 2, include_copy_index: false }).processBatch([{ id: 1 }, { id: 2, n: 1 }])
-    expect(r).toEqual({ _tag: "Success", rows: [{ id: 1 }, { id: 1 }, { id: 2, n: 1 }] })
+    expect(r).toEqual({ _tag: "Success", rows: [{ id: 1 }, { id: 1 }, { id: 2, n: 1 }], origins: [0, 0, 1] })
   })
   it("overwrites an existing copy_index in place", () => {
     const r = replicate().processBatch([{ copy_index: "x", id: 1 }])
