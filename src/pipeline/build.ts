@@ -79,6 +79,11 @@ export interface CoalesceStep {
   readonly settings: CoalesceSettings
   /** The coalesce point sits right after this step index (the last gate forking into it). */
   readonly afterStep: number
+  /**
+   * The step of the first gate forking into it: siblings are the descendants of the
+   * token forked there (its id is the group key).
+   */
+  readonly keyStep: number
 }
 
 export interface SinkStep {
@@ -285,15 +290,17 @@ export const buildPipeline = (
         }
       }
       let afterStep = 0
+      let keyStep = Number.POSITIVE_INFINITY
       for (const [j, b] of entry.branches.entries()) {
         if (coalesceByBranch.has(b)) return yield* fail(`${key}.branches[${j}]`, `branch '${b}' is already coalesced by '${coalesceByBranch.get(b)}'`)
         const step = forkBranches.get(b)
         if (step === undefined) return yield* fail(`${key}.branches[${j}]`, `no gate forks to branch '${b}'`)
         coalesceByBranch.set(b, entry.name)
         afterStep = Math.max(afterStep, step)
+        keyStep = Math.min(keyStep, step)
       }
       const nodeId = graph.node("coalesce", "coalesce", entry.name, entry)
-      coalesces.push({ kind: "coalesce", nodeId, name: entry.name, index: i, settings: entry, afterStep })
+      coalesces.push({ kind: "coalesce", nodeId, name: entry.name, index: i, settings: entry, afterStep, keyStep })
     }
     for (const g of gates) {
       for (const [j, b] of (g.settings.fork_to ?? []).entries()) {

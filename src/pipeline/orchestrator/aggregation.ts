@@ -133,7 +133,12 @@ export class Aggregations {
     const batch = this.batches.get(step.step)
     const timeout = step.settings.trigger.timeout_seconds
     if (batch === undefined || batch.generation !== generation || timeout === undefined) return false
-    if (this.proc.clock.unsafeCurrentTimeMillis() - batch.startedMs < timeout * 1000) return false
+    if (this.proc.clock.unsafeCurrentTimeMillis() - batch.startedMs < timeout * 1000) {
+      // A live timer may wake a little before its deadline (setTimeout vs Date.now);
+      // the wake is used up, so ask for another or the batch waits for the next row.
+      this.scheduleTimeout(step, generation, batch.startedMs + timeout * 1000)
+      return false
+    }
     this.flush(step, "timeout", `timeout ${timeout}s elapsed`)
     return true
   }

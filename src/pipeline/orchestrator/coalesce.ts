@@ -23,13 +23,14 @@ interface Arrival {
 }
 
 interface PendingGroup {
-  readonly rowId: string
+  /** The fork group the siblings were created in. */
+  readonly key: string
   readonly generation: number
   readonly startedMs: number
   readonly arrived: Map<string, Arrival>
 }
 
-export type ScheduleCoalesceTimeout = (step: CoalesceStep, rowId: string, generation: number, deadlineMs: number) => void
+export type ScheduleCoalesceTimeout = (step: CoalesceStep, key: string, generation: number, deadlineMs: number) => void
 
 export class Coalesces {
   private readonly pending = new Map<number, Map<string, PendingGroup>>()
@@ -53,16 +54,21 @@ export class Coalesces {
     return n
   }
 
-  /** A fork child arrives at its coalesce point. */
+  /**
+   * A fork child arrives at its coalesce point. Siblings are the descendants of the
+   * token forked at the coalesce's first gate, so copies of one source row (after a
+   * deaggregation) each merge with their own siblings.
+   */
   arrive(step: CoalesceStep, token: Token): void {
+    const forkGroup = token.forks?.[step.keyStep] ?? token.rowId
     const proc = this.proc
     const branch = token.branch ?? ""
     const state = proc.state(token, step.nodeId, step.afterStep, 1, proc.hashRow(token.row))
     const started = proc.nanos()
-    const late = this.expectedLate.get(step.index)?.get(token.rowId)
+    const late = this.expectedLate.get(step.index)?.get(forkGroup)
     if (late !== undefined && late.has(branch)) {
       late.delete(branch)
-      if (late.size === 0) this.expectedLate.get(step.index)!.delete(token.rowId)
+      if (late.size === 0) this.expectedLate.get(step.index)!.delete(forkGroup)
       proc.close(state, "failed", started, null, { reason: "late_sibling", coalesce: step.name, branch })
       proc.records.push(state)
       proc.direct(token.tokenId, "FAILED", {
@@ -75,12 +81,21 @@ export class Coalesces {
       groups = new Map()
       this.pending.set(step.index, groups)
     }
-    let group = groups.get(token.rowId)
+    let group = groups.get(forkGroup)
     if (group === undefined) {
-      group = { rowId: token.rowId, generation: ++this.generation, startedMs: proc.clock.unsafeCurrentTimeMillis(), arrived: new Map() }
-      groups.set(token.rowId, group)
+      group = { key: forkGroup, generation: ++this.generation, startedMs: proc.clock.unsafeCurrentTimeMillis(), arrived: new Map() }
+      groups.set(forkGroup, group)
       const timeout = step.settings.timeout_seconds
-      if (timeout !== undefined) this.scheduleTimeout(step, token.rowId, group.generation, group.startedMs + timeout * 1000)
+      if (timeout !== undefined) this.scheduleTimeout(step, forkGroup, group.generation, group.startedMs + timeout * 1000)
+    }
+    if (group.arrived.has(branch)) {
+      // A fork creates each branch once, so this cannot happen; should it ever, the
+      // arrival is recorded rather than overwriting (and losing) its sibling.
+      const context = { reason: "duplicate_branch_for_row", coalesce: step.name, branch }
+      proc.close(state, "failed", started, null, context)
+      proc.records.push(state)
+      proc.direct(token.tokenId, "FAILED", { context_json: canonicalJsonUnsafe(context) })
+      return
     }
     group.arrived.set(branch, { token, state, started })
     const s = step.settings
@@ -93,9 +108,17 @@ export class Coalesces {
     if (ready) this.merge(step, group, `${policy}: ${group.arrived.size} of ${s.branches.length} branches arrived`)
   }
 
+  /**
+   * The processor's queue ran empty: every fork has delivered all its children, so no
+   * sibling can arrive late any more and nothing needs remembering for that.
+   */
+  unitDone(): void {
+    if (this.expectedLate.size > 0) this.expectedLate.clear()
+  }
+
   /** From the timer fiber: resolves the group if it is still pending. */
-  resolveIfDue(step: CoalesceStep, rowId: string, generation: number): boolean {
-    const group = this.pending.get(step.index)?.get(rowId)
+  resolveIfDue(step: CoalesceStep, key: string, generation: number): boolean {
+    const group = this.pending.get(step.index)?.get(key)
     if (group === undefined || group.generation !== generation) return false
     this.resolve(step, group, "timeout")
     return true
@@ -128,14 +151,26 @@ export class Coalesces {
     this.fail(step, group, policy === "quorum" ? "quorum_not_met" : "incomplete_branches")
   }
 
+  /** Branches of `group` that have not arrived will be late. */
+  private expectLate(step: CoalesceStep, group: PendingGroup): void {
+    const missing = step.settings.branches.filter((b) => !group.arrived.has(b))
+    if (missing.length === 0) return
+    let late = this.expectedLate.get(step.index)
+    if (late === undefined) {
+      late = new Map()
+      this.expectedLate.set(step.index, late)
+    }
+    late.set(group.key, new Set(missing))
+  }
+
   private take(step: CoalesceStep, group: PendingGroup): void {
-    this.pending.get(step.index)?.delete(group.rowId)
+    this.pending.get(step.index)?.delete(group.key)
   }
 
   private fail(step: CoalesceStep, group: PendingGroup, reason: string): void {
     const proc = this.proc
     this.take(step, group)
-    const context = canonicalJsonUnsafe({ reason, coalesce: step.name, arrived: Array.from(group.arrived.keys()) })
+    const context = canonicalJsonUnsafe({ reason, coalesce: step.name, group: group.key, arrived: Array.from(group.arrived.keys()) })
     for (const a of group.arrived.values()) {
       proc.close(a.state, "failed", a.started, null, { reason, coalesce: step.name })
       proc.records.push(a.state)
@@ -150,6 +185,9 @@ export class Coalesces {
     this.take(step, group)
     const arrivedInOrder = s.branches.filter((b) => group.arrived.has(b)).map((b) => [b, group.arrived.get(b)!] as const)
     const mergeMode = s.merge ?? "union"
+    // The group is resolved either way (merged, or failed for a missing select_branch):
+    // a branch arriving from now on is a late sibling, never the start of a new group.
+    this.expectLate(step, group)
     let merged: Row
     if (mergeMode === "select") {
       const selected = group.arrived.get(s.select_branch ?? "")
@@ -174,18 +212,13 @@ export class Coalesces {
         context_json: canonicalJsonUnsafe({ coalesce: step.name, reason })
       })
     }
-    const missing = s.branches.filter((b) => !group.arrived.has(b))
-    if (missing.length > 0) {
-      let late = this.expectedLate.get(step.index)
-      if (late === undefined) {
-        late = new Map()
-        this.expectedLate.set(step.index, late)
-      }
-      late.set(group.rowId, new Set(missing))
-    }
     const first = arrivedInOrder[0]![1].token
     proc.enqueue(
-      proc.newToken(first, merged, step.afterStep, { parents: arrivedInOrder.map(([, a]) => a.token.tokenId), joinGroupId: joinGroup })
+      proc.newToken(first, merged, step.afterStep, {
+        parents: arrivedInOrder.map(([, a]) => a.token.tokenId),
+        joinGroupId: joinGroup,
+        forks: first.forks
+      })
     )
   }
 }

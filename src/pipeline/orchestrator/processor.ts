@@ -29,7 +29,7 @@ import type { AuditRecord, NodeStateRecord, Outcome, OutcomeRecord } from "../..
 import type { ChainStep, GateStep, PipelinePlan, TransformStep } from "../build.js"
 import { Aggregations, type ScheduleTimeout } from "./aggregation.js"
 import { Coalesces, type ScheduleCoalesceTimeout } from "./coalesce.js"
-import type { Row, SourceItem } from "../plugins/protocol.js"
+import { type Row, setField, type SourceItem } from "../plugins/protocol.js"
 import { AggregationFlushResult } from "./types.js"
 
 export interface RetryPolicy {
@@ -58,6 +58,8 @@ export interface Token {
   readonly next: number
   readonly branch: string | null
   readonly attempt: number
+  /** Gate step → id of the ancestor token forked there (absent when never forked). */
+  readonly forks?: Readonly<Record<number, string>>
 }
 
 /** A run-stopping failure ("crash"): names the node, the row and the cause. */
@@ -218,6 +220,7 @@ export class Processor {
       readonly joinGroupId?: string
       readonly expandGroupId?: string
       readonly branch?: string | null
+      readonly forks?: Readonly<Record<number, string>> | undefined
     }
   ): Token {
     const tokenId = newTokenId()
@@ -235,7 +238,8 @@ export class Processor {
     ;(links.parents ?? []).forEach((parent, ordinal) =>
       this.records.push({ _tag: "TokenParent", token_id: tokenId, parent_token_id: parent, ordinal })
     )
-    return { tokenId, rowId: base.rowId, rowIndex: base.rowIndex, row, next, branch: links.branch ?? null, attempt: 1 }
+    const token: Token = { tokenId, rowId: base.rowId, rowIndex: base.rowIndex, row, next, branch: links.branch ?? null, attempt: 1 }
+    return links.forks === undefined ? token : { ...token, forks: links.forks }
   }
 
   /** Records an outcome that needs no sink write (FAILED, EXPANDED, …) and counts it. */
@@ -321,7 +325,12 @@ export class Processor {
     const token: Token = { tokenId, rowId, rowIndex, row: item._tag === "Valid" ? item.row : {}, next: 0, branch: null, attempt: 1 }
     if (item._tag === "Valid") {
       // Batches whose timeout passed flush before the new row joins any batch.
-      this.aggregations.flushDue()
+      try {
+        this.aggregations.flushDue()
+      } catch (e) {
+        this.direct(tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason: "run stopped" }) })
+        throw e
+      }
       this.queue.push(token)
       return
     }
@@ -394,6 +403,8 @@ export class Processor {
       if (result !== DONE) return result
       this.queue.shift()
     }
+    // Every fork of this unit of work has delivered all its children by now.
+    this.coalesces.unitDone()
     return DONE
   }
 
@@ -463,7 +474,8 @@ export class Processor {
           this.queue.push(this.newToken(token, row, token.next + 1, {
             parents: [token.tokenId],
             expandGroupId: expandGroup,
-            branch: token.branch
+            branch: token.branch,
+            forks: token.forks
           }))
         }
         return "stop"
@@ -576,11 +588,13 @@ export class Processor {
     const forkGroup = newGroupId()
     this.direct(token.tokenId, "FORKED", { fork_group_id: forkGroup })
     const branches = step.settings.fork_to ?? []
+    const forks = { ...token.forks, [step.step]: token.tokenId }
     branches.forEach((branch, ordinal) => {
       const child = this.newToken(token, structuredClone(token.row) as Row, token.next + 1, {
         parents: [token.tokenId],
         forkGroupId: forkGroup,
-        branch
+        branch,
+        forks
       })
       this.records.push({
         _tag: "RoutingEvent",
@@ -615,7 +629,10 @@ export class Tally {
 
   add(outcome: Outcome, sinkName: string | undefined): void {
     this.n[outcome] = (this.n[outcome] ?? 0) + 1
-    if (outcome === "ROUTED" && sinkName !== undefined) this.routed[sinkName] = (this.routed[sinkName] ?? 0) + 1
+    if (outcome === "ROUTED" && sinkName !== undefined) {
+      // Sink names are user text: `constructor` or `__proto__` must count like any other.
+      setField(this.routed, sinkName, (Object.hasOwn(this.routed, sinkName) ? this.routed[sinkName]! : 0) + 1)
+    }
   }
 
   addFailedCoalesce(): void {

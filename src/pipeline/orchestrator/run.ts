@@ -91,7 +91,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     })
     /** Row processing and timer flushes never interleave. */
     const lock = yield* Effect.makeSemaphore(1)
-    const fatal = yield* Deferred.make<never, PipelineRunError | RecorderError>()
+    const fatal = yield* Deferred.make<never, PipelineRunError | RecorderError | PluginRunError>()
     let total = AggregationFlushResult.empty
     const sinkProblems: Array<string> = []
     let crashMessage: string | undefined
@@ -183,6 +183,9 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     let lastProgressMs = startedMs
     let checkpointSeq = 0
 
+    const durabilityDue = () =>
+      proc.pendingRows() >= durabilityRows || clock.unsafeCurrentTimeMillis() - lastDurableMs >= durabilityMs
+
     const durabilityPoint = (opened: ReadonlyArray<OpenedSink>) =>
       Effect.gen(function*() {
         yield* appendDrained
@@ -225,8 +228,13 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
           const wake = yield* Queue.take(queue)
           const wait = wake.deadlineMs - clock.unsafeCurrentTimeMillis()
           if (wait > 0) yield* Effect.sleep(wait)
-          yield* lock.withPermits(1)(guarded(() => {
-            if (wake.fire()) proc.runToCompletion()
+          yield* lock.withPermits(1)(Effect.gen(function*() {
+            yield* guarded(() => {
+              if (wake.fire()) proc.runToCompletion()
+            })
+            // Rows a timer flush sent to sinks follow the same durability policy as rows
+            // from the source: they do not wait for the source to wake up.
+            if (proc.pendingRows() > 0 && durabilityDue()) yield* durabilityPoint(opened)
           }))
         }).pipe(Effect.catchAll((e) => Deferred.fail(fatal, e)))))
       }
@@ -247,7 +255,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
             }
           }
           const now = clock.unsafeCurrentTimeMillis()
-          if (proc.pendingRows() >= durabilityRows || now - lastDurableMs >= durabilityMs) yield* durabilityPoint(opened)
+          if (durabilityDue()) yield* durabilityPoint(opened)
           if (now - lastProgressMs >= progressMs) {
             lastProgressMs = now
             yield* telemetry.emit({ _tag: "Progress", runId, rows: proc.rowsProcessed, elapsedMs: now - startedMs })
@@ -261,6 +269,8 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       yield* Effect.raceFirst(consume, Deferred.await(fatal))
       yield* lock.withPermits(1)(guarded(() => proc.endOfSource()))
       yield* durabilityPoint(opened)
+      // A timer that crashed after the source ended still fails the run.
+      if (yield* Deferred.isDone(fatal)) return yield* Deferred.await(fatal)
     })
 
     let recorded: RunResult | undefined

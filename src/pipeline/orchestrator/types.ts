@@ -61,8 +61,14 @@ export class AggregationFlushResult extends Data.Class<{
   }
 
   static combine(a: AggregationFlushResult, b: AggregationFlushResult): AggregationFlushResult {
-    const routedDestinations: Record<string, number> = { ...a.routedDestinations }
-    for (const [sink, n] of Object.entries(b.routedDestinations)) routedDestinations[sink] = (routedDestinations[sink] ?? 0) + n
+    // Sink names are user text: own properties only, so `constructor`/`__proto__` count too.
+    const routedDestinations: Record<string, number> = {}
+    for (const side of [a.routedDestinations, b.routedDestinations]) {
+      for (const [sink, n] of Object.entries(side)) {
+        const before = Object.hasOwn(routedDestinations, sink) ? routedDestinations[sink]! : 0
+        Object.defineProperty(routedDestinations, sink, { value: before + n, enumerable: true, writable: true, configurable: true })
+      }
+    }
     return new AggregationFlushResult({
       succeeded: a.succeeded + b.succeeded,
       failed: a.failed + b.failed,
@@ -104,7 +110,9 @@ export const toRunResult = (
   rows_coalesce_failed: counts.coalesceFailed,
   rows_expanded: counts.expanded,
   rows_buffered: counts.buffered,
-  routed_destinations: Object.fromEntries(Object.entries(counts.routedDestinations).sort(([a], [b]) => a.localeCompare(b))),
+  routed_destinations: Object.fromEntries(
+    Object.entries(counts.routedDestinations).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  ),
   export_status: exportStatus
 })
 

@@ -1,0 +1,442 @@
+/**
+ * Pipeline benchmark: csv source → gate `row['amount'] > 1000` → two csv sinks, with
+ * the full audit trail in a file Landscape, at 100k and 1M rows; next to a baseline
+ * doing the same work by hand (csv-parse, canonical JSON + SHA-256 per row, the same
+ * 6 audit records per row through better-sqlite3 in batched transactions, the two
+ * output CSVs written and fsynced at the same points).
+ *
+ * Every workload runs in a child process of its own, so its peak RSS is its own.
+ * `--profile` also runs the engine once on 100k rows under `--cpu-prof` and prints
+ * the hot spots.
+ */
+import { parse } from "csv-parse"
+import canonicalize from "canonicalize"
+import { stringify } from "csv-stringify/sync"
+import { Effect, Layer } from "effect"
+import { createHash } from "node:crypto"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import { SqliteLandscape } from "../src/landscape/sqlite.js"
+import { buildPipeline } from "../src/pipeline/build.js"
+import { runPipeline } from "../src/pipeline/orchestrator/run.js"
+import { parseSettings } from "../src/pipeline/settings.js"
+import { TelemetryNoop } from "../src/services/telemetry.js"
+import {
+  bestOf,
+  countLines,
+  dbSize,
+  fmtInt,
+  fmtMb,
+  fmtMs,
+  fmtPct,
+  makeTempDir,
+  migrateLandscape,
+  openRaw,
+  printProfileSummary,
+  prng,
+  RawInserter,
+  removeDir,
+  reportResult,
+  runWorker,
+  startRssSampler,
+  summarizeCpuProfile
+} from "./support.js"
+
+const CATEGORIES = ["retail", "wholesale", "online", "partner", "internal"]
+const FIRST = ["Alice", "Bob", "Chloé", "Dmitri", "Eve", "Farah", "Gus", "Hana", "Ivan", "Jun"]
+/** The engine's default durability point: sink write + fsync + audit flush every 5,000 rows. */
+const DURABILITY_ROWS = 5_000
+
+/** Writes `rows` rows of id,name,amount,category; about 45% have amount > 1000. */
+const generateCsv = (file: string, rows: number): void => {
+  const random = prng(7)
+  const fd = NodeFs.openSync(file, "w")
+  try {
+    let parts: Array<string> = ["id,name,amount,category\n"]
+    for (let i = 1; i <= rows; i++) {
+      const name = `${FIRST[i % FIRST.length]} ${Math.floor(random() * 100_000)}`
+      // one name in 50 holds a comma, so some fields are quoted
+      const cell = i % 50 === 0 ? `"${name}, Jr."` : name
+      parts.push(`${i},${cell},${Math.floor(random() * 2200)},${CATEGORIES[i % CATEGORIES.length]}\n`)
+      if (parts.length >= 10_000) {
+        NodeFs.writeSync(fd, parts.join(""))
+        parts = []
+      }
+    }
+    NodeFs.writeSync(fd, parts.join(""))
+  } finally {
+    NodeFs.closeSync(fd)
+  }
+}
+
+const FIELDS = ["id: int", "name: str", "amount: int", "category: str"]
+
+const settingsYaml = (csv: string, out: string): string => {
+  const schema = JSON.stringify({ mode: "fixed", fields: FIELDS })
+  return [
+    "source:",
+    "  plugin: csv",
+    "  options:",
+    `    path: ${JSON.stringify(csv)}`,
+    `    schema: ${schema}`,
+    "    on_validation_failure: discard",
+    "gates:",
+    "  - name: amount_threshold",
+    `    condition: "row['amount'] > 1000"`,
+    "    routes:",
+    `      "true": high_values`,
+    `      "false": continue`,
+    "sinks:",
+    "  output:",
+    "    plugin: csv",
+    `    options: {path: ${JSON.stringify(NodePath.join(out, "normal.csv"))}, schema: ${schema}}`,
+    "  high_values:",
+    "    plugin: csv",
+    `    options: {path: ${JSON.stringify(NodePath.join(out, "high_values.csv"))}, schema: ${schema}}`,
+    "default_sink: output",
+    ""
+  ].join("\n")
+}
+
+export interface WorkerResult {
+  readonly workload: "engine" | "baseline"
+  readonly rows: number
+  readonly succeeded: number
+  readonly routed: number
+  readonly elapsedMs: number
+  /** CPU time of the worker (user + system) over the run: less sensitive to a busy machine than wall time. */
+  readonly cpuMs: number
+  readonly maxRss: number
+  readonly sampledPeakRss: number
+  readonly peakHeapUsed: number
+  readonly dbBytes: number
+}
+
+const cpuSince = (start: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(start)
+  return (used.user + used.system) / 1000
+}
+
+/** `BENCH_DURABILITY_ROWS=n` runs the engine with another durability batch (for experiments). */
+const durabilityOverride = (): { durabilityRows?: number } => {
+  const n = Number(process.env.BENCH_DURABILITY_ROWS ?? "")
+  return Number.isInteger(n) && n > 0 ? { durabilityRows: n } : {}
+}
+
+// ---------------------------------------------------------------------------
+// The engine, in-process: settings → plan → runPipeline with a file Landscape
+
+const runEngine = async (csv: string, out: string): Promise<WorkerResult> => {
+  const db = NodePath.join(out, "landscape.db")
+  const settingsFile = NodePath.join(out, "settings.yaml")
+  const text = settingsYaml(csv, out)
+  NodeFs.writeFileSync(settingsFile, text)
+  const sampler = startRssSampler()
+  const started = performance.now()
+  const cpu = process.cpuUsage()
+  const program = parseSettings(settingsFile, text, {}).pipe(
+    Effect.flatMap((loaded) => buildPipeline(loaded)),
+    Effect.flatMap((plan) => runPipeline(plan, durabilityOverride())),
+    Effect.provide(Layer.merge(SqliteLandscape(db), TelemetryNoop))
+  )
+  const result = await Effect.runPromise(program)
+  const elapsedMs = performance.now() - started
+  const cpuMs = cpuSince(cpu)
+  const mem = sampler.stop()
+  return {
+    workload: "engine",
+    rows: result.rows_processed,
+    succeeded: result.rows_succeeded,
+    routed: result.rows_routed,
+    elapsedMs,
+    cpuMs,
+    maxRss: mem.maxRss,
+    sampledPeakRss: mem.sampledPeakRss,
+    peakHeapUsed: mem.peakHeapUsed,
+    dbBytes: dbSize(db)
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The baseline: the same work written by hand
+
+const COLS = {
+  rows: ["row_id", "run_id", "source_node_id", "row_index", "source_data_hash", "source_data_json", "created_at"],
+  tokens: ["token_id", "run_id", "row_id", "created_at"],
+  node_states: [
+    "state_id",
+    "token_id",
+    "run_id",
+    "node_id",
+    "step_index",
+    "attempt",
+    "status",
+    "input_hash",
+    "output_hash",
+    "duration_ms",
+    "started_at",
+    "completed_at"
+  ],
+  routing_events: ["event_id", "state_id", "edge_id", "routing_group_id", "ordinal", "mode", "reason_json", "created_at"],
+  token_outcomes: ["outcome_id", "run_id", "token_id", "outcome", "is_terminal", "sink_name", "context_json", "recorded_at"]
+} as const
+
+/** An output CSV: text appended per batch, fsynced at durability points, hashed as written. */
+const openOutput = (file: string) => {
+  const fd = NodeFs.openSync(file, "w")
+  const hash = createHash("sha256")
+  let pending: Array<Array<unknown>> = []
+  const write = (text: string) => {
+    const buf = Buffer.from(text, "utf8")
+    NodeFs.writeSync(fd, buf)
+    hash.update(buf)
+  }
+  write("id,name,amount,category\r\n")
+  return {
+    add: (row: Array<unknown>) => pending.push(row),
+    sync: () => {
+      if (pending.length > 0) write(stringify(pending, { record_delimiter: "\r\n" }))
+      pending = []
+      NodeFs.fsyncSync(fd)
+    },
+    close: () => {
+      NodeFs.closeSync(fd)
+      return hash.digest("hex")
+    }
+  }
+}
+
+/**
+ * Ids that sort by creation, as the engine's UUIDv7-shaped ones do: random ids (v4)
+ * would make every primary-key insert land at a random B-tree page, several times slower.
+ */
+const orderedIds = () => {
+  const stamp = Date.now().toString(16).padStart(12, "0")
+  let seq = 0
+  return (prefix: string): string => `${prefix}_${stamp}${(seq++).toString(16).padStart(12, "0")}`
+}
+
+const runBaseline = async (csv: string, out: string): Promise<WorkerResult> => {
+  const dbFile = NodePath.join(out, "landscape.db")
+  const sampler = startRssSampler()
+  const started = performance.now()
+  const cpu = process.cpuUsage()
+  await migrateLandscape(dbFile)
+  const db = openRaw(dbFile)
+  const newId = orderedIds()
+  const runId = newId("run")
+  const now = () => new Date().toISOString()
+  const sourceNode = "source_source_000000000000"
+  const gateNode = "gate_amount_threshold_000000000000"
+  const sinkNode = { output: "sink_output_000000000000", high_values: "sink_high_values_000000000000" }
+  const edge = { true: newId("edg"), false: newId("edg") }
+  db.prepare(
+    `INSERT INTO runs (run_id, status, started_at, config_hash, settings_json, canonical_version) VALUES (?, 'running', ?, ?, ?, ?)`
+  ).run(runId, now(), "0".repeat(64), "{}", "sha256-rfc8785-v1")
+  const insertNode = db.prepare(
+    `INSERT INTO nodes (run_id, node_id, plugin_name, node_type, name, config_hash, config_json, sequence) VALUES (?, ?, ?, ?, ?, ?, '{}', ?)`
+  )
+  insertNode.run(runId, sourceNode, "csv", "source", "source", "0", 0)
+  insertNode.run(runId, gateNode, "gate", "gate", "amount_threshold", "0", 1)
+  insertNode.run(runId, sinkNode.output, "csv", "sink", "output", "0", 2)
+  insertNode.run(runId, sinkNode.high_values, "csv", "sink", "high_values", "0", 3)
+  const insertEdge = db.prepare(`INSERT INTO edges (edge_id, run_id, from_node_id, to_node_id, label, mode) VALUES (?, ?, ?, ?, ?, 'move')`)
+  insertEdge.run(edge.true, runId, gateNode, sinkNode.high_values, "true")
+  insertEdge.run(edge.false, runId, gateNode, sinkNode.output, "false")
+
+  const inserter = new RawInserter(db, Object.entries(COLS))
+  const rows = inserter.target("rows")
+  const tokens = inserter.target("tokens")
+  const states = inserter.target("node_states")
+  const events = inserter.target("routing_events")
+  const outcomes = inserter.target("token_outcomes")
+  const outputs = {
+    output: openOutput(NodePath.join(out, "normal.csv")),
+    high_values: openOutput(NodePath.join(out, "high_values.csv"))
+  }
+  const reasons = {
+    true: JSON.stringify({ condition: "row['amount'] > 1000", destination: "high_values", result: "true" }),
+    false: JSON.stringify({ condition: "row['amount'] > 1000", destination: "continue", result: "false" })
+  }
+  const routedContext = JSON.stringify({ gate: "amount_threshold", label: "true" })
+  /** Sink states and outcomes are recorded once the sink write is durable, as the engine does. */
+  let held: Array<unknown> = []
+
+  const durabilityPoint = () => {
+    outputs.output.sync()
+    outputs.high_values.sync()
+    const at = now()
+    for (let i = 0; i < held.length; i += 5) {
+      const [tokenId, hash, sink, queuedAt, high] = held.slice(i, i + 5) as [string, string, "output" | "high_values", string, boolean]
+      states.push(newId("st"), tokenId, runId, sinkNode[sink], 2, 1, "completed", hash, hash, 1, queuedAt, at)
+      outcomes.push(newId("out"), runId, tokenId, high ? "ROUTED" : "COMPLETED", 1, sink, high ? routedContext : null, at)
+      inserter.added(2)
+    }
+    held = []
+    inserter.flush()
+  }
+
+  let index = 0
+  let succeeded = 0
+  let routed = 0
+  const parser = NodeFs.createReadStream(csv).pipe(parse({ columns: true }))
+  for await (const rec of parser as AsyncIterable<Record<string, string>>) {
+    const id = Number(rec.id)
+    const amount = Number(rec.amount)
+    if (!Number.isInteger(id) || !Number.isInteger(amount)) continue
+    const row = { id, name: rec.name!, amount, category: rec.category! }
+    const json = canonicalize(row)!
+    const hash = createHash("sha256").update(json).digest("hex")
+    const at = now()
+    const rowId = newId("row")
+    const tokenId = newId("tok")
+    const gateState = newId("st")
+    const high = amount > 1000
+    rows.push(rowId, runId, sourceNode, index++, hash, json, at)
+    tokens.push(tokenId, runId, rowId, at)
+    states.push(gateState, tokenId, runId, gateNode, 1, 1, "completed", hash, hash, 0, at, at)
+    events.push(`evt_${gateState}`, gateState, high ? edge.true : edge.false, `grp_${gateState}`, 0, "move", high ? reasons.true : reasons.false, at)
+    inserter.added(4)
+    const sink = high ? "high_values" : "output"
+    outputs[sink].add([id, row.name, amount, row.category])
+    held.push(tokenId, hash, sink, at, high)
+    if (high) routed++
+    else succeeded++
+    if (held.length >= DURABILITY_ROWS * 5) durabilityPoint()
+  }
+  durabilityPoint()
+  outputs.output.close()
+  outputs.high_values.close()
+  db.prepare(`UPDATE runs SET status = 'completed', completed_at = ? WHERE run_id = ?`).run(now(), runId)
+  db.close()
+  const elapsedMs = performance.now() - started
+  const cpuMs = cpuSince(cpu)
+  const mem = sampler.stop()
+  return {
+    workload: "baseline",
+    rows: index,
+    succeeded,
+    routed,
+    elapsedMs,
+    cpuMs,
+    maxRss: mem.maxRss,
+    sampledPeakRss: mem.sampledPeakRss,
+    peakHeapUsed: mem.peakHeapUsed,
+    dbBytes: dbSize(dbFile)
+  }
+}
+
+/** `pipeline-worker <engine|baseline> <csv> <out dir>`: runs one workload and reports it. */
+export const runPipelineWorker = async (args: ReadonlyArray<string>): Promise<void> => {
+  const [workload, csv, out] = args
+  if ((workload !== "engine" && workload !== "baseline") || csv === undefined || out === undefined) {
+    throw new Error("usage: pipeline-worker <engine|baseline> <csv> <out dir>")
+  }
+  NodeFs.mkdirSync(out, { recursive: true })
+  reportResult(workload === "engine" ? await runEngine(csv, out) : await runBaseline(csv, out))
+}
+
+// ---------------------------------------------------------------------------
+// The bench
+
+const outputRows = (out: string): number =>
+  ["normal.csv", "high_values.csv"].reduce((n, f) => n + countLines(NodePath.join(out, f)) - 1, 0)
+
+const runCase = async (dir: string, csv: string, rows: number, trials: number) => {
+  const results: Record<"engine" | "baseline", Array<WorkerResult>> = { engine: [], baseline: [] }
+  let n = 0
+  for (let t = 0; t < trials; t++) {
+    for (const workload of ["baseline", "engine"] as const) {
+      const out = NodePath.join(dir, `${workload}-${rows}-${n++}`)
+      const r = await runWorker<WorkerResult>(["pipeline-worker", workload, csv, out])
+      const written = outputRows(out)
+      if (r.rows !== rows || written !== rows) {
+        console.log(`  WARNING ${workload}: ${r.rows} rows read, ${written} rows written, expected ${rows}`)
+      }
+      results[workload].push(r)
+      removeDir(out)
+    }
+  }
+  const line = (workload: "engine" | "baseline") => {
+    const rs = results[workload]
+    const { best, spread } = bestOf(rs.map((r) => r.elapsedMs))
+    const bestRun = rs.find((r) => r.elapsedMs === best)!
+    const cpu = Math.min(...rs.map((r) => r.cpuMs))
+    const maxRss = Math.max(...rs.map((r) => r.maxRss))
+    return {
+      best,
+      cpu,
+      maxRss,
+      text: `  ${workload.padEnd(8)} ${fmtMs(best).padStart(8)}  ${fmtInt(rows / (best / 1000)).padStart(7)} rows/s` +
+        `  CPU ${fmtMs(cpu)} (${fmtInt(rows / (cpu / 1000))} rows/CPU-s)` +
+        `  peak RSS ${fmtMb(maxRss)} (heap ${fmtMb(Math.max(...rs.map((r) => r.peakHeapUsed)))})` +
+        `  db ${fmtMb(bestRun.dbBytes)}` +
+        (rs.length > 1 ? `  [runs ${rs.map((r) => fmtMs(r.elapsedMs)).join(", ")}; spread ${(spread * 100).toFixed(0)}%]` : "")
+    }
+  }
+  const base = line("baseline")
+  const engine = line("engine")
+  console.log(`${fmtInt(rows)} rows (${fmtInt(results.engine[0]!.routed)} routed to high_values), best of ${trials}:`)
+  console.log(base.text)
+  console.log(engine.text)
+  console.log(
+    `  engine = ${fmtPct(base.best / engine.best)} of the baseline's rows/s by wall time, ` +
+      `${fmtPct(base.cpu / engine.cpu)} by CPU time (target ≥ 50%)`
+  )
+  return { engineMaxRss: engine.maxRss }
+}
+
+const profileEngine = async (dir: string, csv: string): Promise<void> => {
+  const profDir = NodePath.join(dir, "profile")
+  const out = NodePath.join(dir, "profile-run")
+  console.log("profile: engine, 100k rows, node --cpu-prof")
+  const r = await runWorker<WorkerResult>(["pipeline-worker", "engine", csv, out], ["--cpu-prof", "--cpu-prof-dir", profDir])
+  console.log(`  run under the profiler: ${fmtMs(r.elapsedMs)}`)
+  const file = NodeFs.readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"))
+  if (file === undefined) {
+    console.log("  no .cpuprofile was written")
+    return
+  }
+  printProfileSummary(summarizeCpuProfile(NodePath.join(profDir, file)))
+  const keep = process.env.BENCH_KEEP_PROFILE
+  if (keep !== undefined && keep !== "") {
+    NodeFs.copyFileSync(NodePath.join(profDir, file), keep)
+    console.log(`  profile kept as ${keep} (open it in Chrome DevTools → Performance)`)
+  }
+}
+
+export const runPipelineBench = async (args: ReadonlyArray<string> = []): Promise<void> => {
+  const profile = args.includes("--profile")
+  const only1m = args.includes("--1m-only")
+  const option = (name: string, fallback: number): number => {
+    const arg = args.find((a) => a.startsWith(`--${name}=`))
+    const n = arg === undefined ? fallback : Number(arg.slice(name.length + 3))
+    return Number.isInteger(n) && n > 0 ? n : fallback
+  }
+  const trials = { 100_000: option("trials", 2), 1_000_000: option("trials-1m", 1) } as Record<number, number>
+  const dir = makeTempDir("pipeline")
+  try {
+    const sizes = only1m ? [1_000_000] : [100_000, 1_000_000]
+    const csvs = new Map<number, string>()
+    for (const rows of [...sizes, ...(profile && only1m ? [100_000] : [])]) {
+      const csv = NodePath.join(dir, `input-${rows}.csv`)
+      const t0 = performance.now()
+      generateCsv(csv, rows)
+      csvs.set(rows, csv)
+      console.log(`input: ${fmtInt(rows)} rows, ${fmtMb(NodeFs.statSync(csv).size)} generated in ${fmtMs(performance.now() - t0)}`)
+    }
+    console.log("each workload runs in its own child process; figures are wall time of the whole run\n")
+    for (const rows of sizes) {
+      const { engineMaxRss } = await runCase(dir, csvs.get(rows)!, rows, trials[rows]!)
+      if (rows === 1_000_000) {
+        console.log(`  engine peak RSS at 1M rows: ${fmtMb(engineMaxRss)} (target < 300 MB)`)
+      }
+    }
+    if (profile) {
+      console.log("")
+      await profileEngine(dir, csvs.get(100_000)!)
+    }
+  } finally {
+    removeDir(dir)
+  }
+}
