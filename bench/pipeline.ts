@@ -48,7 +48,7 @@ const FIRST = ["Alice", "Bob", "Chloé", "Dmitri", "Eve", "Farah", "Gus", "Hana"
 const DURABILITY_ROWS = 5_000
 
 /** Writes `rows` rows of id,name,amount,category; about 45% have amount > 1000. */
-const generateCsv = (file: string, rows: number): void => {
+export const generateCsv = (file: string, rows: number): void => {
   const random = prng(7)
   const fd = NodeFs.openSync(file, "w")
   try {
