@@ -3,7 +3,7 @@
  * commands, next to the same processes spawned by a plain shell loop, and the time
  * from a session_end timeout to the last process of the group being gone.
  */
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Either, Layer } from "effect"
 import { execFileSync } from "node:child_process"
 import * as NodeFs from "node:fs"

@@ -4,8 +4,8 @@
  * configuration, 130 interrupted by SIGINT. Errors print one line on stderr; a stack
  * trace only with --verbose.
  */
-import { ValidationError } from "@effect/cli"
-import { NodeContext } from "@effect/platform-node"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Cause, Effect, Exit, Fiber, Option } from "effect"
 import { CliExit, ExitCodes } from "./cli/exit.js"
 import { cli } from "./cli/main.js"

@@ -1,4 +1,4 @@
-import { Options } from "@effect/cli"
+import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import { LandscapeUrlError } from "../landscape/sqlite.js"
 import { RecorderError } from "../services/recorder.js"

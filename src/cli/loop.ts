@@ -1,4 +1,5 @@
-import { Command, Options } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import { Effect, Layer, Option } from "effect"
 import * as NodePath from "node:path"
 import { LandscapeSql } from "../landscape/sqlite.js"

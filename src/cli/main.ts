@@ -1,4 +1,4 @@
-import { Command } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
 import { exportCommand } from "./export.js"
 import { explainCommand } from "./explain.js"
 import { loopCommand } from "./loop.js"

@@ -1,4 +1,4 @@
-import { Command } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
 import { Effect } from "effect"
 import { builtinPlugins } from "../pipeline/plugins/registry.js"
 import { jsonOption, printHuman, printJson, table } from "./common.js"

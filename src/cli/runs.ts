@@ -1,5 +1,5 @@
-import { Command } from "@effect/cli"
-import { SqlClient } from "@effect/sql"
+import * as Command from "@effect/cli/Command"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
 import { listLoopRuns, ownerIsGone } from "../loop/recording.js"
 import { RecorderError } from "../services/recorder.js"

@@ -1,4 +1,5 @@
-import { Args, Command } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
 import { Effect } from "effect"
 import { SigningKeyMissing } from "../landscape/signing.js"
 import { ExportVerificationError, verifyExport } from "../landscape/verify.js"

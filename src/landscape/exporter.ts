@@ -13,7 +13,7 @@
  * value: the Landscape stores canonical JSON there, so `canonicalJson` of the nested
  * value gives back the stored text (and its stored hash).
  */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Clock, Data, Effect, Option, Stream } from "effect"
 import { newArtifactId, type RunId } from "../core/ids.js"

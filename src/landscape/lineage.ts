@@ -7,7 +7,7 @@
  * It reads with a fixed number of queries per explanation (never one per state), so
  * explaining a row costs the same whatever the size of the run.
  */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Data, Effect } from "effect"
 import { Recorder, RecorderError } from "../services/recorder.js"

@@ -1,5 +1,5 @@
 /** Read queries over the Landscape used by the CLI's summaries. */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
 import { RecorderError } from "../services/recorder.js"
 

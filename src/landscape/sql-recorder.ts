@@ -7,7 +7,7 @@
  * case never needs an UPDATE statement. Flushes are serialised; appends made while a
  * flush is running go to the next buffer.
  */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Either, Layer } from "effect"
 import { hostname } from "node:os"

@@ -1,9 +1,10 @@
 /**
  * The embedded Landscape: SQLite through `@effect/sql-sqlite-node`, migrated on open.
  */
-import { NodeContext } from "@effect/platform-node"
-import { SqlClient } from "@effect/sql"
-import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
 import { Data, Effect, Layer } from "effect"
 import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs"
 import * as NodePath from "node:path"

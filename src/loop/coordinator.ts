@@ -1,5 +1,5 @@
-import { CommandExecutor } from "@effect/platform"
-import { SqlClient } from "@effect/sql"
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Deferred, Effect, Exit, Fiber, Option } from "effect"
 import * as NodeCrypto from "node:crypto"
 import * as NodeFs from "node:fs"

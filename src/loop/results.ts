@@ -1,4 +1,4 @@
-import { CommandExecutor } from "@effect/platform"
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Clock, DateTime, Effect } from "effect"
 import * as NodePath from "node:path"
 import type { RunAbortService } from "./abort.js"

@@ -1,4 +1,5 @@
-import { Command, CommandExecutor } from "@effect/platform"
+import * as Command from "@effect/platform/Command"
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Clock, Data, Duration, Effect, Fiber, Option, Stream } from "effect"
 import * as NodeFs from "node:fs"
 

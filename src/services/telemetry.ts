@@ -1,4 +1,4 @@
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Context, Effect, Fiber, Layer, Queue, Schema } from "effect"
 
 /** Domain events. Telemetry never fails a run: a failed write is dropped. */

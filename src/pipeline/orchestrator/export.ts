@@ -8,7 +8,7 @@
  * closes); it never touches an instance the pipeline used. The run stays `completed`
  * whatever happens to the export; the outcome is recorded in the run's export columns.
  */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { stringify } from "csv-stringify/sync"
 import { Chunk, Clock, Effect, Either, Exit, Stream } from "effect"
 import { createHash, type Hash } from "node:crypto"
