@@ -1,10 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Either, Fiber, Stream } from "effect"
+import { Chunk, Deferred, Effect, Either, Fiber, Stream, TestClock } from "effect"
 import { createHash } from "node:crypto"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { runPipeline } from "../../src/pipeline/orchestrator/run.js"
-import type { SourcePlugin } from "../../src/pipeline/plugins/protocol.js"
+import { type SourcePlugin, type TransformPlugin, TransformResult } from "../../src/pipeline/plugins/protocol.js"
 import { parseSchemaConfig } from "../../src/pipeline/plugins/schema.js"
 import { assertLandscapeInvariants } from "../support/invariants.js"
 import { planOf, query, runSettings, tempDir, TestLandscape, writeFile } from "../support/pipeline.js"
@@ -290,4 +290,88 @@ transforms:
     assert.match(errorOf(withOrphan), /^sinks\.orphan: no route, on_error, on_validation_failure, fork branch or default_sink reaches this sink/)
     assert.match(errorOf(gatePipeline(dir, input).replace("default_sink: out", "default_sink: outt")), /^default_sink: no sink named 'outt' \(did you mean 'out'\?\)/)
   })
+})
+
+describe("retryable transform errors", () => {
+  /** A transform that fails (retryably) for the first `failures` attempts of every row. */
+  const flaky = (failures: number): TransformPlugin => ({
+    kind: "transform",
+    name: "flaky",
+    description: "test: fails retryably, then succeeds",
+    batchAware: false,
+    create: () =>
+      Effect.gen(function*() {
+        const schema = yield* parseSchemaConfig("flaky", { mode: "observed" })
+        const attempts = new Map<unknown, number>()
+        return {
+          _tag: "RowTransform" as const,
+          plugin: "flaky",
+          onError: "errors",
+          inputSchema: schema,
+          outputSchema: schema,
+          process: (row) => {
+            const n = (attempts.get(row.id) ?? 0) + 1
+            attempts.set(row.id, n)
+            return n <= failures
+              ? TransformResult.error({ reason: "service_unavailable", attempt: n }, true)
+              : TransformResult.success({ ...row, attempts: n })
+          }
+        }
+      })
+  })
+  const yaml = (dir: string, input: string) => `
+source:
+  plugin: csv
+  options: {path: ${input}, schema: {mode: observed}, on_validation_failure: discard}
+transforms:
+  - {plugin: flaky, name: call_service}
+retry: {max_attempts: 3, initial_delay_seconds: 2, exponential_base: 3}
+sinks:
+${sinks(dir, ["out", "errors"], "json")}
+default_sink: out
+`
+
+  it.effect("retries with backoff on the Clock, each attempt its own node state", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      const input = writeFile(dir, "in.csv", "id\n1\n")
+      const plan = yield* planOf(yaml(dir, input), [flaky(2)])
+      const fiber = yield* Effect.fork(runPipeline(plan))
+      // Backoff: 2 s after the first failure, 6 s after the second.
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+      yield* TestClock.adjust("2 seconds")
+      yield* TestClock.adjust("6 seconds")
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.rows_succeeded, 1)
+      yield* assertLandscapeInvariants(result.run_id)
+      const states = yield* query<{ attempt: number; status: string; started_at: string }>(
+        `SELECT s.attempt, s.status, s.started_at FROM node_states s JOIN nodes n ON n.node_id = s.node_id AND n.run_id = s.run_id
+         WHERE n.name = 'call_service' ORDER BY s.attempt`
+      )
+      assert.deepStrictEqual(states.map((s) => [s.attempt, s.status]), [[1, "failed"], [2, "failed"], [3, "completed"]])
+      assert.deepStrictEqual(
+        states.map((s) => Date.parse(s.started_at) - Date.parse(states[0]!.started_at)),
+        [0, 2_000, 8_000]
+      )
+      const errors = yield* query<{ n: number }>(`SELECT COUNT(*) AS n FROM transform_errors`)
+      assert.strictEqual(errors[0]!.n, 2)
+    }).pipe(Effect.provide(TestLandscape)))
+
+  it.effect("routes to on_error once the attempts are used up", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      const input = writeFile(dir, "in.csv", "id\n1\n2\n")
+      const plan = yield* planOf(yaml(dir, input), [flaky(99)])
+      const fiber = yield* Effect.fork(runPipeline(plan))
+      for (let i = 0; i < 10; i++) {
+        yield* Effect.promise(() => new Promise((r) => setTimeout(r, 20)))
+        yield* TestClock.adjust("10 seconds")
+      }
+      const result = yield* Fiber.join(fiber)
+      assert.deepInclude(result, { rows_routed: 2, rows_succeeded: 0 })
+      assert.deepStrictEqual(result.routed_destinations, { errors: 2 })
+      yield* assertLandscapeInvariants(result.run_id)
+      const states = yield* query<{ n: number }>(`SELECT COUNT(*) AS n FROM node_states WHERE status = 'failed'`)
+      assert.strictEqual(states[0]!.n, 6)
+    }).pipe(Effect.provide(TestLandscape)))
 })
