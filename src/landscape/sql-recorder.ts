@@ -62,6 +62,9 @@ class Buffer {
 
 const invalid = (message: string) => new RecorderError({ reason: "InvalidInput", message })
 
+const missingRun = (runId: string) =>
+  new RecorderError({ reason: "MissingRun", message: `no run with id ${runId} in this Landscape` })
+
 const fromSql = (what: string) => (error: SqlError): RecorderError => {
   const text = String((error.cause as { message?: unknown } | undefined)?.message ?? error.message)
   if (/constraint/i.test(text)) {
@@ -120,7 +123,7 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
         const cached = runStatus.get(runId)
         const check = (status: RunStatus | undefined): Effect.Effect<void, RecorderError> => {
           if (status === undefined) {
-            return Effect.fail(new RecorderError({ reason: "MissingRun", message: `no run with id ${runId} in this Landscape` }))
+            return Effect.fail(missingRun(runId))
           }
           if (status !== "running") {
             return Effect.fail(
@@ -726,7 +729,7 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
       setExportStatus: Effect.fn("Recorder.setExportStatus")(function*(runId, update) {
         const rows = yield* readRun(runId)
         if (rows.length === 0) {
-          return yield* Effect.fail(new RecorderError({ reason: "MissingRun", message: `no run with id ${runId} in this Landscape` }))
+          return yield* Effect.fail(missingRun(runId))
         }
         yield* sql`UPDATE runs SET export_status = ${update.export_status},
                      export_error = ${update.export_error ?? null},
@@ -750,7 +753,7 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
         const rows = yield* readRun(runId)
         const row = rows[0]
         if (row === undefined) {
-          return yield* Effect.fail(new RecorderError({ reason: "MissingRun", message: `no run with id ${runId} in this Landscape` }))
+          return yield* Effect.fail(missingRun(runId))
         }
         const counts = yield* countsFor(runId)
         return toView(row, counts.rows.get(runId) ?? 0, counts.outcomes.get(runId) ?? {})
@@ -769,7 +772,7 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
         }
         const rows = yield* readRun(idOrLatest)
         if (rows.length === 0) {
-          return yield* Effect.fail(new RecorderError({ reason: "MissingRun", message: `no run with id ${idOrLatest} in this Landscape` }))
+          return yield* Effect.fail(missingRun(idOrLatest))
         }
         return idOrLatest as RunId
       })

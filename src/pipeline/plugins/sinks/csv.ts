@@ -33,7 +33,7 @@ import {
   validateBatch,
   writeAfterComplete
 } from "./common.js"
-import { makeTextFile } from "./text-file.js"
+import { closeAndArtifact, makeTextFile } from "./text-file.js"
 
 const PLUGIN = "csv"
 
@@ -248,14 +248,7 @@ const makeCsvSink = (
           life.setPhase("completed")
         })
       ),
-      close: life.exclusive(
-        Effect.suspend(() => {
-          if (life.phase() === "closed") return Effect.void
-          life.setPhase("closed")
-          return file.close
-        })
-      ),
-      artifact: life.exclusive(Effect.sync(() => file.artifact()))
+      ...closeAndArtifact(life, file)
     }
     return instance
   })

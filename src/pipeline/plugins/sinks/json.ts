@@ -26,7 +26,7 @@ import {
   validateBatch,
   writeAfterComplete
 } from "./common.js"
-import { makeChunker, makeTextFile } from "./text-file.js"
+import { closeAndArtifact, makeChunker, makeTextFile } from "./text-file.js"
 
 const PLUGIN = "json"
 
@@ -127,14 +127,7 @@ const makeJsonSink = (
       write,
       flush: life.guard("flush", file.sync),
       onComplete,
-      close: life.exclusive(
-        Effect.suspend(() => {
-          if (life.phase() === "closed") return Effect.void
-          life.setPhase("closed")
-          return file.close
-        })
-      ),
-      artifact: life.exclusive(Effect.sync(() => file.artifact()))
+      ...closeAndArtifact(life, file)
     }
     return instance
   })

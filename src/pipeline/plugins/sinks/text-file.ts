@@ -12,7 +12,7 @@ import { mkdir, open, stat, type FileHandle } from "node:fs/promises"
 import { dirname } from "node:path"
 import { Effect } from "effect"
 import type { ArtifactInfo, PluginRunError } from "../protocol.js"
-import { runError, type SinkLabel, type TextEncoding } from "./common.js"
+import { type Lifecycle, runError, type SinkLabel, type TextEncoding } from "./common.js"
 
 /** Encoded text is written in pieces of about this many characters. */
 export const CHUNK_CHARS = 1 << 18
@@ -148,3 +148,18 @@ export const makeChunker = (file: TextFile) => {
     drain
   }
 }
+
+/**
+ * The end of a file sink's lifecycle: `close` (idempotent; the file is closed once)
+ * and `artifact`, both serialised with the sink's other operations.
+ */
+export const closeAndArtifact = (life: Lifecycle, file: TextFile) => ({
+  close: life.exclusive(
+    Effect.suspend(() => {
+      if (life.phase() === "closed") return Effect.void
+      life.setPhase("closed")
+      return file.close
+    })
+  ),
+  artifact: life.exclusive(Effect.sync(() => file.artifact()))
+})
