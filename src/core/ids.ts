@@ -6,7 +6,7 @@
  * collide across processes or resumed runs. Node ids are not random: the graph derives
  * them from a hash of the node's configuration (see `nodeIdFromConfig`).
  */
-import { randomFillSync } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import type { Brand } from "effect"
 
 export type RunId = string & Brand.Brand<"RunId">
@@ -42,13 +42,12 @@ const PREFIX = {
 
 export type IdKind = keyof typeof PREFIX
 
-const POOL_SIZE = 16 * 1024
-const pool = Buffer.alloc(POOL_SIZE)
-let poolOffset = POOL_SIZE
+const POOL_BYTES = 8 * 1024
+let poolHex = ""
+let poolOffset = 0
 let lastMs = 0
 let sequence = 0
-
-const HEX: ReadonlyArray<string> = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
+let timeHex = ""
 
 /** 32 hex digits: 12 of time, 4 of per-millisecond sequence, 16 random. */
 const uuid7Hex = (): string => {
@@ -58,15 +57,15 @@ const uuid7Hex = (): string => {
   } else {
     lastMs = now
     sequence = 0
+    timeHex = now.toString(16).padStart(12, "0")
   }
-  if (poolOffset + 8 > POOL_SIZE) {
-    randomFillSync(pool)
+  if (poolOffset + 16 > poolHex.length) {
+    poolHex = randomBytes(POOL_BYTES).toString("hex")
     poolOffset = 0
   }
-  let out = now.toString(16).padStart(12, "0") + sequence.toString(16).padStart(4, "0")
-  for (let i = 0; i < 8; i++) out += HEX[pool[poolOffset + i]!]
-  poolOffset += 8
-  return out
+  const random = poolHex.slice(poolOffset, poolOffset + 16)
+  poolOffset += 16
+  return timeHex + (sequence + 0x10000).toString(16).slice(1) + random
 }
 
 /** A fresh id of the given kind, e.g. `newId("token")` → `tok_0193a0…`. */

@@ -43,7 +43,12 @@ import {
 
 /** SQLite allows 32,766 parameters per statement; stay below it. */
 const MAX_PARAMS = 32_000
-const MAX_ROWS_PER_STATEMENT = 2_000
+/**
+ * Rows per INSERT. Each distinct statement text is prepared and cached by the client,
+ * and a large prepared statement costs memory: full chunks share one text, and a
+ * remainder is split into powers of two, so a table needs at most ~9 texts.
+ */
+const MAX_ROWS_PER_STATEMENT = 256
 
 export interface SqlRecorderOptions {
   /** Buffered records that trigger an automatic flush. */
@@ -177,6 +182,8 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
           return undefined
         }
         case "NodeState":
+          // Only an open state can still change; a finished one goes straight to its list.
+          if (record.status !== "open") break
           b.states.set(record.state_id, { ...record })
           b.size++
           return undefined
@@ -218,9 +225,11 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
         if (records.length === 0) return
         const cols = columnsOf(records[0]!._tag, records[0]!)
         const perStatement = Math.max(1, Math.min(MAX_ROWS_PER_STATEMENT, Math.floor(MAX_PARAMS / cols.length)))
-        for (let start = 0; start < records.length; start += perStatement) {
-          const end = Math.min(records.length, start + perStatement)
-          const params: Array<unknown> = new Array((end - start) * cols.length)
+        for (let start = 0; start < records.length;) {
+          const left = records.length - start
+          const size = left >= perStatement ? perStatement : 2 ** Math.floor(Math.log2(left))
+          const end = start + size
+          const params: Array<unknown> = new Array(size * cols.length)
           let p = 0
           for (let i = start; i < end; i++) {
             const rec = records[i] as unknown as Record<string, unknown>
@@ -229,7 +238,8 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
               params[p++] = v === undefined ? null : v
             }
           }
-          yield* sql.unsafe(insertSql(table, cols, end - start), params)
+          yield* sql.unsafe(insertSql(table, cols, size), params)
+          start = end
         }
       })
 
@@ -237,7 +247,7 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
       Effect.gen(function*() {
         for (const [tag, table] of TABLE_ORDER) {
           if (tag === "NodeState") {
-            yield* insertAll(table, Array.from(b.states.values()))
+            yield* insertAll(table, [...(b.byTag.get("NodeState") ?? []), ...b.states.values()])
           } else if (tag === "Batch") {
             yield* insertAll(table, Array.from(b.batches.values()))
           } else {

@@ -77,7 +77,7 @@ export interface RecorderService {
     runId: RunId,
     end: { readonly status: Exclude<RunStatus, "running">; readonly errorMessage?: string; readonly result?: unknown }
   ) => Effect.Effect<void, RecorderError>
-  /** Appends prepared records (the hot path: one call per row or chunk). */
+  /** Appends prepared records (the hot path: one call per row or chunk). The recorder owns them from then on: do not change them. */
   readonly append: (records: ReadonlyArray<AuditRecord>) => Effect.Effect<void, RecorderError>
   /** Writes everything buffered, in one short transaction. A durability point. */
   readonly flush: Effect.Effect<void, RecorderError>

@@ -9,6 +9,15 @@ import { Data } from "effect"
 
 export type Row = { readonly [key: string]: unknown }
 
+/**
+ * Adds `key` to a row being built (the hot path): plain assignment, except for the
+ * one key plain assignment would treat as the prototype.
+ */
+export const putField = (row: Record<string, unknown>, key: string, value: unknown): void => {
+  if (key === "__proto__") setField(row, key, value)
+  else row[key] = value
+}
+
 /** Sets `key` as an own data property (safe for `__proto__`), keeping its position if present. */
 export const setField = (row: Record<string, unknown>, key: string, value: unknown): void => {
   Object.defineProperty(row, key, { value, writable: true, enumerable: true, configurable: true })

@@ -10,7 +10,7 @@
 import { Effect } from "effect"
 import { didYouMean, isIdentifier, joinKey, showValue } from "./options.js"
 import type { FieldSpec, FieldType, Row, SchemaConfig } from "./protocol.js"
-import { PluginConfigError } from "./protocol.js"
+import { PluginConfigError, putField } from "./protocol.js"
 
 export const FIELD_TYPES: ReadonlyArray<FieldType> = ["str", "int", "float", "bool", "any"]
 
@@ -260,41 +260,53 @@ const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnPropert
  * declared fields in declaration order, then (flexible) undeclared keys in input
  * order; observed keeps the input as is. A missing optional field is added as null.
  */
+const declaredCache = new WeakMap<SchemaConfig, ReadonlySet<string>>()
+/** The declared field names of a schema, computed once per schema (not once per row). */
+const declaredNames = (schema: SchemaConfig): ReadonlySet<string> => {
+  let names = declaredCache.get(schema)
+  if (names === undefined) {
+    names = new Set(schema.fields.map((f) => f.name))
+    declaredCache.set(schema, names)
+  }
+  return names
+}
+
 export const coerceSourceRow = (schema: SchemaConfig, raw: unknown): CoerceResult => {
   if (!isMapping(raw)) {
     const error = `expected an object (mapping), got ${typeName(raw)}`
     return { ok: false, error, fieldErrors: [{ field: "", message: error }] }
   }
   if (schema.mode === "observed") {
-    return { ok: true, row: Object.fromEntries(Object.keys(raw).map((k) => [k, raw[k]])) }
+    const copy: Record<string, unknown> = {}
+    for (const k of Object.keys(raw)) putField(copy, k, raw[k])
+    return { ok: true, row: copy }
   }
   const errors: Array<FieldError> = []
-  const entries: Array<[string, unknown]> = []
-  const declared = new Set<string>()
+  const out: Record<string, unknown> = {}
+  const declared = declaredNames(schema)
   for (const field of schema.fields) {
-    declared.add(field.name)
     if (!hasOwn(raw, field.name)) {
-      if (field.optional) entries.push([field.name, null])
+      if (field.optional) putField(out, field.name, null)
       else errors.push({ field: field.name, message: "field required (missing)" })
       continue
     }
     const value = raw[field.name]
     if (value === null || value === undefined) {
-      if (field.optional || field.type === "any") entries.push([field.name, null])
+      if (field.optional || field.type === "any") putField(out, field.name, null)
       else errors.push({ field: field.name, message: `expected ${field.type}, got null` })
       continue
     }
     const c = coerceValue(field.type, value)
-    if (c.ok) entries.push([field.name, c.value])
+    if (c.ok) putField(out, field.name, c.value)
     else errors.push({ field: field.name, message: c.message })
   }
   for (const key of Object.keys(raw)) {
     if (declared.has(key)) continue
     if (schema.mode === "fixed") errors.push({ field: key, message: "unexpected field (the schema is fixed)" })
-    else entries.push([key, raw[key]])
+    else putField(out, key, raw[key])
   }
   if (errors.length > 0) return { ok: false, error: joinErrors(errors), fieldErrors: errors }
-  return { ok: true, row: Object.fromEntries(entries) }
+  return { ok: true, row: out }
 }
 
 // ---------------------------------------------------------------------------

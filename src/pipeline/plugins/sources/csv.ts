@@ -17,7 +17,7 @@ import type { Options as CsvParseOptions } from "csv-parse"
 import { Effect, Schema } from "effect"
 import { decodeOptions, Identifier, NonNegativeInt, PYTHON_KEYWORDS, showValue } from "../options.js"
 import type { Row, SourceInstance, SourceItem, SourcePlugin } from "../protocol.js"
-import { PluginConfigError, PluginRunError } from "../protocol.js"
+import { PluginConfigError, PluginRunError, putField } from "../protocol.js"
 import { coerceSourceRow, parseSchemaConfig } from "../schema.js"
 import {
   decodeChecked,
@@ -281,7 +281,8 @@ const makeInstance = (options: CsvOptions, schema: SourceInstance["schema"], enc
             `line ${record.line}: not valid ${encoding.name} text`
           ))
         } else {
-          const raw = Object.fromEntries(names.map((n, i) => [n, values[i]]))
+          const raw: Record<string, unknown> = {}
+          for (let i = 0; i < names.length; i++) putField(raw, names[i]!, values[i])
           const r = coerceSourceRow(schema, raw)
           batch.push(r.ok ? { _tag: "Valid", row: r.row } : { _tag: "Invalid", raw, error: r.error, fieldErrors: r.fieldErrors })
         }
