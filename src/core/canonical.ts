@@ -20,7 +20,15 @@ export const CANONICAL_VERSION = "sha256-rfc8785-v1"
 export class CanonicalError extends Data.TaggedError("CanonicalError")<{
   /** JSONPath-like location of the offending value, `$` for the root. */
   readonly path: string
-  readonly reason: "NonFiniteNumber" | "Undefined" | "Function" | "Symbol" | "Cycle" | "UnsupportedType" | "InvalidDate"
+  readonly reason:
+    | "NonFiniteNumber"
+    | "Undefined"
+    | "Function"
+    | "Symbol"
+    | "Cycle"
+    | "UnsupportedType"
+    | "InvalidDate"
+    | "LoneSurrogate"
   readonly message: string
 }> {}
 
@@ -119,7 +127,16 @@ const isPlain = (value: unknown, depth: number): boolean => {
 /** Canonical JSON text of `value`, or throws `CanonicalError`. */
 export const canonicalJsonUnsafe = (value: unknown): string => {
   const normalized = isPlain(value, 0) ? value : normalize(value, "$", new Set())
-  const text = canonicalize(normalized)
+  let text: string | undefined
+  try {
+    text = canonicalize(normalized)
+  } catch (e) {
+    // RFC 8785 has no encoding for a string with an unpaired UTF-16 surrogate.
+    if (e instanceof Error && /surrogate/i.test(e.message)) {
+      throw new CanonicalError({ path: "$", reason: "LoneSurrogate", message: "cannot hash a string holding a lone UTF-16 surrogate" })
+    }
+    throw e
+  }
   if (text === undefined) return fail("$", "Undefined", "undefined")
   return text
 }

@@ -46,6 +46,11 @@ describe("canonicalJson", () => {
     expect(e.message).toContain(path)
   })
 
+  it("rejects a string with a lone surrogate with a typed error", () => {
+    const e = errorOf({ a: "ok", b: JSON.parse(`"\\ud800x"`) })
+    expect(e.reason).toBe("LoneSurrogate")
+  })
+
   it("rejects cycles with the path where the cycle closes", () => {
     const a: Record<string, unknown> = { x: { y: 1 } }
     ;(a.x as Record<string, unknown>).back = a

@@ -128,6 +128,19 @@ describe("pipeline engine", () => {
       yield* assertLandscapeInvariants(result.run_id)
     }).pipe(Effect.provide(TestLandscape)))
 
+  it.scoped("a value the audit trail cannot hash (a lone surrogate) is recorded, not a crash of the process", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      const input = writeFile(dir, "in.jsonl", `{"id": 1, "name": "a", "amount": 5}\n{"id": 2, "name": "\\ud800", "amount": 6}\n`)
+      const yaml = gatePipeline(dir, input).replace("plugin: csv\n  options:\n    path", "plugin: json\n  options:\n    path")
+      const r = yield* runSettings(yaml)
+      assert.isTrue(Either.isLeft(r))
+      if (Either.isLeft(r)) {
+        assert.include(r.left.message, "could not be hashed")
+        yield* assertLandscapeInvariants((r.left as { runId: string }).runId)
+      }
+    }).pipe(Effect.provide(TestLandscape)))
+
   it.scoped("routes transform errors to on_error, or discards them", () =>
     Effect.gen(function*() {
       const dir = tempDir()

@@ -4,7 +4,7 @@
  * the run — completed, failed or interrupted — with a complete trail in every case.
  */
 import { type Chunk, Deferred, Effect, Exit, Queue, Stream } from "effect"
-import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
+import { CanonicalError, canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { type EdgeId, newEdgeId, type RunId } from "../../core/ids.js"
 import type { AuditRecord } from "../../landscape/records.js"
 import { Recorder, type RecorderError } from "../../services/recorder.js"
@@ -217,9 +217,15 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
             work()
             return appendDrained
           } catch (e) {
-            if (!(e instanceof ProcessingCrash)) throw e
-            proc.failInFlight(`run stopped: ${e.message}`)
-            return Effect.zipRight(appendDrained, Effect.fail(new PipelineRunError({ runId, message: e.message, cause: e.cause })))
+            // A value that cannot be hashed (a lone surrogate in JSON input) stops the run like a crash.
+            const crash = e instanceof ProcessingCrash
+              ? e
+              : e instanceof CanonicalError
+              ? new ProcessingCrash(`a row could not be hashed for the audit trail: ${e.message}`, "hashing", -1, e)
+              : undefined
+            if (crash === undefined) throw e
+            proc.failInFlight(`run stopped: ${crash.message}`)
+            return Effect.zipRight(appendDrained, Effect.fail(new PipelineRunError({ runId, message: crash.message, cause: crash.cause })))
           }
         })
 
