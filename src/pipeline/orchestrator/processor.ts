@@ -295,7 +295,14 @@ export class Processor {
       json = canonicalJsonUnsafe(payload)
     } catch (e) {
       // A payload that cannot be hashed is kept as text so that the row is not lost.
-      json = canonicalJsonUnsafe({ __unhashable__: String(payload), error: errorText(e) })
+      // JSON.stringify escapes what RFC 8785 cannot encode (a lone surrogate).
+      let text: string
+      try {
+        text = JSON.stringify(payload) ?? String(payload)
+      } catch {
+        text = String(payload)
+      }
+      json = canonicalJsonUnsafe({ __unhashable__: text, error: errorText(e) })
     }
     const hash = sha256Hex(json)
     if (item._tag === "Valid" && typeof item.row === "object" && item.row !== null) this.hashes.set(item.row, hash)
