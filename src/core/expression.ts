@@ -1741,6 +1741,24 @@ class Scope {
     if (this.converted === undefined) this.converted = fromJs(this.input, 0)
     return this.converted
   }
+  /**
+   * One field of the row, converting only that value (a gate usually reads one or two
+   * fields of a wide row). Undefined when the whole row must be converted instead: not
+   * a plain object, a non-string key, or a key that is absent (for the exact error).
+   */
+  isPlainObject(): boolean {
+    const input = this.input
+    if (input === null || typeof input !== "object" || Array.isArray(input)) return false
+    const proto = Object.getPrototypeOf(input)
+    return proto === Object.prototype || proto === null
+  }
+
+  field(key: PyValue): PyValue | undefined {
+    const input = this.input
+    if (this.converted !== undefined || key.type !== "str" || !this.isPlainObject()) return undefined
+    if (!Object.hasOwn(input as object, key.value)) return undefined
+    return fromJs((input as Record<string, unknown>)[key.value], 1)
+  }
 }
 
 const evaluate = (n: Node, scope: Scope): PyValue => {
@@ -1765,11 +1783,24 @@ const evaluate = (n: Node, scope: Scope): PyValue => {
       return { type: "dict", entries }
     }
     case "subscript": {
+      if (n.target.k === "row") {
+        const index = evaluate(n.index, scope)
+        return scope.field(index) ?? subscript(scope.row, index, true)
+      }
       const target = evaluate(n.target, scope)
       const index = evaluate(n.index, scope)
-      return subscript(target, index, n.target.k === "row")
+      return subscript(target, index, false)
     }
     case "get": {
+      if (scope.isPlainObject()) {
+        // Arguments are evaluated before the call, as in Python, even when the key exists.
+        const key = evaluate(n.key, scope)
+        const fallback = n.fallback === undefined ? NONE : evaluate(n.fallback, scope)
+        const direct = scope.field(key)
+        if (direct !== undefined) return direct
+        const entry = (scope.row as PyDict).entries.get(hashKey(key))
+        return entry === undefined ? fallback : entry[1]
+      }
       const row = scope.row
       if (row.type !== "dict") return fail(`AttributeError: row.get() needs the row to be a dict, not ${row.type}`)
       const key = evaluate(n.key, scope)

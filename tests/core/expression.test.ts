@@ -832,3 +832,25 @@ describe("fuzzing", () => {
     )
   })
 })
+
+describe("reading single fields of a row", () => {
+  const evalOn = (src: string, row: unknown) => {
+    const compiled = Either.getOrThrow(parseExpression(src))
+    return evaluateExpression(compiled, row)
+  }
+  it("gives the same values as converting the whole row", () => {
+    const row = { a: 1, b: 2.5, c: "x", d: [1, 2], e: null, wide: "y".repeat(1000) }
+    expect(Either.getOrThrow(evalOn("row['a'] + row['b']", row))).toEqual(Either.getOrThrow(evalOn("row.get('a') + row.get('b')", row)))
+    expect(routeLabel(Either.getOrThrow(evalOn("row['d']", row)))).toBe("[1, 2]")
+    expect(routeLabel(Either.getOrThrow(evalOn("row.get('e', 5)", row)))).toBe("None")
+    expect(routeLabel(Either.getOrThrow(evalOn("row.get('zz', 5)", row)))).toBe("5")
+  })
+  it("still evaluates row.get's default first, as Python does, even when the key exists", () => {
+    const r = evalOn("row.get('a', 1 // 0)", { a: 1 })
+    expect(Either.isLeft(r)).toBe(true)
+  })
+  it("keeps the KeyError message for a missing key", () => {
+    const r = evalOn("row['missing']", { a: 1 })
+    expect(Either.isLeft(r) && r.left.message).toMatch(/KeyError/)
+  })
+})
