@@ -112,7 +112,7 @@ const RUN_STATUSES: ReadonlyArray<RunStatus> = ["running", "completed", "failed"
 export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const maxBuffered = options.maxBufferedRecords ?? 20_000
+    const maxBuffered = options.maxBufferedRecords ?? 10_000
     const flushLock = yield* Effect.makeSemaphore(1)
     let buffer = new Buffer()
     /** Status of runs this recorder has seen: appends are refused unless running. */

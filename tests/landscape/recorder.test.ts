@@ -72,7 +72,7 @@ describe("SqlRecorder", () => {
     Effect.gen(function*() {
       const { rec, runId } = yield* setup
       const sql = yield* SqlClient.SqlClient
-      for (let i = 0; i < 5000; i++) {
+      for (let i = 0; i < 4000; i++) {
         const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: i, data: { i } })
         yield* rec.createToken({ runId, rowId })
       }
@@ -80,7 +80,7 @@ describe("SqlRecorder", () => {
       assert.strictEqual(before!.n, 0)
       yield* rec.flush
       const [after] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM rows`
-      assert.strictEqual(after!.n, 5000)
+      assert.strictEqual(after!.n, 4000)
     }).pipe(Effect.provide(MemoryLandscape())))
 
   it.scoped("flushes by itself when the buffer is full", () =>

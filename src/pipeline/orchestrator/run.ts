@@ -44,7 +44,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const recorder = yield* Recorder
     const telemetry = yield* Telemetry
     const clock = yield* Effect.clock
-    const durabilityRows = options.durabilityRows ?? plan.settings.checkpoint?.every_n_rows ?? 5_000
+    const durabilityRows = options.durabilityRows ?? plan.settings.checkpoint?.every_n_rows ?? 2_000
     const durabilityMs = options.durabilityIntervalMs ?? 1_000
     const progressMs = options.progressIntervalMs ?? 1_000
 
