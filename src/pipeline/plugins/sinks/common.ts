@@ -3,10 +3,10 @@
  * lifecycle guard, column and header resolution, input validation.
  */
 import { Effect, Schema } from "effect"
-import { showValue } from "../options.js"
+import { decodeOptions, showValue } from "../options.js"
 import type { FieldType, PluginContext, Row, SchemaConfig } from "../protocol.js"
 import { PluginConfigError, PluginRunError } from "../protocol.js"
-import { validateStrict } from "../schema.js"
+import { parseSchemaConfig, validateStrict } from "../schema.js"
 import { pyRepr } from "../pyrepr.js"
 
 // ---------------------------------------------------------------------------
@@ -300,4 +300,32 @@ export const validateBatch = (
       }
     }
     return Effect.void
+  })
+
+/** Options every file sink shares, as decoded. */
+interface FileSinkDecoded {
+  readonly path: string
+  readonly schema: unknown
+  readonly encoding: string
+  readonly display_headers?: Readonly<Record<string, string>> | null | undefined
+  readonly restore_source_headers: boolean
+}
+
+/**
+ * The start of every file sink's `create`: strict options, the schema, the encoding,
+ * the header-option check and the label its errors carry.
+ */
+export const setUpFileSink = <A extends FileSinkDecoded, I>(
+  plugin: string,
+  optionsSchema: Schema.Schema<A, I>,
+  options: unknown,
+  ctx: PluginContext
+) =>
+  Effect.gen(function*() {
+    const decoded = yield* decodeOptions(plugin, optionsSchema, options)
+    const schema = yield* parseSchemaConfig(plugin, decoded.schema)
+    const encoding = yield* resolveEncoding(plugin, decoded.encoding)
+    yield* checkHeaderExclusion(plugin, decoded.display_headers, decoded.restore_source_headers)
+    const label: SinkLabel = { plugin, nodeName: ctx.nodeName, target: decoded.path }
+    return { decoded, schema, encoding, label }
   })

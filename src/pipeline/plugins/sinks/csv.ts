@@ -12,21 +12,18 @@ import { stat } from "node:fs/promises"
 import { parse } from "csv-parse"
 import { stringify } from "csv-stringify/sync"
 import { Effect, Schema } from "effect"
-import { decodeOptions } from "../options.js"
 import type { FieldType, PluginContext, Row, SchemaConfig, SinkInstance, SinkPlugin } from "../protocol.js"
 import { pyNumberRepr, pyRepr, pyStrRepr } from "../pyrepr.js"
-import { parseSchemaConfig } from "../schema.js"
 import {
-  checkHeaderExclusion,
   columnsFor,
   declaredTypes,
   extraKeys,
   fileSinkOptionFields,
   hasOwn,
   makeLifecycle,
-  resolveEncoding,
   resolveRenames,
   runError,
+  setUpFileSink,
   showRow,
   type SinkLabel,
   type TextEncoding,
@@ -258,12 +255,8 @@ export const csvSink: SinkPlugin = {
   name: PLUGIN,
   description: "Writes rows to a CSV file (Python csv dialect: minimal quoting, CRLF line ends)",
   create: (options, ctx) =>
-    Effect.gen(function*() {
-      const decoded = yield* decodeOptions(PLUGIN, CsvSinkOptions, options)
-      const schema = yield* parseSchemaConfig(PLUGIN, decoded.schema)
-      const encoding = yield* resolveEncoding(PLUGIN, decoded.encoding)
-      yield* checkHeaderExclusion(PLUGIN, decoded.display_headers, decoded.restore_source_headers)
-      const label: SinkLabel = { plugin: PLUGIN, nodeName: ctx.nodeName, target: decoded.path }
-      return yield* makeCsvSink(label, ctx, schema, decoded, encoding)
-    })
+    Effect.flatMap(
+      setUpFileSink(PLUGIN, CsvSinkOptions, options, ctx),
+      ({ decoded, encoding, label, schema }) => makeCsvSink(label, ctx, schema, decoded, encoding)
+    )
 }

@@ -9,18 +9,16 @@
  * its pretty form with `indent`.
  */
 import { Effect, Schema } from "effect"
-import { decodeOptions, NonNegativeInt } from "../options.js"
+import { NonNegativeInt } from "../options.js"
 import type { PluginContext, Row, SchemaConfig, SinkInstance, SinkPlugin } from "../protocol.js"
 import { pyJsonDumps } from "../pyrepr.js"
-import { parseSchemaConfig } from "../schema.js"
 import {
-  checkHeaderExclusion,
   fileSinkOptionFields,
   makeLifecycle,
   renameKeys,
-  resolveEncoding,
   resolveRenames,
   runError,
+  setUpFileSink,
   type SinkLabel,
   type TextEncoding,
   validateBatch,
@@ -137,12 +135,8 @@ export const jsonSink: SinkPlugin = {
   name: PLUGIN,
   description: "Writes rows to a JSON array file or a JSON Lines file (Python json.dumps text)",
   create: (options, ctx) =>
-    Effect.gen(function*() {
-      const decoded = yield* decodeOptions(PLUGIN, JsonSinkOptions, options)
-      const schema = yield* parseSchemaConfig(PLUGIN, decoded.schema)
-      const encoding = yield* resolveEncoding(PLUGIN, decoded.encoding)
-      yield* checkHeaderExclusion(PLUGIN, decoded.display_headers, decoded.restore_source_headers)
-      const label: SinkLabel = { plugin: PLUGIN, nodeName: ctx.nodeName, target: decoded.path }
-      return yield* makeJsonSink(label, ctx, schema, decoded, encoding)
-    })
+    Effect.flatMap(
+      setUpFileSink(PLUGIN, JsonSinkOptions, options, ctx),
+      ({ decoded, encoding, label, schema }) => makeJsonSink(label, ctx, schema, decoded, encoding)
+    )
 }
