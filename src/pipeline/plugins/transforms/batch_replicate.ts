@@ -10,7 +10,7 @@ import { PositiveInt } from "../options.js"
 import type { BatchTransformInstance, Row, TransformPlugin } from "../protocol.js"
 import { PluginRunError, setField } from "../protocol.js"
 import { OBSERVED_SCHEMA } from "../schema.js"
-import { copyRow, decodeTransform, hasOwn, TransformCommonFields } from "./common.js"
+import { describeValue, copyRow, decodeTransform, hasOwn, TransformCommonFields } from "./common.js"
 
 const PLUGIN = "batch_replicate"
 
@@ -20,9 +20,6 @@ const BatchReplicateOptions = Schema.Struct({
   default_copies: Schema.optionalWith(PositiveInt, { default: () => 1 }),
   include_copy_index: Schema.optionalWith(Schema.Boolean, { default: () => true })
 })
-
-const describe = (v: unknown): string =>
-  v === null ? "null" : typeof v === "string" ? `'${v}'` : Array.isArray(v) ? "a list" : typeof v === "object" ? "an object" : String(v)
 
 export const batchReplicateTransform: TransformPlugin = {
   kind: "transform",
@@ -40,13 +37,13 @@ export const batchReplicateTransform: TransformPlugin = {
         if (typeof n !== "number" || !Number.isInteger(n)) {
           throw new PluginRunError({
             plugin: PLUGIN,
-            message: `row ${index} of the batch: field '${field}' must be an integer, got ${describe(v)}`
+            message: `row ${index} of the batch: field '${field}' must be an integer, got ${describeValue(v)}`
           })
         }
         if (n < 1) {
           throw new PluginRunError({
             plugin: PLUGIN,
-            message: `row ${index} of the batch: field '${field}' must be at least 1, got ${describe(v)}`
+            message: `row ${index} of the batch: field '${field}' must be at least 1, got ${describeValue(v)}`
           })
         }
         return n

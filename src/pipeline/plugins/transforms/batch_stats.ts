@@ -10,7 +10,7 @@ import { Effect, Schema } from "effect"
 import type { BatchTransformInstance, Row, TransformPlugin } from "../protocol.js"
 import { PluginRunError, setField } from "../protocol.js"
 import { OBSERVED_SCHEMA } from "../schema.js"
-import { decodeTransform, hasOwn, TransformCommonFields } from "./common.js"
+import { describeValue, decodeTransform, hasOwn, TransformCommonFields } from "./common.js"
 
 const PLUGIN = "batch_stats"
 
@@ -20,9 +20,6 @@ const BatchStatsOptions = Schema.Struct({
   group_by: Schema.optional(Schema.String),
   compute_mean: Schema.optionalWith(Schema.Boolean, { default: () => true })
 })
-
-const describe = (v: unknown): string =>
-  v === null ? "null" : typeof v === "string" ? `'${v}'` : Array.isArray(v) ? "a list" : typeof v === "object" ? "an object" : String(v)
 
 export const batchStatsTransform: TransformPlugin = {
   kind: "transform",
@@ -51,7 +48,7 @@ export const batchStatsTransform: TransformPlugin = {
             else {
               throw new PluginRunError({
                 plugin: PLUGIN,
-                message: `row ${index} of the batch: field '${field}' must be a number, got ${describe(v)}`
+                message: `row ${index} of the batch: field '${field}' must be a number, got ${describeValue(v)}`
               })
             }
           })

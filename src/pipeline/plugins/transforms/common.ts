@@ -67,3 +67,7 @@ export const hasOwn = (o: object, key: string): boolean => Object.prototype.hasO
 
 /** A shallow copy of a row that keeps every own key (including `__proto__`). */
 export const copyRow = (row: Row): Record<string, unknown> => Object.fromEntries(Object.keys(row).map((k) => [k, row[k]]))
+
+/** A value for an error message about a batch row: `'text'`, `null`, `a list`, `an object`, `3`. */
+export const describeValue = (v: unknown): string =>
+  v === null ? "null" : typeof v === "string" ? `'${v}'` : Array.isArray(v) ? "a list" : typeof v === "object" ? "an object" : String(v)
