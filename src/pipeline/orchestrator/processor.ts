@@ -26,7 +26,7 @@ import {
   type RunId
 } from "../../core/ids.js"
 import type { AuditRecord, NodeStateRecord, Outcome, OutcomeRecord } from "../../landscape/records.js"
-import type { ChainStep, GateStep, PipelinePlan, TransformStep } from "../build.js"
+import type { GateStep, PipelinePlan, TransformStep } from "../build.js"
 import { Aggregations, type ScheduleTimeout } from "./aggregation.js"
 import { Coalesces, type ScheduleCoalesceTimeout } from "./coalesce.js"
 import { type Row, setField, type SourceItem } from "../plugins/protocol.js"
@@ -620,10 +620,6 @@ export class Processor {
     })
   }
 
-  /** The chain step a token at `next` would run, for messages. */
-  stepAt(next: number): ChainStep | undefined {
-    return this.plan.chain[next]
-  }
 }
 
 /**
