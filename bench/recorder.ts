@@ -21,8 +21,8 @@ import {
   type NodeId,
   type RunId
 } from "../src/core/ids.js"
-import type { AuditRecord, InsertTag } from "../src/landscape/records.js"
-import { TABLE_ORDER } from "../src/landscape/records.js"
+import type { AuditRecord, InsertTag } from "../src/services/records.js"
+import { TABLE_ORDER } from "../src/services/records.js"
 import { SqliteLandscape } from "../src/landscape/sqlite.js"
 import { Recorder } from "../src/services/recorder.js"
 import {

@@ -20,7 +20,7 @@ export { Fixer, FixerError, NoFixer } from "./services/fixer.js"
 export { Recorder, RecorderError, type RecorderService, type RunView } from "./services/recorder.js"
 export { Telemetry, TelemetryConsole, type TelemetryEvent, TelemetryJsonl, TelemetryNoop } from "./services/telemetry.js"
 export { LandscapeSql, LandscapeUrlError, resolveSqliteUrl, SqliteLandscape } from "./landscape/sqlite.js"
-export type { AuditRecord, Outcome } from "./landscape/records.js"
+export type { AuditRecord, Outcome } from "./services/records.js"
 
 // Pipelines
 export { type LoadedSettings, loadPipelineSettings, parseSettings, type PipelineSettings, SettingsError } from "./pipeline/settings.js"

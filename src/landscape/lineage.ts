@@ -11,7 +11,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Data, Effect } from "effect"
 import { Recorder, RecorderError } from "../services/recorder.js"
-import type { EdgeMode, NodeType, Outcome, RunStatus, StateStatus } from "./records.js"
+import type { EdgeMode, NodeType, Outcome, RunStatus, StateStatus } from "../services/records.js"
 
 // ---------------------------------------------------------------------------
 // The query and its answer

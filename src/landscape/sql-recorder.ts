@@ -39,7 +39,7 @@ import {
   OUTCOMES,
   type RunStatus,
   TABLE_ORDER
-} from "./records.js"
+} from "../services/records.js"
 
 /** SQLite allows 32,766 parameters per statement; stay below it. */
 const MAX_PARAMS = 32_000

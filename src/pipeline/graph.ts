@@ -5,7 +5,7 @@
  */
 import { stableHashUnsafe } from "../core/canonical.js"
 import { type NodeId, nodeIdFromConfig } from "../core/ids.js"
-import type { EdgeMode, NodeType } from "../landscape/records.js"
+import type { EdgeMode, NodeType } from "../services/records.js"
 
 export interface GraphNode {
   readonly nodeId: NodeId

@@ -9,7 +9,7 @@ import type {
   Outcome,
   RunStatus,
   TriggerType
-} from "../landscape/records.js"
+} from "./records.js"
 
 export class RecorderError extends Data.TaggedError("RecorderError")<{
   readonly reason:

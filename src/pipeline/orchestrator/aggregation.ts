@@ -20,7 +20,7 @@
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { evaluateExpression, isTruthy } from "../../core/expression.js"
 import { newBatchId, newGroupId } from "../../core/ids.js"
-import type { NodeStateRecord, TriggerType } from "../../landscape/records.js"
+import type { NodeStateRecord, TriggerType } from "../../services/records.js"
 import type { AggregationStep } from "../build.js"
 import type { Row } from "../plugins/protocol.js"
 import { ProcessingCrash, type Processor, type Token } from "./processor.js"

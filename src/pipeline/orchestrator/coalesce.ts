@@ -11,7 +11,7 @@
  */
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { newGroupId } from "../../core/ids.js"
-import type { NodeStateRecord } from "../../landscape/records.js"
+import type { NodeStateRecord } from "../../services/records.js"
 import type { CoalesceStep } from "../build.js"
 import { type Row, setField } from "../plugins/protocol.js"
 import type { Processor, Token } from "./processor.js"

@@ -25,7 +25,7 @@ import {
   type NodeId,
   type RunId
 } from "../../core/ids.js"
-import type { AuditRecord, NodeStateRecord, Outcome, OutcomeRecord } from "../../landscape/records.js"
+import type { AuditRecord, NodeStateRecord, Outcome, OutcomeRecord } from "../../services/records.js"
 import type { GateStep, PipelinePlan, TransformStep } from "../build.js"
 import { Aggregations, type ScheduleTimeout } from "./aggregation.js"
 import { Coalesces, type ScheduleCoalesceTimeout } from "./coalesce.js"

@@ -6,7 +6,7 @@
 import { type Chunk, Deferred, Effect, Exit, Queue, Stream } from "effect"
 import { CanonicalError, canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { type EdgeId, newEdgeId, type RunId } from "../../core/ids.js"
-import type { AuditRecord } from "../../landscape/records.js"
+import type { AuditRecord } from "../../services/records.js"
 import { Recorder, type RecorderError } from "../../services/recorder.js"
 import { Telemetry } from "../../services/telemetry.js"
 import type { PipelinePlan, SinkStep } from "../build.js"
