@@ -11,12 +11,14 @@ import * as NodePath from "node:path"
 import { Recorder, RecorderError } from "../services/recorder.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
+import migration0003 from "./migrations/0003_run_attempts.js"
 import { SqlRecorderLive, type SqlRecorderOptions } from "./sql-recorder.js"
 
 /** Every migration this version knows, by `<id>_<name>`. Never edit an applied one. */
 export const migrations = {
   "0001_pipeline_tables": migration0001,
-  "0002_loop_tables": migration0002
+  "0002_loop_tables": migration0002,
+  "0003_run_attempts": migration0003
 } as const
 
 export const LATEST_MIGRATION = Object.keys(migrations).length

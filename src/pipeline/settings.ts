@@ -93,6 +93,10 @@ const LandscapeSettings = Schema.Struct({
 
 const CheckpointSettings = Schema.Struct({
   enabled: Schema.optional(Schema.Boolean),
+  frequency: Schema.optional(Schema.Literal("every_row", "every_n", "aggregation_only")),
+  checkpoint_interval: Schema.optional(PositiveInt),
+  aggregation_boundaries: Schema.optional(Schema.Boolean),
+  /** The older spelling of `checkpoint_interval` (implies `frequency: every_n`). */
   every_n_rows: Schema.optional(PositiveInt)
 })
 
