@@ -12,6 +12,7 @@ import { Recorder, RecorderError } from "../services/recorder.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
+import { reapCrashedRuns } from "./reap.js"
 import { SqlRecorderLive, type SqlRecorderOptions } from "./sql-recorder.js"
 
 /** Every migration this version knows, by `<id>_<name>`. Never edit an applied one. */
@@ -93,6 +94,8 @@ const checkAndMigrate = (filename: string) =>
         new RecorderError({ reason: "Database", message: `migrating ${filename}: ${e.message}`, cause: e })
       )
     )
+    // A run whose process died is recorded as such by whichever command opens the file next.
+    yield* reapCrashedRuns
   }).pipe(
     Effect.catchTag("SqlError", (e) =>
       Effect.fail(new RecorderError({ reason: "Database", message: `opening ${filename}: ${e.message}`, cause: e }))

@@ -1,0 +1,29 @@
+/**
+ * Runs whose process died. A run left `running` by a process that is gone (kill -9,
+ * a power cut, the OOM killer) is recorded `interrupted` with reason `process_crash`
+ * the first time any command opens the Landscape — in the database, not only in what
+ * `runs` shows — and the attempt that was running is closed the same way.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect } from "effect"
+import { processIsGone } from "./owners.js"
+
+export const PROCESS_CRASH = "process_crash"
+
+/** Marks every pipeline run whose owner is gone; returns their ids. */
+export const reapCrashedRuns = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const running = yield* sql<{ run_id: string; owner_pid: number | null; owner_host: string | null }>`
+    SELECT run_id, owner_pid, owner_host FROM runs WHERE status = 'running'`
+  const gone = running.filter((r) => r.owner_pid !== null && r.owner_host !== null && processIsGone(r.owner_pid, r.owner_host))
+  for (const r of gone) {
+    yield* sql.withTransaction(Effect.gen(function*() {
+      // The guard on status keeps a run that a live process took over in the meantime.
+      yield* sql`UPDATE runs SET status = 'interrupted', status_reason = ${PROCESS_CRASH}
+                 WHERE run_id = ${r.run_id} AND status = 'running' AND owner_pid = ${r.owner_pid}`
+      yield* sql`UPDATE run_attempts SET status = 'interrupted', reason = ${PROCESS_CRASH}
+                 WHERE run_id = ${r.run_id} AND status = 'running' AND owner_pid = ${r.owner_pid}`
+    }))
+  }
+  return gone.map((r) => r.run_id)
+})
