@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
+import { LoopRecorderSql } from "../src/landscape/loop-recorder.js"
 import { LandscapeSql } from "../src/landscape/sqlite.js"
 import { makeRunAbort } from "../src/loop/abort.js"
 import { parseLoopConfig } from "../src/loop/config.js"
@@ -54,7 +55,7 @@ const engineRun = async (maxAgents: number) => {
   const layer = Layer.mergeAll(
     CommandFixer(config).pipe(Layer.provide(NodeContext.layer)),
     TelemetryNoop,
-    LandscapeSql(NodePath.join(dir, "runledger.db")).pipe(Layer.orDie),
+    LoopRecorderSql.pipe(Layer.provide(LandscapeSql(NodePath.join(dir, "runledger.db"))), Layer.orDie),
     NodeContext.layer
   )
   const started = performance.now()

@@ -20,6 +20,8 @@ export { Fixer, FixerError, NoFixer } from "./services/fixer.js"
 export { Recorder, RecorderError, type RecorderService, type RunView } from "./services/recorder.js"
 export { Telemetry, TelemetryConsole, type TelemetryEvent, TelemetryJsonl, TelemetryNoop } from "./services/telemetry.js"
 export { LandscapeSql, LandscapeUrlError, resolveSqliteUrl, SqliteLandscape } from "./landscape/sqlite.js"
+export { LoopRecorder, LoopRecordError, type LoopRecorderService } from "./services/loop-recorder.js"
+export { LoopRecorderSql } from "./landscape/loop-recorder.js"
 export type { AuditRecord, Outcome } from "./services/records.js"
 
 // Pipelines

@@ -2,11 +2,13 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Layer, Option } from "effect"
 import * as NodePath from "node:path"
+import { LoopRecorderSql } from "../landscape/loop-recorder.js"
 import { LandscapeSql } from "../landscape/sqlite.js"
 import { makeRunAbort, RunAbort, type RunAbortService } from "../loop/abort.js"
 import { formatLoopConfigError, type LoopConfig, loadLoopConfig } from "../loop/config.js"
-import { type LoopRunResult, runLoop } from "../loop/coordinator.js"
+import { runLoop } from "../loop/coordinator.js"
 import { CommandFixer } from "../loop/fixer.js"
+import type { LoopRunResult } from "../loop/report.js"
 import { TelemetryConsole } from "../services/telemetry.js"
 import { dbOption, dbUrl, jsonOption, landscapeErrorsToExit, printHuman, printJson, table } from "./common.js"
 import { CliExit, ExitCodes } from "./exit.js"
@@ -141,7 +143,11 @@ export const loopCommand = Command.make(
       yield* claimSigintFor(abort)
       const result = yield* runLoop(config).pipe(
         Effect.provideService(RunAbort, abort),
-        Effect.provide(Layer.mergeAll(CommandFixer(config), TelemetryConsole, LandscapeSql(dbUrl(args.db)))),
+        Effect.provide(Layer.mergeAll(
+          CommandFixer(config),
+          TelemetryConsole,
+          LoopRecorderSql.pipe(Layer.provide(LandscapeSql(dbUrl(args.db))))
+        )),
         Effect.catchTags({
           LoopConfigError: (e) => Effect.fail(new CliExit({ code: ExitCodes.usage, message: formatLoopConfigError(e) })),
           IssueSourceError: (e) =>

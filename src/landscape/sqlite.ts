@@ -8,7 +8,9 @@ import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
 import { Data, Effect, Layer } from "effect"
 import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs"
 import * as NodePath from "node:path"
+import type { LoopRecorder } from "../services/loop-recorder.js"
 import { Recorder, RecorderError } from "../services/recorder.js"
+import { LoopRecorderSql } from "./loop-recorder.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
@@ -148,11 +150,13 @@ export const LandscapeSql = (url: string): Layer.Layer<SqlClient.SqlClient | Sql
   ).pipe(Layer.catchAll((e) => Layer.fail(e._tag === "ConfigError" ? new LandscapeUrlError({ url, message: String(e) }) : e))) as never
 
 /**
- * The default Landscape layer: the Recorder (and the SqlClient under it) for a SQLite
- * file or `:memory:`. One connection; provide it once at the edge.
+ * The default Landscape layer: the Recorder and the LoopRecorder (and the SqlClient
+ * under them) for a SQLite file or `:memory:`. One connection; provide it once at the edge.
  */
 export const SqliteLandscape = (
   url: string,
   options?: SqlRecorderOptions
-): Layer.Layer<Recorder | SqlClient.SqlClient | SqliteClient.SqliteClient, RecorderError | LandscapeUrlError> =>
-  SqlRecorderLive(options).pipe(Layer.provideMerge(LandscapeSql(url)))
+): Layer.Layer<
+  Recorder | LoopRecorder | SqlClient.SqlClient | SqliteClient.SqliteClient,
+  RecorderError | LandscapeUrlError
+> => Layer.merge(SqlRecorderLive(options), LoopRecorderSql).pipe(Layer.provideMerge(LandscapeSql(url)))

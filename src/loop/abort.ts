@@ -4,7 +4,8 @@ import { Context, Deferred, Effect, Layer, Option, Ref } from "effect"
  * The run's single cancellation signal. A first request drains the run (no new
  * issues, running commands finish, in-flight issues end `interrupted`, run_end is
  * skipped); a hard kill additionally kills every running process group at once.
- * Tests trigger it directly; the CLI wires SIGINT to it with `installSigintHandler`.
+ * Tests and library callers trigger it directly; in the CLI, the process's single
+ * SIGINT owner (cli/signals.ts) routes Ctrl-C to it while `runledger loop` runs.
  */
 export interface RunAbortService {
   /** Drain the run. The first reason wins (`run_aborted`, `sigint`). */
@@ -38,23 +39,3 @@ export const makeRunAbort: Effect.Effect<RunAbortService> = Effect.gen(function*
 })
 
 export const RunAbortLive: Layer.Layer<RunAbort> = Layer.effect(RunAbort, makeRunAbort)
-
-/**
- * Routes SIGINT to the abort signal for the lifetime of the scope: the first drains,
- * the second kills everything now. While installed, Node's default exit on SIGINT
- * is suppressed, so the edge decides the exit code (130).
- */
-export const installSigintHandler = (abort: RunAbortService) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      let count = 0
-      const onSigint = () => {
-        count++
-        Effect.runFork(count === 1 ? abort.request("sigint") : abort.requestHardKill)
-        if (count === 1) process.stderr.write("interrupt: draining (press Ctrl-C again to kill now)\n")
-      }
-      process.on("SIGINT", onSigint)
-      return onSigint
-    }),
-    (listener) => Effect.sync(() => process.off("SIGINT", listener))
-  )

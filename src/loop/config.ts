@@ -1,6 +1,6 @@
-import * as FileSystem from "@effect/platform/FileSystem"
-import * as Path from "@effect/platform/Path"
 import { Effect, Either, ParseResult, Schema } from "effect"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
 import * as YAML from "yaml"
 
 /** Invalid loop configuration: names the file, the key and the offending value. */
@@ -361,15 +361,19 @@ export const formatLoopConfigError = (error: LoopConfigError): string =>
 
 /** Reads and validates a loop config file (YAML or JSON). */
 export const loadLoopConfig = Effect.fn("loop.loadLoopConfig")(function*(file: string) {
-  const fs = yield* FileSystem.FileSystem
-  const path = yield* Path.Path
-  const absolute = path.resolve(file)
-  const text = yield* fs.readFileString(absolute).pipe(
-    Effect.mapError((e) => new LoopConfigError({ file: absolute, key: "(file)", message: `cannot read: ${e.message}` }))
-  )
+  const absolute = NodePath.resolve(file)
+  const text = yield* Effect.try({
+    try: () => NodeFs.readFileSync(absolute, "utf8"),
+    catch: (e) =>
+      new LoopConfigError({
+        file: absolute,
+        key: "(file)",
+        message: `cannot read: ${e instanceof Error ? e.message : String(e)}`
+      })
+  })
   const raw = yield* Effect.try({
     try: () => YAML.parse(text) as unknown,
     catch: (e) => new LoopConfigError({ file: absolute, key: "(file)", message: `not valid YAML: ${String(e)}` })
   })
-  return yield* parseLoopConfig(raw, absolute, path.dirname(absolute))
+  return yield* parseLoopConfig(raw, absolute, NodePath.dirname(absolute))
 })

@@ -1,5 +1,8 @@
-/** The issue loop engine: config, lifecycle, supervisor, stages, coordinator, recording. */
-export { installSigintHandler, makeRunAbort, RunAbort, RunAbortLive, type RunAbortService } from "./abort.js"
+/**
+ * The issue loop engine: config, lifecycle, supervisor, stages, coordinator. Its audit
+ * trail goes through the LoopRecorder port (services/loop-recorder.ts).
+ */
+export { makeRunAbort, RunAbort, RunAbortLive, type RunAbortService } from "./abort.js"
 export {
   formatLoopConfigError,
   GLOBAL_VALIDATION_MIGRATION_ERROR,
@@ -8,20 +11,15 @@ export {
   loadLoopConfig,
   parseLoopConfig
 } from "./config.js"
-export { type IssueReport, type LoopRunResult, runLoop } from "./coordinator.js"
+export { runLoop } from "./coordinator.js"
 export { CommandFixer } from "./fixer.js"
 export { type Issue, IssueSourceError } from "./issues.js"
 export * as Lifecycle from "./lifecycle.js"
-export {
-  listLoopRuns,
-  listLoopStages,
-  LoopRecorder,
-  LoopRecorderSql,
-  LoopRecordError,
-  type LoopRunSummary
-} from "./recording.js"
+export { type IssueReport, type LoopRunResult } from "./report.js"
 export type { CommandResult, ReviewOutcome, RunEndResult, SessionEndResult } from "./results.js"
 export { fireOnMet, runRunEnd } from "./run-end.js"
 export { runSessionEnd } from "./session-end.js"
 export { killProcessGroup, supervise, SupervisorError, type SuperviseResult, type SuperviseSpec } from "./supervisor.js"
 export { WorkspaceError } from "./workspace.js"
+export { listLoopRuns, listLoopStages, LoopRecorder, LoopRecordError } from "../services/loop-recorder.js"
+export type { LoopRunSummary } from "../services/loop-records.js"

@@ -1,13 +1,17 @@
 import { Command } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Effect, Either, Layer } from "effect"
+import { spawn } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import * as YAML from "yaml"
 import { loopCommand, loopJson } from "../../src/cli/loop.js"
 import { CliExit } from "../../src/cli/exit.js"
-import { fixture, makeRepo, tempDir } from "./helpers.js"
+import { CommandFixer, listLoopRuns, runLoop, SqliteLandscape, TelemetryNoop } from "../../src/index.js"
+import { BIN } from "../support/cli.js"
+import { fixture, isAlive, makeRepo, readPids, tempDir } from "./helpers.js"
+import { scenario } from "./harness.js"
 
 const cli = Command.run(loopCommand, { name: "runledger loop", version: "test" })
 const run = (...args: Array<string>) =>
@@ -102,4 +106,60 @@ describe("runledger loop (CLI)", () => {
     assert.hasAllKeys(doc, ["run_id", "status", "reason", "counts", "issues", "run_end"])
     assert.includeMembers(Object.keys(doc.issues[0]!), ["issue_id", "status", "base_sha", "gate_attempts", "session_end", "review", "reason"])
   })
+
+  it.live("as a library: SqliteLandscape provides the loop's audit trail, listLoopRuns reads it back", () =>
+    Effect.gen(function*() {
+      const s = scenario({ implementer: { command: fixture("implementer-commit.sh") } }, [{ id: "L-1", title: "library" }])
+      const { result, runs } = yield* Effect.gen(function*() {
+        const result = yield* runLoop(s.config)
+        return { result, runs: yield* listLoopRuns() }
+      }).pipe(
+        Effect.provide(Layer.mergeAll(CommandFixer(s.config), TelemetryNoop, SqliteLandscape(":memory:").pipe(Layer.orDie))),
+        Effect.provide(NodeContext.layer)
+      )
+      assert.strictEqual(result.status, "completed")
+      assert.deepStrictEqual(runs.map((r) => [r.run_id, r.status, r.counts.success]), [[result.run_id, "completed", 1]])
+    }))
+
+  it("the second Ctrl-C to the built CLI kills every process group now, without the grace period", async () => {
+    const repo = makeRepo()
+    const dir = tempDir("runledger-cli-kill-")
+    NodeFs.writeFileSync(NodePath.join(dir, "issues.yaml"), YAML.stringify([{ id: "K-1", title: "stubborn" }]))
+    NodeFs.writeFileSync(NodePath.join(dir, "loop.yaml"), YAML.stringify({
+      repo,
+      issues: "issues.yaml",
+      kill_grace: "60s",
+      implementer: { command: fixture("stubborn-group.sh", "$ISSUE_DIR/pids"), timeout: "10m" }
+    }))
+    const child = spawn(process.execPath, [BIN, "loop", "-c", NodePath.join(dir, "loop.yaml"), "--db", NodePath.join(dir, "audit.db"), "--json"], {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d) => (stdout += String(d)))
+    child.stderr.on("data", (d) => (stderr += String(d)))
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+    const pidfile = () => {
+      const runs = NodePath.join(dir, ".runledger", "runs")
+      const ids = NodeFs.existsSync(runs) ? NodeFs.readdirSync(runs) : []
+      return ids.length === 0 ? "" : NodePath.join(runs, ids[0]!, "issues", "K-1", "pids")
+    }
+    for (let i = 0; i < 300 && readPids(pidfile()).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
+    const pids = readPids(pidfile())
+    assert.strictEqual(pids.length, 2, stderr)
+    child.kill("SIGINT")
+    await new Promise((r) => setTimeout(r, 300))
+    // The first Ctrl-C only drains: the stubborn implementer is still running.
+    for (const pid of pids) assert.isTrue(isAlive(pid), `pid ${pid} died on the first Ctrl-C`)
+    const secondAt = Date.now()
+    child.kill("SIGINT")
+    const code = await exited
+    assert.strictEqual(code, 130, stderr)
+    assert.isBelow(Date.now() - secondAt, 20_000)
+    for (const pid of pids) assert.isFalse(isAlive(pid), `pid ${pid} survived the second Ctrl-C`)
+    const result = JSON.parse(stdout) as { status: string; issues: Array<{ issue_id: string; status: string; reason: string }> }
+    assert.strictEqual(result.status, "interrupted")
+    assert.deepStrictEqual(result.issues.map((i) => [i.issue_id, i.status, i.reason]), [["K-1", "interrupted", "killed"]])
+    assert.include(stderr, "interrupt: draining")
+  }, 60_000)
 })

@@ -5,6 +5,7 @@ import { execFileSync } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { fileURLToPath } from "node:url"
+import { LoopRecorderSql } from "../../src/landscape/loop-recorder.js"
 import { LandscapeSql } from "../../src/landscape/sqlite.js"
 import { loadLoopConfig } from "../../src/loop/config.js"
 import { runLoop } from "../../src/loop/coordinator.js"
@@ -26,7 +27,7 @@ describe("examples/loop", () => {
         Effect.provide(Layer.mergeAll(
           CommandFixer(config).pipe(Layer.provide(NodeContext.layer)),
           TelemetryNoop,
-          LandscapeSql(":memory:").pipe(Layer.orDie)
+          LoopRecorderSql.pipe(Layer.provide(LandscapeSql(":memory:")), Layer.orDie)
         ))
       )
       assert.strictEqual(result.status, "completed")

@@ -4,6 +4,7 @@ import { Effect, Either, Layer } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import * as YAML from "yaml"
+import { LoopRecorderSql } from "../../src/landscape/loop-recorder.js"
 import { LandscapeSql } from "../../src/landscape/sqlite.js"
 import { RunAbort, type RunAbortService } from "../../src/loop/abort.js"
 import { type LoopConfig, parseLoopConfig } from "../../src/loop/config.js"
@@ -42,12 +43,12 @@ const telemetry = (lines: Array<string>) =>
       })
   })
 
-/** The production wiring: CommandFixer from the config, a real in-memory Landscape. */
+/** The production wiring: CommandFixer from the config, a real in-memory Landscape (its SqlClient kept for `inspect`). */
 export const layers = (s: Scenario) =>
   Layer.mergeAll(
     CommandFixer(s.config).pipe(Layer.provide(NodeContext.layer)),
     telemetry(s.lines),
-    LandscapeSql(":memory:").pipe(Layer.orDie),
+    LoopRecorderSql.pipe(Layer.provideMerge(LandscapeSql(":memory:")), Layer.orDie),
     NodeContext.layer
   )
 

@@ -4,14 +4,15 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Layer, Option } from "effect"
 import { execFileSync } from "node:child_process"
 import * as NodeOs from "node:os"
+import { LoopRecorderSql } from "../../src/landscape/loop-recorder.js"
 import { LandscapeSql } from "../../src/landscape/sqlite.js"
 import { makeRunAbort } from "../../src/loop/abort.js"
 import { parseLoopConfig } from "../../src/loop/config.js"
 import { parseBeads, parseIssueFile, orderIssues } from "../../src/loop/issues.js"
-import { listLoopRuns, listLoopStages, makeLoopRecorder } from "../../src/loop/recording.js"
 import type { StageContext } from "../../src/loop/results.js"
 import { fireOnMet, runRunEnd } from "../../src/loop/run-end.js"
 import { NoFixer } from "../../src/services/fixer.js"
+import { listLoopRuns, listLoopStages, LoopRecorder } from "../../src/services/loop-recorder.js"
 import { tempDir } from "./helpers.js"
 
 const runEndConfig = (fireOn: string, extra: Record<string, unknown> = {}) => {
@@ -139,7 +140,7 @@ describe("run_end", () => {
 describe("recording", () => {
   it.effect("a run whose owning process died reads interrupted, reason=process_crash, stages too", () =>
     Effect.gen(function*() {
-      const recorder = yield* makeLoopRecorder
+      const recorder = yield* LoopRecorder
       const sql = yield* SqlClient.SqlClient
       yield* recorder.beginRun({
         runId: "crashed",
@@ -170,7 +171,7 @@ describe("recording", () => {
       // The same trail owned by a live process (this one) is still running.
       yield* sql`UPDATE loop_runs SET owner_pid = ${process.pid}, owner_host = ${NodeOs.hostname()} WHERE run_id = 'crashed'`
       assert.strictEqual((yield* listLoopRuns())[0]!.status, "running")
-    }).pipe(Effect.provide(LandscapeSql(":memory:").pipe(Layer.orDie))))
+    }).pipe(Effect.provide(LoopRecorderSql.pipe(Layer.provideMerge(LandscapeSql(":memory:")), Layer.orDie))))
 })
 
 describe("issue sources", () => {

@@ -1,0 +1,55 @@
+import { Context, Data, Effect } from "effect"
+import type {
+  LoopCommandRecord,
+  LoopIssueFinish,
+  LoopIssueStart,
+  LoopRunFinish,
+  LoopRunStart,
+  LoopRunSummary,
+  LoopStageFinish,
+  LoopStageStart,
+  LoopStageSummary
+} from "./loop-records.js"
+
+/** A loop audit write (or read) failed. The trail is the record: a failed write fails the run. */
+export class LoopRecordError extends Data.TaggedError("LoopRecordError")<{
+  readonly operation: string
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * The issue loop's audit-trail port. Every event is written as it happens (no
+ * buffer): a stage row reads `running` from its start, so a process that dies
+ * leaves a trail whose open stages can be recognised. Layer: `LoopRecorderSql`
+ * (landscape/), also part of `SqliteLandscape(url)`.
+ */
+export interface LoopRecorderService {
+  readonly beginRun: (run: LoopRunStart) => Effect.Effect<void, LoopRecordError>
+  readonly startIssue: (runId: string, issueId: string, info: LoopIssueStart) => Effect.Effect<void, LoopRecordError>
+  readonly finishIssue: (runId: string, issueId: string, info: LoopIssueFinish) => Effect.Effect<void, LoopRecordError>
+  /** Writes a `running` stage row and returns its id. */
+  readonly startStage: (stage: LoopStageStart) => Effect.Effect<string, LoopRecordError>
+  readonly finishStage: (stageId: string, info: LoopStageFinish) => Effect.Effect<void, LoopRecordError>
+  readonly recordCommand: (command: LoopCommandRecord) => Effect.Effect<void, LoopRecordError>
+  readonly finishRun: (runId: string, info: LoopRunFinish) => Effect.Effect<void, LoopRecordError>
+  /**
+   * Loop runs, newest first. A run still `running` whose owning process is gone reads
+   * `interrupted, reason=process_crash`.
+   */
+  readonly listRuns: Effect.Effect<ReadonlyArray<LoopRunSummary>, LoopRecordError>
+  /** The stages of one run; stages left `running` by a crashed process read `interrupted, reason=process_crash`. */
+  readonly listStages: (runId: string) => Effect.Effect<ReadonlyArray<LoopStageSummary>, LoopRecordError>
+}
+
+export class LoopRecorder extends Context.Tag("runledger/LoopRecorder")<LoopRecorder, LoopRecorderService>() {}
+
+/** Loop runs for `runledger runs`, newest first (see `LoopRecorderService.listRuns`). */
+export const listLoopRuns = (): Effect.Effect<ReadonlyArray<LoopRunSummary>, LoopRecordError, LoopRecorder> =>
+  Effect.flatMap(LoopRecorder, (recorder) => recorder.listRuns)
+
+/** The stages of one loop run (see `LoopRecorderService.listStages`). */
+export const listLoopStages = (
+  runId: string
+): Effect.Effect<ReadonlyArray<LoopStageSummary>, LoopRecordError, LoopRecorder> =>
+  Effect.flatMap(LoopRecorder, (recorder) => recorder.listStages(runId))

@@ -1,0 +1,118 @@
+/**
+ * What an issue loop writes to the Landscape (loop_runs, loop_issues, stage_results,
+ * command_results) and what it reads back. Plain shapes, so that the loop engine and
+ * the adapter that stores them agree without depending on each other.
+ */
+
+export type LoopRunStatus = "running" | "completed" | "failed" | "interrupted"
+
+/** How an issue ended; while it runs the row reads `pending`, then `running`. */
+export type LoopIssueStatus = "success" | "failed" | "interrupted" | "skipped"
+
+export interface IssueCounts {
+  readonly total: number
+  readonly success: number
+  readonly failed: number
+  readonly interrupted: number
+  readonly skipped: number
+}
+
+/** A run as it begins: the run row and one `pending` row per issue. */
+export interface LoopRunStart {
+  readonly runId: string
+  readonly startedAt: string
+  readonly configFile: string
+  readonly configJson: string
+  readonly repo: string
+  readonly runDir: string
+  readonly maxAgents: number
+  readonly issues: ReadonlyArray<{ readonly id: string; readonly title: string; readonly priority: number | null }>
+}
+
+export interface LoopIssueStart {
+  readonly branch: string
+  readonly worktree: string
+  readonly baseSha: string
+  readonly startedAt: string
+}
+
+export interface LoopIssueFinish {
+  readonly status: LoopIssueStatus
+  readonly reason: string | null
+  readonly headSha: string | null
+  readonly gateAttempts: number
+  readonly reviewRounds: number
+  /** The issue's full report, stored as JSON. */
+  readonly result: unknown
+  readonly completedAt: string
+}
+
+export interface LoopStageStart {
+  readonly runId: string
+  /** null for the run's own stage (run_end). */
+  readonly issueId: string | null
+  readonly stage: string
+  readonly attempt: number
+  readonly startedAt: string
+}
+
+export interface LoopStageFinish {
+  readonly status: string
+  readonly reason: string | null
+  readonly completedAt: string
+  /** The stage's result, stored as JSON. */
+  readonly result: unknown
+}
+
+/** The recorded fields of one finished command. */
+export interface LoopCommandOutcome {
+  readonly ref: string
+  readonly command: string
+  readonly passed: boolean
+  readonly exit_code: number | null
+  readonly timed_out: boolean
+  readonly duration_ms: number
+  readonly output_tail: string
+  readonly log_file: string | null
+  readonly started_at: string
+  readonly finished_at: string
+}
+
+export interface LoopCommandRecord {
+  /** The stage the command ran in; null when it ran outside a recorded stage. */
+  readonly stageId: string | null
+  readonly runId: string
+  readonly issueId: string | null
+  readonly stage: string
+  readonly result: LoopCommandOutcome
+}
+
+export interface LoopRunFinish {
+  readonly status: LoopRunStatus
+  readonly reason: string | null
+  readonly completedAt: string
+  readonly counts: IssueCounts
+  readonly runEnd: { readonly status: string; readonly reason: string | null } | null
+}
+
+/** A loop run as `runledger runs` lists it. */
+export interface LoopRunSummary {
+  readonly run_id: string
+  readonly kind: "loop"
+  readonly status: LoopRunStatus
+  readonly reason: string | null
+  readonly started_at: string
+  readonly completed_at: string | null
+  readonly counts: IssueCounts
+}
+
+export interface LoopStageSummary {
+  readonly stage_id: string
+  readonly issue_id: string | null
+  readonly stage: string
+  readonly attempt: number
+  readonly status: string
+  readonly reason: string | null
+  readonly started_at: string
+  readonly completed_at: string | null
+}
