@@ -1,7 +1,7 @@
 import * as Command from "@effect/cli/Command"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import { ownerIsGone } from "../landscape/loop-owner.js"
+import { ownerIsGone } from "../landscape/owners.js"
 import { listLoopRuns } from "../services/loop-recorder.js"
 import { RecorderError } from "../services/recorder.js"
 import { SqliteLandscape } from "../landscape/sqlite.js"

@@ -9,7 +9,7 @@ import * as NodeCrypto from "node:crypto"
 import * as NodeOs from "node:os"
 import { LoopRecorder, LoopRecordError, type LoopRecorderService } from "../services/loop-recorder.js"
 import type { IssueCounts, LoopRunStatus, LoopRunSummary, LoopStageSummary } from "../services/loop-records.js"
-import { ownerIsGone } from "./loop-owner.js"
+import { ownerIsGone } from "./owners.js"
 
 const json = (value: unknown) => JSON.stringify(value ?? null)
 

@@ -6,7 +6,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import { processIsGone } from "./owners.js"
+import { ownerIsGone } from "./owners.js"
 
 export const PROCESS_CRASH = "process_crash"
 
@@ -15,7 +15,7 @@ export const reapCrashedRuns = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const running = yield* sql<{ run_id: string; owner_pid: number | null; owner_host: string | null }>`
     SELECT run_id, owner_pid, owner_host FROM runs WHERE status = 'running'`
-  const gone = running.filter((r) => r.owner_pid !== null && r.owner_host !== null && processIsGone(r.owner_pid, r.owner_host))
+  const gone = running.filter((r) => r.owner_pid !== null && r.owner_host !== null && ownerIsGone(r.owner_pid, r.owner_host))
   for (const r of gone) {
     yield* sql.withTransaction(Effect.gen(function*() {
       // The guard on status keeps a run that a live process took over in the meantime.

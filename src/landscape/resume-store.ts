@@ -12,7 +12,7 @@ import { newOutcomeId, type RunId } from "../core/ids.js"
 import { RecorderError } from "../services/recorder.js"
 import type { RunStatus } from "../services/records.js"
 import { type CheckpointView, type ResumeCandidate, ResumeStore, type RunAttemptView } from "../services/resume-store.js"
-import { processIsGone } from "./owners.js"
+import { ownerIsGone } from "./owners.js"
 
 const fromSql = (what: string) => (error: SqlError): RecorderError =>
   new RecorderError({
@@ -44,7 +44,7 @@ export const makeResumeStore = Effect.gen(function*() {
 
   const liveOwner = (run: Pick<RunRow, "status" | "owner_pid" | "owner_host">) =>
     run.status === "running" && run.owner_pid !== null && run.owner_host !== null &&
-      !processIsGone(run.owner_pid, run.owner_host)
+      !ownerIsGone(run.owner_pid, run.owner_host)
       ? { pid: run.owner_pid, host: run.owner_host }
       : null
 
