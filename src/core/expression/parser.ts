@@ -11,7 +11,9 @@ import { isNoneLiteral, isRowDerived } from "./static-checks.js"
 import type { PyStr } from "./values.js"
 import { FALSE, NONE, TRUE } from "./values.js"
 
+/** Python normalises identifiers with NFKC (`ｒｏｗ` is `row`). */
 const nfkc = (name: string): string => (/^[\x00-\x7f]*$/.test(name) ? name : name.normalize("NFKC"))
+/** Names users write for the constants, with the spelling they meant. */
 const NAME_HINTS: Readonly<Record<string, string>> = {
   true: "True",
   false: "False",
@@ -20,6 +22,7 @@ const NAME_HINTS: Readonly<Record<string, string>> = {
   nil: "None"
 }
 
+/** Parses one source text; `parseTop` returns its tree or throws ParseFail. */
 export class Parser extends TokenCursor {
   parseTop(): Node {
     const first = this.cur()
