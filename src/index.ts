@@ -12,7 +12,7 @@ export {
   ExpressionParseError,
   parseExpression,
   routeLabel
-} from "./core/expression.js"
+} from "./core/expression/index.js"
 export type { BatchId, NodeId, RowId, RunId, StateId, TokenId } from "./core/ids.js"
 
 // Services and layers

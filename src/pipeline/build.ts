@@ -4,7 +4,7 @@
  */
 import { Effect, Either } from "effect"
 import { existsSync } from "node:fs"
-import { type CompiledExpression, parseExpression } from "../core/expression.js"
+import { type CompiledExpression, parseExpression } from "../core/expression/index.js"
 import type { NodeId } from "../core/ids.js"
 import { type Graph, GraphBuilder, findCycle, unreachableSinks } from "./graph.js"
 import {

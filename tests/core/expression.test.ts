@@ -14,7 +14,7 @@ import {
   routeLabel,
   RowFloat,
   toJs
-} from "../../src/core/expression.js"
+} from "../../src/core/expression/index.js"
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -229,6 +229,8 @@ const PYTHON_RESULTS: Record<string, ReadonlyArray<readonly [string, string, str
     ["int(-3.9)", "int", "-3"],
     ["int(True)", "int", "1"],
     ["int('\\u0661\\u0662')", "int", "12"],
+    ["int('\\u3000\\x8542\\xa0')", "int", "42"],
+    ["float('\\u2028 1.5\\u3000')", "float", "1.5"],
     ["float('1.5')", "float", "1.5"],
     ["float('.5')", "float", "0.5"],
     ["float(' 1e3 ')", "float", "1000.0"],
@@ -377,6 +379,8 @@ describe("evaluation errors", () => {
     ["abs('a')", "TypeError: bad operand type for abs(): 'str'"],
     ["int('4.0')", "ValueError: invalid literal for int() with base 10: '4.0'"],
     ["int('')", "ValueError: invalid literal for int() with base 10: ''"],
+    ["int('\\x1c42')", "ValueError: invalid literal for int() with base 10: '\\x1c42'"],
+    ["float('1.5\\x1f')", "ValueError: could not convert string to float: '1.5\\x1f'"],
     ["int([1])", "TypeError: int() argument must be a string or a real number, not 'list'"],
     ["int(float('nan'))", "ValueError: cannot convert float NaN to integer"],
     ["int(float('inf'))", "OverflowError: cannot convert float infinity to integer"],
@@ -852,5 +856,56 @@ describe("reading single fields of a row", () => {
   it("keeps the KeyError message for a missing key", () => {
     const r = evalOn("row['missing']", { a: 1 })
     expect(Either.isLeft(r) && r.left.message).toMatch(/KeyError/)
+  })
+})
+
+describe("each evaluation has its own step budget", () => {
+  // 3M steps (two 1M-item repetitions and a 1M-item comparison); its value is True.
+  const THREE_M = "([0] * 1000000 == [0] * 1000000)"
+  const SIX_M = `${THREE_M} + ${THREE_M}`
+  const TWELVE_M = `${SIX_M} + ${SIX_M}`
+
+  /** A row whose field `x` runs `inner` (another evaluation) while the outer one reads it. */
+  const reentrantRow = (inner: () => void): Record<string, unknown> =>
+    new Proxy({ x: 1 }, {
+      getOwnPropertyDescriptor(target, key) {
+        if (key === "x") inner()
+        return Reflect.getOwnPropertyDescriptor(target, key)
+      }
+    })
+
+  it("two of the expressions below fit in one budget, four do not", () => {
+    expect(2 * 3_000_000).toBeLessThan(EXPRESSION_LIMITS.maxSteps)
+    expect(4 * 3_000_000).toBeGreaterThan(EXPRESSION_LIMITS.maxSteps)
+    expect(run(SIX_M, {})).toEqual(py.int(2))
+    expect(evalFailure(TWELVE_M, {}).message).toContain("too expensive")
+  })
+
+  it("an evaluation that fails half-way leaves the next one the whole budget", () => {
+    expect(evalFailure(`${SIX_M} + 1 // 0`, {}).message).toContain("ZeroDivisionError")
+    expect(run(SIX_M, {})).toEqual(py.int(2))
+    expect(evalFailure(TWELVE_M, {}).message).toContain("too expensive")
+    expect(run(SIX_M, {})).toEqual(py.int(2))
+  })
+
+  it("an evaluation nested in another spends its own budget, not the outer one's", () => {
+    const inner = compile(SIX_M)
+    let innerResult: PyValue | undefined
+    const row = reentrantRow(() => {
+      innerResult = inner.evaluate({})
+    })
+    // outer: 6M + 3M steps; inner: 6M steps. Shared, they would exceed the budget.
+    expect(run(`${SIX_M} + row['x'] + ${THREE_M}`, row)).toEqual(py.int(4))
+    expect(innerResult).toEqual(py.int(2))
+  })
+
+  it("a nested evaluation does not refill the outer one's budget", () => {
+    const inner = compile("len([0])")
+    let innerResult: PyValue | undefined
+    const row = reentrantRow(() => {
+      innerResult = inner.evaluate({})
+    })
+    expect(evalFailure(`${SIX_M} + row['x'] + ${SIX_M}`, row).message).toContain("too expensive")
+    expect(innerResult).toEqual(py.int(1))
   })
 })

@@ -18,7 +18,7 @@
  * continue with their new content.
  */
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
-import { evaluateExpression, isTruthy } from "../../core/expression.js"
+import { evaluateExpression, isTruthy } from "../../core/expression/index.js"
 import { newBatchId, newGroupId } from "../../core/ids.js"
 import type { NodeStateRecord, TriggerType } from "../../services/records.js"
 import type { AggregationStep } from "../build.js"

@@ -14,7 +14,7 @@
  */
 import type { Clock } from "effect"
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
-import { evaluateExpression, routeLabel } from "../../core/expression.js"
+import { evaluateExpression, routeLabel } from "../../core/expression/index.js"
 import {
   type EdgeId,
   newGroupId,

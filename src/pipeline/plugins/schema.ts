@@ -8,6 +8,7 @@
  * number.
  */
 import { Effect } from "effect"
+import { stripNumberSpace } from "../../core/python/whitespace.js"
 import { didYouMean, isIdentifier, joinKey, showValue } from "./options.js"
 import type { FieldSpec, FieldType, Row, SchemaConfig } from "./protocol.js"
 import { PluginConfigError, putField } from "./protocol.js"
@@ -158,11 +159,6 @@ export const parseSchemaSync = (plugin: string, value: unknown, base = "schema")
 // ---------------------------------------------------------------------------
 // Lax coercion (sources)
 
-/** Unicode White_Space, the set trimmed around numeric strings. */
-const WS = "[\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-const TRIM_RE = new RegExp(`^${WS}+|${WS}+$`, "g")
-const trimWs = (s: string): string => s.replace(TRIM_RE, "")
-
 const DIGITS = "[0-9](?:_?[0-9])*"
 const INT_STRING_RE = new RegExp(`^[+-]?${DIGITS}(?:\\.0+)?$`)
 const FLOAT_STRING_RE = new RegExp(`^[+-]?(?:${DIGITS}(?:\\.(?:${DIGITS})?)?|\\.${DIGITS})(?:[eE][+-]?${DIGITS})?$`)
@@ -204,7 +200,7 @@ export const coerceValue = (type: FieldType, value: unknown): Coerced => {
         return Number.isInteger(value) ? { ok: true, value: value === 0 ? 0 : value } : expected(type, value, "has a fractional part")
       }
       if (typeof value === "string") {
-        const t = trimWs(value)
+        const t = stripNumberSpace(value)
         if (!INT_STRING_RE.test(t)) return expected(type, value)
         const n = Number(t.replace(/_/g, ""))
         if (!Number.isSafeInteger(n)) return expected(type, value, "too large to represent exactly")
@@ -216,7 +212,7 @@ export const coerceValue = (type: FieldType, value: unknown): Coerced => {
       if (typeof value === "boolean") return { ok: true, value: value ? 1 : 0 }
       if (typeof value === "number") return Number.isFinite(value) ? { ok: true, value } : expected(type, value)
       if (typeof value === "string") {
-        const t = trimWs(value)
+        const t = stripNumberSpace(value)
         if (!FLOAT_STRING_RE.test(t)) return expected(type, value)
         const n = Number(t.replace(/_/g, ""))
         return Number.isFinite(n) ? { ok: true, value: n } : expected(type, value, "out of range")

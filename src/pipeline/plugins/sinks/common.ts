@@ -3,11 +3,11 @@
  * lifecycle guard, column and header resolution, input validation.
  */
 import { Effect, Schema } from "effect"
+import { pyRepr } from "../../../core/python/repr.js"
 import { decodeOptions, showValue } from "../options.js"
 import type { FieldType, PluginContext, Row, SchemaConfig } from "../protocol.js"
 import { PluginConfigError, PluginRunError } from "../protocol.js"
 import { parseSchemaConfig, validateStrict } from "../schema.js"
-import { pyRepr } from "../pyrepr.js"
 
 // ---------------------------------------------------------------------------
 // Options

@@ -12,8 +12,8 @@ import { stat } from "node:fs/promises"
 import { parse } from "csv-parse"
 import { stringify } from "csv-stringify/sync"
 import { Effect, Schema } from "effect"
+import { pyNumberRepr, pyRepr, pyStrRepr } from "../../../core/python/repr.js"
 import type { FieldType, PluginContext, Row, SchemaConfig, SinkInstance, SinkPlugin } from "../protocol.js"
-import { pyNumberRepr, pyRepr, pyStrRepr } from "../pyrepr.js"
 import {
   columnsFor,
   declaredTypes,

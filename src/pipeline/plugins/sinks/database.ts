@@ -19,10 +19,11 @@ import { dirname } from "node:path"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Effect, Exit, Schema, Scope } from "effect"
+import { pyJsonDumps } from "../../../core/python/json.js"
+import { pyStrRepr } from "../../../core/python/repr.js"
 import { decodeOptions } from "../options.js"
 import type { FieldType, Row, SchemaConfig, SinkInstance, SinkPlugin } from "../protocol.js"
 import { PluginConfigError } from "../protocol.js"
-import { pyJsonDumps, pyStrRepr } from "../pyrepr.js"
 import { parseSchemaConfig } from "../schema.js"
 import {
   columnsFor,

@@ -9,9 +9,9 @@
  * its pretty form with `indent`.
  */
 import { Effect, Schema } from "effect"
+import { pyJsonDumps } from "../../../core/python/json.js"
 import { NonNegativeInt } from "../options.js"
 import type { PluginContext, Row, SchemaConfig, SinkInstance, SinkPlugin } from "../protocol.js"
-import { pyJsonDumps } from "../pyrepr.js"
 import {
   fileSinkOptionFields,
   makeLifecycle,

@@ -2,79 +2,26 @@
  * Pieces shared by the file sources: text encodings, opening files, splitting lines
  * on raw bytes, and turning an async generator of item batches into a `Stream`.
  */
-import { isUtf8 } from "node:buffer"
 import type { FileHandle } from "node:fs/promises"
 import { open } from "node:fs/promises"
 import { Schema, Stream } from "effect"
+import { resolveEncoding, SUPPORTED_ENCODINGS } from "../../../core/python/codecs.js"
 import { Destination } from "../options.js"
 import type { SourceItem } from "../protocol.js"
 import { PluginRunError } from "../protocol.js"
 
+// Python's codecs and whitespace live in core; the sources take them from here.
+export {
+  decodeChecked,
+  decodeLossy,
+  resolveEncoding,
+  SUPPORTED_ENCODINGS,
+  type TextEncoding
+} from "../../../core/python/codecs.js"
+export { pyStrip } from "../../../core/python/whitespace.js"
+
 // ---------------------------------------------------------------------------
 // Encodings
-
-/**
- * How a file's bytes become text. Every decoder turns the input into UTF-8 bytes
- * before parsing, so a parser can split on ASCII bytes; `utf-8` input is passed on
- * unchanged and each value is checked afterwards, so a bad byte sequence affects only
- * the row (or line) that holds it.
- */
-export interface TextEncoding {
-  /** The canonical name. */
-  readonly name: "utf-8" | "utf-8-sig" | "latin-1" | "cp1252"
-  /** True when the bytes reaching the parser may be invalid UTF-8 and must be checked. */
-  readonly needsCheck: boolean
-  readonly stripBom: boolean
-  /** A fresh, stateful converter from input chunks to UTF-8 bytes. */
-  readonly makeTranscoder: () => (chunk: Buffer) => Buffer
-}
-
-const ENCODING_ALIASES: Record<string, TextEncoding["name"]> = {
-  "utf-8": "utf-8",
-  "utf8": "utf-8",
-  "utf_8": "utf-8",
-  "utf-8-sig": "utf-8-sig",
-  "utf_8_sig": "utf-8-sig",
-  "utf8-sig": "utf-8-sig",
-  "latin-1": "latin-1",
-  "latin1": "latin-1",
-  "latin_1": "latin-1",
-  "iso-8859-1": "latin-1",
-  "iso8859-1": "latin-1",
-  "iso-8859-1:1987": "latin-1",
-  "cp1252": "cp1252",
-  "windows-1252": "cp1252"
-}
-
-export const SUPPORTED_ENCODINGS = "utf-8, utf-8-sig, latin-1 (latin1, iso-8859-1), cp1252 (windows-1252)"
-
-export const resolveEncoding = (label: string): TextEncoding | undefined => {
-  const name = ENCODING_ALIASES[label.trim().toLowerCase()]
-  switch (name) {
-    case undefined:
-      return undefined
-    case "utf-8":
-    case "utf-8-sig":
-      return { name, needsCheck: true, stripBom: name === "utf-8-sig", makeTranscoder: () => (chunk) => chunk }
-    case "latin-1":
-      return {
-        name,
-        needsCheck: false,
-        stripBom: false,
-        makeTranscoder: () => (chunk) => Buffer.from(chunk.toString("latin1"), "utf8")
-      }
-    case "cp1252":
-      return {
-        name,
-        needsCheck: false,
-        stripBom: false,
-        makeTranscoder: () => {
-          const decoder = new TextDecoder("windows-1252")
-          return (chunk) => Buffer.from(decoder.decode(chunk, { stream: true }), "utf8")
-        }
-      }
-  }
-}
 
 export const EncodingOption = Schema.String.pipe(
   Schema.filter((s) =>
@@ -82,12 +29,6 @@ export const EncodingOption = Schema.String.pipe(
   ),
   Schema.annotations({ title: `an encoding (${SUPPORTED_ENCODINGS})` })
 )
-
-/** Decodes bytes that reached the parser; `undefined` when they are not valid UTF-8. */
-export const decodeChecked = (bytes: Buffer): string | undefined => (isUtf8(bytes) ? bytes.toString("utf8") : undefined)
-
-/** Decodes with U+FFFD for bad sequences (for quoting a bad line in an error payload). */
-export const decodeLossy = (bytes: Buffer): string => bytes.toString("utf8")
 
 // ---------------------------------------------------------------------------
 // Options shared by sources
@@ -286,8 +227,3 @@ export const streamBatches = (
           cause: error
         })
   ).pipe(Stream.mapConcat((batch) => batch))
-
-/** Python's `str.strip()` whitespace. */
-const PY_WS = "[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-const PY_STRIP_RE = new RegExp(`^${PY_WS}+|${PY_WS}+$`, "g")
-export const pyStrip = (s: string): string => s.replace(PY_STRIP_RE, "")

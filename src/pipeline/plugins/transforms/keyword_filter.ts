@@ -7,9 +7,9 @@
  * cut end.
  */
 import { Effect, Schema } from "effect"
+import { compilePyRegex } from "../../../core/python/regex.js"
 import type { RowTransformInstance, TransformPlugin } from "../protocol.js"
 import { PluginConfigError, TransformResult } from "../protocol.js"
-import { compilePyRegex } from "../pyregex.js"
 import { decodeTransform, hasOwn, TransformCommonFields } from "./common.js"
 
 const PLUGIN = "keyword_filter"

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { compilePyRegex } from "../../../../src/pipeline/plugins/pyregex.js"
+import { compilePyRegex } from "../../../src/core/python/regex.js"
 
 const search = (pattern: string, text: string): string | null => {
   const r = compilePyRegex(pattern)

@@ -15,6 +15,7 @@
  * start, conditionals `(?(1)…)`, atomic groups, possessive quantifiers, `\N{…}`,
  * the `L` flag.
  */
+import { ASCII_WHITESPACE, PY_WHITESPACE } from "./whitespace.js"
 
 export type PyRegexResult =
   | { readonly ok: true; readonly regex: RegExp; readonly source: string; readonly flags: string }
@@ -22,8 +23,8 @@ export type PyRegexResult =
 
 const WORD_U = "\\p{L}\\p{N}_"
 const WORD_A = "A-Za-z0-9_"
-const SPACE_U = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
-const SPACE_A = "\\t\\n\\v\\f\\r "
+const SPACE_U = PY_WHITESPACE
+const SPACE_A = ASCII_WHITESPACE
 
 class Untranslatable extends Error {}
 
