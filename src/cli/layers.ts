@@ -5,8 +5,8 @@
  *
  * | kind | commands | provides |
  * |---|---|---|
- * | `landscapeRead(url)` | explain, export, runs, the run summary | the Landscape (Recorder + SqlClient) |
- * | `pipelineRun(url, telemetry)` | run | the Landscape + the run's Telemetry |
+ * | `landscapeRead(url)` | explain, export, runs | the Landscape (Recorder + SqlClient) |
+ * | `pipelineRun(url, telemetry)` | run (the run, its export, its summary) | the Landscape + the run's Telemetry |
  * | `loopRun(config, url)` | loop | the Landscape's SqlClient + the Fixer + console Telemetry |
  *
  * validate, verify and plugins need no service.

@@ -9,7 +9,7 @@ import type { RunResult } from "../pipeline/orchestrator/types.js"
 import { loadPipelineSettings } from "../pipeline/settings.js"
 import { dbOption, dbUrl, DEFAULT_DB, jsonOption, printHuman, printJson, table } from "./common.js"
 import { exitOnError } from "./exit.js"
-import { landscapeRead, pipelineRun, pipelineTelemetry } from "./layers.js"
+import { pipelineRun, pipelineTelemetry } from "./layers.js"
 
 export const settingsOption = Options.file("settings").pipe(
   Options.withAlias("s"),
@@ -54,20 +54,15 @@ export const runCommand = Command.make(
       const url = dbUrl(db, plan.settings.landscape?.url ?? DEFAULT_DB)
       // A failed export leaves the run completed (exit 0); its error goes to stderr.
       const onFailure = (message: string) => printHuman(`runledger: export failed: ${message}`)
-      const outcome = yield* exportAfterRun(plan, { onFailure }).pipe(
-        Effect.flatMap((afterRun) => runPipeline(plan, afterRun === undefined ? {} : { afterRun })),
-        Effect.either,
-        Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json })))
-      )
-      if (outcome._tag === "Left") {
-        const error = outcome.left
-        // With --json a failed run still prints its RunResult.
-        if (json && error._tag === "PipelineRunError" && error.result !== undefined) yield* printJson(error.result)
-        return yield* Effect.fail(error)
-      }
-      const result = outcome.right
-      if (json) yield* printJson(result)
-      if (!quiet && !json) yield* summary(plan, result).pipe(Effect.provide(landscapeRead(url)))
+      yield* Effect.gen(function*() {
+        const afterRun = yield* exportAfterRun(plan, { onFailure })
+        const result = yield* runPipeline(plan, afterRun === undefined ? {} : { afterRun }).pipe(
+          // With --json a failed run still prints its RunResult.
+          Effect.tapErrorTag("PipelineRunError", (e) => (json && e.result !== undefined ? printJson(e.result) : Effect.void))
+        )
+        if (json) yield* printJson(result)
+        if (!quiet && !json) yield* summary(plan, result)
+      }).pipe(Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json }))))
     }).pipe(exitOnError)
 ).pipe(
   Command.withDescription(

@@ -44,8 +44,11 @@ afterAll(() => {
 })
 
 describe("exit codes and error lines", () => {
-  it("0: a completed run, validate, plugins", () => {
-    expect(cli("run", "-s", "ok.yaml", "--quiet").status).toBe(0)
+  it("0: a completed run (its summary read from the Landscape on stderr), validate, plugins", () => {
+    const run = cli("run", "-s", "ok.yaml")
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout).toBe("")
+    expect(run.stderr).toMatch(/run run_\w+ completed: 2 rows read\n\nOUTCOME +SINK +TOKENS\nCOMPLETED +out +2\n/)
     const v = cli("validate", "-s", "ok.yaml")
     expect(v.status, v.stderr).toBe(0)
     expect(v.stderr).toContain("ok.yaml: valid")
