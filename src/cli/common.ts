@@ -1,8 +1,8 @@
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
-import { LandscapeUrlError } from "../landscape/sqlite.js"
-import { RecorderError } from "../services/recorder.js"
-import { CliExit, ExitCodes } from "./exit.js"
+import { existsSync } from "node:fs"
+import { LandscapeUrlError, resolveSqliteUrl } from "../landscape/sqlite.js"
+import { exitOnError } from "./exit.js"
 
 export const DEFAULT_DB = "sqlite:///./runledger.db"
 
@@ -27,22 +27,20 @@ export const printJson = (value: unknown) => Effect.sync(() => process.stdout.wr
 /** Human output goes to stderr so stdout stays clean for pipes. */
 export const printHuman = (text: string) => Effect.sync(() => process.stderr.write(text.endsWith("\n") ? text : text + "\n"))
 
-const toExit = (e: LandscapeUrlError | RecorderError): CliExit => {
-  const usage = e._tag === "LandscapeUrlError" || e.reason === "NotALandscape" || e.reason === "NewerSchema" ||
-    e.reason === "MissingRun"
-  return new CliExit({ code: usage ? ExitCodes.usage : ExitCodes.failed, message: e.message })
-}
-
-/** Maps the Landscape's typed errors to the CLI's exit codes. */
-export const landscapeErrorsToExit = <A, E, R>(
-  effect: Effect.Effect<A, E | LandscapeUrlError | RecorderError, R>
-): Effect.Effect<A, Exclude<E, LandscapeUrlError | RecorderError> | CliExit, R> =>
-  effect.pipe(
-    Effect.catchIf(
-      (e): e is LandscapeUrlError | RecorderError => e instanceof LandscapeUrlError || e instanceof RecorderError,
-      (e) => Effect.fail(toExit(e))
+/**
+ * For commands that read a trail: a Landscape file that does not exist is a mistyped
+ * --db (exit 2, `no Landscape at FILE` + `detail`), not a Landscape to create.
+ */
+export const requireLandscape = (url: string, detail = "") =>
+  resolveSqliteUrl(url).pipe(
+    Effect.filterOrFail(
+      (filename) => filename === ":memory:" || existsSync(filename),
+      (filename) => new LandscapeUrlError({ url, message: `no Landscape at ${filename}${detail}` })
     )
-  ) as never
+  )
+
+/** The same as `exitOnError` (cli/exit.ts), which maps every typed error to its exit code. */
+export const landscapeErrorsToExit = exitOnError
 
 /** Pads columns of a small text table. */
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {

@@ -1,20 +1,18 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Either, Option } from "effect"
-import { existsSync } from "node:fs"
 import {
   explain,
   type Lineage,
-  type LineageError,
   type LineageOutcome,
   type LineageQuery,
   type LineageRouting,
   type LineageStep,
   type LineageToken
 } from "../landscape/lineage.js"
-import { LandscapeUrlError, resolveSqliteUrl, SqliteLandscape } from "../landscape/sqlite.js"
-import { dbOption, dbUrl, jsonOption, landscapeErrorsToExit, printHuman, printJson } from "./common.js"
-import { CliExit, ExitCodes } from "./exit.js"
+import { dbOption, dbUrl, jsonOption, printHuman, printJson, requireLandscape } from "./common.js"
+import { exitOnError } from "./exit.js"
+import { landscapeRead } from "./layers.js"
 
 const runOption = Options.text("run").pipe(
   Options.withPseudoName("ID|latest"),
@@ -154,17 +152,6 @@ export const narrate = (l: Lineage): string => {
 // ---------------------------------------------------------------------------
 // The command
 
-/** Explaining reads a trail: a missing file is a mistyped --db, not a Landscape to create. */
-const requireLandscape = (url: string) =>
-  resolveSqliteUrl(url).pipe(
-    Effect.filterOrFail(
-      (filename) => filename === ":memory:" || existsSync(filename),
-      (filename) => new LandscapeUrlError({ url, message: `no Landscape at ${filename}` })
-    )
-  )
-
-const toExit = (e: LineageError): CliExit => new CliExit({ code: ExitCodes.usage, message: e.message })
-
 export const explainCommand = Command.make(
   "explain",
   {
@@ -182,22 +169,14 @@ export const explainCommand = Command.make(
       ...Option.match(sink, { onNone: () => ({}), onSome: (name) => ({ sink: name }) })
     }
     return requireLandscape(url).pipe(
-      Effect.zipRight(explain(query).pipe(Effect.provide(SqliteLandscape(url)))),
+      Effect.zipRight(explain(query).pipe(Effect.provide(landscapeRead(url)))),
       Effect.flatMap((lineage) => (json ? printJson(lineage) : printHuman(narrate(lineage)))),
-      Effect.catchTags({
-        AmbiguousLineage: (e) =>
-          Effect.zipRight(
-            json
-              ? printJson({ error: e._tag, message: e.message, run_id: e.runId, row_id: e.rowId, row_index: e.rowIndex, candidates: e.candidates })
-              : Effect.void,
-            Effect.fail(toExit(e))
-          ),
-        LineageRunNotFound: (e) => Effect.fail(toExit(e)),
-        LineageRowNotFound: (e) => Effect.fail(toExit(e)),
-        LineageTokenNotFound: (e) => Effect.fail(toExit(e)),
-        InvalidLineageQuery: (e) => Effect.fail(toExit(e))
-      }),
-      landscapeErrorsToExit
+      // With --json the candidates of an ambiguous row are the document on stdout.
+      Effect.tapErrorTag("AmbiguousLineage", (e) =>
+        json
+          ? printJson({ error: e._tag, message: e.message, run_id: e.runId, row_id: e.rowId, row_index: e.rowIndex, candidates: e.candidates })
+          : Effect.void),
+      exitOnError
     )
   }
 ).pipe(

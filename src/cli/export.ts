@@ -1,13 +1,10 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect } from "effect"
-import * as NodeFs from "node:fs"
-import { ExportError } from "../landscape/exporter.js"
-import { SigningKeyMissing } from "../landscape/signing.js"
-import { resolveSqliteUrl, SqliteLandscape } from "../landscape/sqlite.js"
 import { exportRun } from "../pipeline/orchestrator/export.js"
-import { dbOption, dbUrl, landscapeErrorsToExit, printHuman } from "./common.js"
-import { CliExit, ExitCodes } from "./exit.js"
+import { dbOption, dbUrl, printHuman, requireLandscape } from "./common.js"
+import { exitOnError } from "./exit.js"
+import { landscapeRead } from "./layers.js"
 
 const runOption = Options.text("run").pipe(
   Options.withDescription("The run to export: a run id, or 'latest' for the most recently started run")
@@ -32,24 +29,15 @@ export const exportCommand = Command.make(
   ({ db, format, out, run, sign }) =>
     Effect.gen(function*() {
       const url = dbUrl(db)
-      const filename = yield* resolveSqliteUrl(url)
-      if (filename !== ":memory:" && !NodeFs.existsSync(filename)) {
-        return yield* Effect.fail(new CliExit({ code: ExitCodes.usage, message: `no Landscape at ${filename} (--db ${url})` }))
-      }
-      const summary = yield* exportRun({ run, format, out, sign }).pipe(Effect.provide(SqliteLandscape(url)))
+      yield* requireLandscape(url, ` (--db ${url})`)
+      const summary = yield* exportRun({ run, format, out, sign }).pipe(Effect.provide(landscapeRead(url)))
       if (summary.run_status === "running") {
         yield* printHuman(`warning: run ${summary.run_id} is still marked running; the export is a snapshot of its trail so far`)
       }
       yield* printHuman(
         `exported run ${summary.run_id} (${summary.run_status}): ${summary.record_count} records${summary.signed ? ", signed" : ""} → ${summary.out}`
       )
-    }).pipe(
-      landscapeErrorsToExit,
-      Effect.catchIf(
-        (e): e is SigningKeyMissing | ExportError => e instanceof SigningKeyMissing || e instanceof ExportError,
-        (e) => Effect.fail(new CliExit({ code: e._tag === "SigningKeyMissing" ? ExitCodes.usage : ExitCodes.failed, message: e.message }))
-      )
-    )
+    }).pipe(exitOnError)
 ).pipe(
   Command.withDescription(
     "Export the audit trail of one run (any finished run) as JSON or CSV, optionally signed. Read-only on the Landscape. " +

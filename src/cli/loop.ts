@@ -1,17 +1,14 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Option } from "effect"
 import * as NodePath from "node:path"
-import { LoopRecorderSql } from "../landscape/loop-recorder.js"
-import { LandscapeSql } from "../landscape/sqlite.js"
 import { makeRunAbort, RunAbort, type RunAbortService } from "../loop/abort.js"
-import { formatLoopConfigError, type LoopConfig, loadLoopConfig } from "../loop/config.js"
+import { type LoopConfig, loadLoopConfig } from "../loop/config.js"
 import { runLoop } from "../loop/coordinator.js"
-import { CommandFixer } from "../loop/fixer.js"
 import type { LoopRunResult } from "../loop/report.js"
-import { TelemetryConsole } from "../services/telemetry.js"
-import { dbOption, dbUrl, jsonOption, landscapeErrorsToExit, printHuman, printJson, table } from "./common.js"
-import { CliExit, ExitCodes } from "./exit.js"
+import { dbOption, dbUrl, jsonOption, printHuman, printJson, table } from "./common.js"
+import { exitOnError, loopStatusExit, usageError } from "./exit.js"
+import { loopRun } from "./layers.js"
 import { claimSigint } from "./signals.js"
 
 const configOption = Options.file("config").pipe(
@@ -132,38 +129,21 @@ export const loopCommand = Command.make(
   },
   (args) =>
     Effect.gen(function*() {
-      const loaded = yield* loadLoopConfig(args.config).pipe(
-        Effect.mapError((e) => new CliExit({ code: ExitCodes.usage, message: formatLoopConfigError(e) }))
-      )
+      const loaded = yield* loadLoopConfig(args.config)
       if (Option.isSome(args.maxAgents) && args.maxAgents.value < 1) {
-        return yield* Effect.fail(new CliExit({ code: ExitCodes.usage, message: "--max-agents must be at least 1" }))
+        return yield* Effect.fail(usageError("--max-agents must be at least 1"))
       }
       const config = applyOverrides(loaded, args)
       const abort = yield* makeRunAbort
       yield* claimSigintFor(abort)
       const result = yield* runLoop(config).pipe(
         Effect.provideService(RunAbort, abort),
-        Effect.provide(Layer.mergeAll(
-          CommandFixer(config),
-          TelemetryConsole,
-          LoopRecorderSql.pipe(Layer.provide(LandscapeSql(dbUrl(args.db))))
-        )),
-        Effect.catchTags({
-          LoopConfigError: (e) => Effect.fail(new CliExit({ code: ExitCodes.usage, message: formatLoopConfigError(e) })),
-          IssueSourceError: (e) =>
-            Effect.fail(new CliExit({ code: ExitCodes.usage, message: `${e.file}: ${e.key}: ${e.message}` })),
-          WorkspaceError: (e) =>
-            Effect.fail(new CliExit({ code: ExitCodes.failed, message: `${e.operation} in ${e.path}: ${e.message}` })),
-          LoopRecordError: (e) =>
-            Effect.fail(new CliExit({ code: ExitCodes.failed, message: `audit write failed (${e.operation}): ${e.message}` }))
-        }),
-        landscapeErrorsToExit
+        Effect.provide(loopRun(config, dbUrl(args.db)))
       )
       if (args.json) yield* printJson(loopJson(result))
       else yield* printHuman(summary(result))
-      if (result.status === "interrupted") return yield* Effect.fail(new CliExit({ code: ExitCodes.interrupted }))
-      if (result.status === "failed") return yield* Effect.fail(new CliExit({ code: ExitCodes.failed }))
-    }).pipe(Effect.scoped)
+      yield* loopStatusExit(result.status)
+    }).pipe(Effect.scoped, exitOnError)
 ).pipe(
   Command.withDescription(
     "Run an issue loop: each issue goes implementer → gate (retries with feedback) → session_end " +

@@ -1,17 +1,15 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { outcomeCountsBySink } from "../landscape/queries.js"
-import { SqliteLandscape } from "../landscape/sqlite.js"
 import { buildPipeline, type PipelinePlan } from "../pipeline/build.js"
 import { checkExportSigningKey, exportAfterRun } from "../pipeline/orchestrator/export.js"
 import { runPipeline } from "../pipeline/orchestrator/run.js"
 import type { RunResult } from "../pipeline/orchestrator/types.js"
 import { loadPipelineSettings } from "../pipeline/settings.js"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { TelemetryConsole, TelemetryJsonl, TelemetryNoop, TelemetryTee } from "../services/telemetry.js"
-import { dbOption, dbUrl, DEFAULT_DB, jsonOption, landscapeErrorsToExit, printHuman, printJson, table } from "./common.js"
-import { CliExit, ExitCodes } from "./exit.js"
+import { dbOption, dbUrl, DEFAULT_DB, jsonOption, printHuman, printJson, table } from "./common.js"
+import { exitOnError } from "./exit.js"
+import { pipelineRun, pipelineTelemetry } from "./layers.js"
 
 export const settingsOption = Options.file("settings").pipe(
   Options.withAlias("s"),
@@ -23,12 +21,9 @@ const quietOption = Options.boolean("quiet").pipe(
   Options.withDescription("No progress line, no summary; errors only")
 )
 
-/** Loads and builds the plan; settings problems exit 2 naming file, key and value. */
+/** Loads and builds the plan; settings problems (SettingsError) exit 2 naming file, key and value. */
 export const loadPlan = (file: string) =>
-  loadPipelineSettings(file).pipe(
-    Effect.flatMap((loaded) => buildPipeline(loaded)),
-    Effect.mapError((e) => new CliExit({ code: ExitCodes.usage, message: e.text }))
-  )
+  loadPipelineSettings(file).pipe(Effect.flatMap((loaded) => buildPipeline(loaded)))
 
 const summary = (plan: PipelinePlan, result: RunResult) =>
   Effect.gen(function*() {
@@ -54,31 +49,21 @@ export const runCommand = Command.make(
       const plan = yield* loadPlan(settings)
       // Before any row is read or sink opened: signing needs its key.
       const keyProblem = checkExportSigningKey(plan, process.env)
-      if (keyProblem !== undefined) return yield* Effect.fail(new CliExit({ code: ExitCodes.usage, message: keyProblem.message }))
+      if (keyProblem !== undefined) return yield* Effect.fail(keyProblem)
       if (!quiet) for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
       const url = dbUrl(db, plan.settings.landscape?.url ?? DEFAULT_DB)
-      const jsonlPath = plan.settings.telemetry?.enabled === false ? undefined : plan.settings.telemetry?.jsonl_path
-      const human = !quiet && !json ? TelemetryConsole : TelemetryNoop
-      const telemetry = jsonlPath === undefined
-        ? human
-        : TelemetryTee(human, TelemetryJsonl(jsonlPath).pipe(Layer.provide(NodeFileSystem.layer)))
       // A failed export leaves the run completed (exit 0); its error goes to stderr.
       const onFailure = (message: string) => printHuman(`runledger: export failed: ${message}`)
-      const outcome = yield* exportAfterRun(plan, { onFailure }).pipe(
-        Effect.flatMap((afterRun) => runPipeline(plan, afterRun === undefined ? {} : { afterRun })),
-        Effect.either,
-        Effect.provide(Layer.merge(SqliteLandscape(url), telemetry))
-      )
-      if (outcome._tag === "Left") {
-        const error = outcome.left
-        if (error._tag === "RecorderError") return yield* Effect.fail(error)
-        if (json && error.result !== undefined) yield* printJson(error.result)
-        return yield* Effect.fail(new CliExit({ code: ExitCodes.failed, message: `run ${error.runId} failed: ${error.message}` }))
-      }
-      const result = outcome.right
-      if (json) yield* printJson(result)
-      if (!quiet && !json) yield* summary(plan, result).pipe(Effect.provide(SqliteLandscape(url)))
-    }).pipe(landscapeErrorsToExit)
+      yield* Effect.gen(function*() {
+        const afterRun = yield* exportAfterRun(plan, { onFailure })
+        const result = yield* runPipeline(plan, afterRun === undefined ? {} : { afterRun }).pipe(
+          // With --json a failed run still prints its RunResult.
+          Effect.tapErrorTag("PipelineRunError", (e) => (json && e.result !== undefined ? printJson(e.result) : Effect.void))
+        )
+        if (json) yield* printJson(result)
+        if (!quiet && !json) yield* summary(plan, result)
+      }).pipe(Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json }))))
+    }).pipe(exitOnError)
 ).pipe(
   Command.withDescription(
     "Run a pipeline: read the source, apply transforms, aggregations and gates, write the sinks, and record every " +
@@ -93,6 +78,6 @@ export const validateCommand = Command.make("validate", { settings: settingsOpti
     yield* printHuman(
       `${settings}: valid — ${plan.chain.length} steps, ${plan.sinks.size} sinks, ${plan.graph.nodes.length} nodes, ${plan.graph.edges.length} edges`
     )
-  })
+  }).pipe(exitOnError)
 ).pipe(Command.withDescription("Load and validate pipeline settings and the graph (plugins, routes, schemas); run nothing."))
 

@@ -4,9 +4,10 @@ import { Effect } from "effect"
 import { ownerIsGone } from "../landscape/owners.js"
 import { listLoopRuns } from "../services/loop-recorder.js"
 import { RecorderError } from "../services/recorder.js"
-import { SqliteLandscape } from "../landscape/sqlite.js"
 import { Recorder, type RunView } from "../services/recorder.js"
-import { dbOption, dbUrl, jsonOption, landscapeErrorsToExit, printHuman, printJson, table } from "./common.js"
+import { dbOption, dbUrl, jsonOption, printHuman, printJson, table } from "./common.js"
+import { exitOnError } from "./exit.js"
+import { landscapeRead } from "./layers.js"
 
 export interface RunListEntry {
   readonly run_id: string
@@ -63,5 +64,5 @@ export const runsCommand = Command.make("runs", { db: dbOption, json: jsonOption
       ["RUN", "KIND", "STATUS", "STARTED", "COUNTS", "REASON"],
       runs.map((r) => [r.run_id, r.kind, r.status, r.started_at, summarize(r.counts), r.reason ?? ""])
     ))
-  }).pipe(Effect.provide(SqliteLandscape(dbUrl(db))), landscapeErrorsToExit)
+  }).pipe(Effect.provide(landscapeRead(dbUrl(db))), exitOnError)
 ).pipe(Command.withDescription("List the runs recorded in a Landscape (pipelines and issue loops) with status and counts."))

@@ -1,10 +1,9 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import { Effect } from "effect"
-import { SigningKeyMissing } from "../landscape/signing.js"
-import { ExportVerificationError, verifyExport } from "../landscape/verify.js"
+import { verifyExport } from "../landscape/verify.js"
 import { printHuman } from "./common.js"
-import { CliExit, ExitCodes } from "./exit.js"
+import { exitOnError } from "./exit.js"
 
 const pathArg = Args.text({ name: "path" }).pipe(Args.withDescription("A signed JSON export (JSON array or JSON Lines)"))
 
@@ -14,16 +13,7 @@ export const verifyCommand = Command.make("verify", { path: pathArg }, ({ path }
     yield* printHuman(
       `${path}: verified ${summary.record_count} records of run ${summary.run_id}, exported ${summary.exported_at}, chain ${summary.chain_hash}`
     )
-  }).pipe(
-    Effect.catchIf(
-      (e): e is SigningKeyMissing | ExportVerificationError => e instanceof SigningKeyMissing || e instanceof ExportVerificationError,
-      (e) => {
-        if (e._tag === "SigningKeyMissing") return Effect.fail(new CliExit({ code: ExitCodes.usage, message: e.message }))
-        const usage = e.reason === "unreadable" && e.message === "no such file"
-        return Effect.fail(new CliExit({ code: usage ? ExitCodes.usage : ExitCodes.failed, message: `${path}: ${e.message}` }))
-      }
-    )
-  )).pipe(
+  }).pipe(exitOnError)).pipe(
     Command.withDescription(
       "Verify a signed JSON export: every record's signature, their order and count, the manifest and its hash chain. " +
         "Exit 0 verified, 1 the export does not verify (names the first bad record and why), 2 bad usage (no file, no key)."

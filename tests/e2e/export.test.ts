@@ -1,41 +1,43 @@
 /**
- * Export and verify through the built CLI, from a copy of the compat folder.
+ * Export and verify through the built CLI, on the `ledger` pipeline fixture
+ * (tests/fixtures/pipelines/ledger), run from a copy of the fixtures folder.
  */
 import { afterAll, describe, expect, it } from "vitest"
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { compatCopy, runCli } from "../support/cli.js"
+import { runCli } from "../support/cli.js"
 import { checkInvariantsIn } from "../support/db.js"
+import { pipelineFixtures } from "../support/fixtures.js"
 
-const work = compatCopy()
+const work = pipelineFixtures()
 afterAll(() => rmSync(work, { recursive: true, force: true }))
 
 const KEY = "e2e-signing-key"
 const NO_KEY = { RUNLEDGER_SIGNING_KEY: "", ELSPETH_SIGNING_KEY: "" }
 const WITH_KEY = { RUNLEDGER_SIGNING_KEY: KEY, ELSPETH_SIGNING_KEY: "" }
-const EXAMPLE = "examples/audit_export"
-const settingsText = readFileSync(join(work, EXAMPLE, "settings.yaml"), "utf8")
+const FIXTURE = "ledger"
+const settingsText = readFileSync(join(work, FIXTURE, "settings.yaml"), "utf8")
 
-/** A variant of the audit_export settings under a new name, writing to its own folder. */
+/** A variant of the ledger settings under a new name, writing to its own folder. */
 const variant = (name: string, edit: (text: string) => string): string => {
-  const text = edit(settingsText).replaceAll("examples/audit_export/output/", `examples/audit_export/output/${name}/`)
-    .replace("examples/audit_export/runs/audit.db", `examples/audit_export/runs/${name}.db`)
-  const file = join(EXAMPLE, `${name}.yaml`)
+  const text = edit(settingsText).replaceAll("ledger/output/", `ledger/output/${name}/`)
+    .replace("ledger/runs/audit.db", `ledger/runs/${name}.db`)
+  const file = join(FIXTURE, `${name}.yaml`)
   writeFileSync(join(work, file), text)
   return file
 }
 
 describe("export and verify from the CLI", () => {
-  it("the compat example audit_export runs and exports its trail through a fresh sink", async () => {
-    const r = runCli(["run", "-s", `${EXAMPLE}/settings.yaml`, "--json"], { cwd: work, env: NO_KEY })
+  it("the ledger fixture runs and exports its trail through a fresh sink", async () => {
+    const r = runCli(["run", "-s", `${FIXTURE}/settings.yaml`, "--json"], { cwd: work, env: NO_KEY })
     expect(r.status, r.stderr).toBe(0)
     const result = JSON.parse(r.stdout) as Record<string, unknown>
     expect(result.status).toBe("completed")
     expect(result.export_status).toBe("completed")
-    const trail = JSON.parse(readFileSync(join(work, EXAMPLE, "output/audit_trail.json"), "utf8")) as Array<Record<string, unknown>>
+    const trail = JSON.parse(readFileSync(join(work, FIXTURE, "output/trail.json"), "utf8")) as Array<Record<string, unknown>>
     expect(trail[0]).toMatchObject({ record_type: "run", run_id: result.run_id, export_status: "pending" })
     expect(trail.filter((x) => x.record_type === "row")).toHaveLength(8)
-    await checkInvariantsIn(join(work, EXAMPLE, "runs/audit.db"), result.run_id as string)
+    await checkInvariantsIn(join(work, FIXTURE, "runs/audit.db"), result.run_id as string)
   })
 
   it("signing without a key fails fast: exit 2 before any row is read or sink opened", () => {
@@ -45,22 +47,22 @@ describe("export and verify from the CLI", () => {
     expect(r.stderr).toContain("landscape.export.sign")
     expect(r.stderr).toContain("RUNLEDGER_SIGNING_KEY")
     expect(r.stderr).toContain("ELSPETH_SIGNING_KEY")
-    expect(existsSync(join(work, EXAMPLE, "output/nokey"))).toBe(false)
-    expect(existsSync(join(work, EXAMPLE, "runs/nokey.db"))).toBe(false)
+    expect(existsSync(join(work, FIXTURE, "output/nokey"))).toBe(false)
+    expect(existsSync(join(work, FIXTURE, "runs/nokey.db"))).toBe(false)
   })
 
   it("a signed in-run export verifies; a tampered copy does not", () => {
     const file = variant("signed", (t) => t.replace("sign: false", "sign: true"))
     const r = runCli(["run", "-s", file, "--json"], { cwd: work, env: { ELSPETH_SIGNING_KEY: KEY, RUNLEDGER_SIGNING_KEY: "" } })
     expect(r.status, r.stderr).toBe(0)
-    const trail = join(work, EXAMPLE, "output/signed/audit_trail.json")
+    const trail = join(work, FIXTURE, "output/signed/trail.json")
     const ok = runCli(["verify", trail], { cwd: work, env: WITH_KEY })
     expect(ok.status, ok.stderr).toBe(0)
     expect(ok.stderr).toMatch(/verified \d+ records of run run_/)
     expect(ok.stderr.trim().split("\n")).toHaveLength(1)
 
     const tampered = join(work, "tampered.json")
-    writeFileSync(tampered, readFileSync(trail, "utf8").replace("\"Alice\"", "\"Alicf\""))
+    writeFileSync(tampered, readFileSync(trail, "utf8").replace("\"Lindqvist\"", "\"Lindqvisk\""))
     const bad = runCli(["verify", tampered], { cwd: work, env: WITH_KEY })
     expect(bad.status).toBe(1)
     expect(bad.stderr).toMatch(/record at position \d+ \(seq \d+, row\): modified/)
@@ -70,7 +72,7 @@ describe("export and verify from the CLI", () => {
   })
 
   it("a failing export leaves the run completed: exit 0, the error on stderr", () => {
-    const file = variant("failing", (t) => t.replace("output/audit_trail.json", "input.csv/audit_trail.json"))
+    const file = variant("failing", (t) => t.replace("output/trail.json", "input.csv/trail.json"))
     const r = runCli(["run", "-s", file, "--json"], { cwd: work, env: NO_KEY })
     expect(r.status, r.stderr).toBe(0)
     const result = JSON.parse(r.stdout) as Record<string, unknown>
@@ -84,13 +86,13 @@ describe("export and verify from the CLI", () => {
     const r = runCli(["run", "-s", file, "--json"], { cwd: work, env: NO_KEY })
     expect(r.status, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout).export_status).toBe("completed")
-    const files = readdirSync(join(work, EXAMPLE, "output/csvfmt/audit_trail"))
+    const files = readdirSync(join(work, FIXTURE, "output/csvfmt/trail"))
     expect(files).toContain("run.csv")
     expect(files).toContain("token_outcome.csv")
   })
 
   it("`export` writes JSON, JSON Lines and CSV of any run; `verify` checks them", () => {
-    const db = `${EXAMPLE}/runs/audit.db`
+    const db = `${FIXTURE}/runs/audit.db`
     const e = runCli(["export", "--db", db, "--run", "latest", "--format", "json", "--out", "out/trail.jsonl", "--sign"], { cwd: work, env: WITH_KEY })
     expect(e.status, e.stderr).toBe(0)
     expect(e.stderr).toMatch(/exported run run_\w+ \(completed\): \d+ records, signed/)

@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest"
 import { Effect, Either } from "effect"
 import { join } from "node:path"
 import { loadPipelineSettings, parseSettings } from "../../src/pipeline/settings.js"
-
-const COMPAT = join(__dirname, "../../../shared/compat/elspeth/examples")
+import { COMPAT, compatSkipNotice, HAS_COMPAT } from "../support/compat.js"
+import { PIPELINE_FIXTURES } from "../support/fixtures.js"
 
 const load = (text: string, env: Record<string, string> = {}) => Effect.runSync(Effect.either(parseSettings("s.yaml", text, env)))
 const errorText = (text: string, env: Record<string, string> = {}) => {
@@ -13,18 +13,31 @@ const errorText = (text: string, env: Record<string, string> = {}) => {
 }
 const BASE = "source: {plugin: csv}\nsinks: {out: {plugin: csv}}\ndefault_sink: out\n"
 
-describe("pipeline settings", () => {
+compatSkipNotice("loading the settings of the ELSPETH compat examples (tests/pipeline/settings.test.ts)")
+
+describe.skipIf(!HAS_COMPAT)("pipeline settings: the ELSPETH compat examples", () => {
   it.each(["threshold_gate", "boolean_routing", "json_explode", "audit_export", "landscape_journal", "schema_contracts_demo", "batch_aggregation", "deaggregation"])(
     "loads the compat example %s",
     (name) => {
-      const r = Effect.runSync(Effect.either(loadPipelineSettings(join(COMPAT, name, "settings.yaml"))))
-      expect(Either.isRight(r)).toBe(true)
+      const r = Effect.runSync(Effect.either(loadPipelineSettings(join(COMPAT, "examples", name, "settings.yaml"))))
+      if (Either.isLeft(r)) throw new Error(r.left.text)
+      expect(r.right.settings.default_sink in r.right.settings.sinks).toBe(true)
     }
   )
+})
+
+describe("pipeline settings", () => {
+  it.each(["orders", "baskets", "ledger"])("loads the pipeline fixture %s", (name) => {
+    const r = Effect.runSync(Effect.either(loadPipelineSettings(join(PIPELINE_FIXTURES, name, "settings.yaml"))))
+    if (Either.isLeft(r)) throw new Error(r.left.text)
+    expect(r.right.settings.default_sink in r.right.settings.sinks).toBe(true)
+    expect(r.right.warnings).toEqual([])
+  })
 
   it("warns about ELSPETH keys it does not implement, without failing", () => {
-    const r = Effect.runSync(loadPipelineSettings(join(COMPAT, "landscape_journal", "settings.yaml")))
-    expect(r.warnings.join("\n")).toContain("landscape.dump_to_jsonl")
+    const r = load(BASE + "landscape: {url: 'sqlite:///runs/audit.db', dump_to_jsonl: true, dump_to_jsonl_path: runs/journal.jsonl}\n")
+    if (Either.isLeft(r)) throw new Error(r.left.text)
+    expect(r.right.warnings.join("\n")).toContain("landscape.dump_to_jsonl")
   })
 
   it("rejects unknown top-level keys with a hint", () => {

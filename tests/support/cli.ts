@@ -1,11 +1,8 @@
 import { spawnSync } from "node:child_process"
-import { cpSync, mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 
 export const REPO = resolve(__dirname, "../..")
 export const BIN = join(REPO, "dist/bin.js")
-export const COMPAT = resolve(REPO, "../shared/compat/elspeth")
 
 export interface CliResult {
   readonly status: number | null
@@ -24,9 +21,5 @@ export const runCli = (args: ReadonlyArray<string>, options: { cwd?: string; env
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
-/** A writable copy of the ELSPETH compat folder (examples run with it as working directory). */
-export const compatCopy = (): string => {
-  const dir = mkdtempSync(join(tmpdir(), "rl-compat-"))
-  cpSync(COMPAT, dir, { recursive: true })
-  return dir
-}
+/** The external compat corpus is located in one place: ./compat.ts. */
+export { COMPAT, compatCopy, HAS_COMPAT } from "./compat.js"
