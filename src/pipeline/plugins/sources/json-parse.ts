@@ -56,8 +56,57 @@ class Failure {
   constructor(readonly kind: JsonFailureKind, readonly message: string) {}
 }
 
-/** Parses `text` as one JSON value (see the module comment). */
+const NO_LARGE_INTEGERS: ReadonlyArray<LargeInteger> = []
+
+/**
+ * Whether the platform's `JSON.parse` gives exactly what `parseJsonIteratively` would:
+ * nesting within the limit, no exponent, no integer part of more than 15 digits (so
+ * every number is finite and every integer safe). Strings are skipped, escapes and all.
+ */
+const isPlainInput = (text: string, maxDepth: number): boolean => {
+  let depth = 0
+  let run = 0
+  let fraction = false
+  const n = text.length
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 0x30 && c <= 0x39) {
+      if (!fraction && ++run > 15) return false
+      continue
+    }
+    if ((c === 0x65 || c === 0x45) && run + (fraction ? 1 : 0) > 0) return false
+    run = 0
+    fraction = c === 0x2e
+    if (c === 0x22) {
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i)
+        if (d === 0x5c) i++
+        else if (d === 0x22) break
+      }
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) return false
+    } else if (c === 0x5d || c === 0x7d) depth--
+  }
+  return true
+}
+
+/**
+ * Parses `text` as one JSON value (see the module comment): with the platform's
+ * parser when the input holds nothing it could get wrong, else iteratively.
+ */
 export const parseJsonText = (text: string, limits: JsonLimits): JsonParsed => {
+  if (isPlainInput(text, limits.maxDepth)) {
+    try {
+      return { ok: true, value: JSON.parse(text) as unknown, largeIntegers: NO_LARGE_INTEGERS }
+    } catch {
+      // Not JSON: the iterative parser describes the problem.
+    }
+  }
+  return parseJsonIteratively(text, limits)
+}
+
+/** Parses `text` as one JSON value with an explicit stack (see the module comment). */
+export const parseJsonIteratively = (text: string, limits: JsonLimits): JsonParsed => {
   try {
     return parse(text, limits)
   } catch (e) {

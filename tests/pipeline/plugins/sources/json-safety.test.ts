@@ -4,7 +4,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { parseJsonText, scanList } from "../../../../src/pipeline/plugins/sources/json-parse.js"
+import { parseJsonIteratively, parseJsonText, scanList } from "../../../../src/pipeline/plugins/sources/json-parse.js"
 import { jsonSource } from "../../../../src/pipeline/plugins/sources/json.js"
 import { INPUT_LIMITS } from "../../../../src/pipeline/plugins/sources/raw-text.js"
 import type { SourceItem } from "../../../../src/pipeline/plugins/protocol.js"
@@ -231,16 +231,45 @@ const asNumbers = (v: unknown): unknown => {
 }
 const LIMITS = { maxDepth: LIMIT, maxIntegerDigits: INPUT_LIMITS.maxIntegerDigits }
 
-describe("parseJsonText", () => {
+describe.each([
+  ["parseJsonText", parseJsonText],
+  ["parseJsonIteratively", parseJsonIteratively]
+])("%s", (_name, parse) => {
   it("agrees with JSON.parse on valid JSON (property)", () => {
     fc.assert(
       fc.property(fc.jsonValue({ maxDepth: 8 }), fc.integer({ min: 0, max: 2 }), (value, indent) => {
         const text = JSON.stringify(value, null, indent)
-        const r = parseJsonText(text, LIMITS)
+        const r = parse(text, LIMITS)
         expect(r.ok).toBe(true)
         if (r.ok) expect(asNumbers(r.value)).toStrictEqual(JSON.parse(text))
       }),
       { numRuns: 400 }
+    )
+  })
+
+  it("never rounds an integer nor returns a non-finite number (property)", () => {
+    const literal = fc.oneof(
+      fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }).map(String),
+      fc.tuple(fc.integer({ min: 1, max: 9 }), fc.integer({ min: -500, max: 500 })).map(([m, e]) => `${m}e${e}`),
+      fc.double({ noNaN: true, noDefaultInfinity: true }).map((d) => JSON.stringify(d))
+    )
+    fc.assert(
+      fc.property(fc.array(literal, { maxLength: 5 }), (literals) => {
+        const text = `[${literals.join(", ")}]`
+        const r = parse(text, LIMITS)
+        if (!r.ok) {
+          // Only a float literal beyond the float range may fail, and one must.
+          expect(r.kind).toBe("number")
+          expect(literals.some((lit) => !Number.isFinite(Number(lit)))).toBe(true)
+          return
+        }
+        literals.forEach((lit, i) => {
+          const got = (r.value as Array<unknown>)[i]
+          if (/^-?[0-9]+$/.test(lit)) expect(BigInt(got as number | bigint)).toBe(BigInt(lit))
+          else expect(got).toBe(Number(lit))
+        })
+      }),
+      { numRuns: 500 }
     )
   })
 
@@ -256,14 +285,14 @@ describe("parseJsonText", () => {
         } catch {
           expected = false
         }
-        expect(parseJsonText(text, LIMITS).ok, text).toBe(expected)
+        expect(parse(text, LIMITS).ok, text).toBe(expected)
       }),
       { numRuns: 2000 }
     )
   })
 
   it("lists the large integers with their paths", () => {
-    const r = parseJsonText(`{"a": [1, {"b": 9007199254740992}], "c": -12345678901234567890}`, LIMITS)
+    const r = parse(`{"a": [1, {"b": 9007199254740992}], "c": -12345678901234567890}`, LIMITS)
     expect(r).toEqual({
       ok: true,
       value: { a: [1, { b: 9007199254740992n }], c: -12345678901234567890n },
@@ -272,7 +301,7 @@ describe("parseJsonText", () => {
   })
 
   it("keeps __proto__ as an own key", () => {
-    const r = parseJsonText(`{"__proto__": {"x": 1}}`, LIMITS)
+    const r = parse(`{"__proto__": {"x": 1}}`, LIMITS)
     if (!r.ok) throw new Error(r.message)
     expect(Object.keys(r.value as object)).toEqual(["__proto__"])
     expect(Object.getPrototypeOf(r.value)).toBe(Object.prototype)
