@@ -61,15 +61,22 @@ const LIMITS: JsonLimits = { maxDepth: INPUT_LIMITS.maxJsonDepth, maxIntegerDigi
  * each sits in a top-level field the schema declares with a concrete type (coercion
  * then keeps it exact for `int`, rounds it for `float` and rejects it otherwise).
  */
-const largeIntegerProblem = (schema: SchemaConfig, value: unknown, found: ReadonlyArray<LargeInteger>): string | undefined => {
+const largeIntegerProblem = (
+  schema: SchemaConfig,
+  value: unknown,
+  found: ReadonlyArray<LargeInteger>
+): { readonly field: string; readonly message: string } | undefined => {
   const isRecord = typeof value === "object" && value !== null && !Array.isArray(value)
   for (const { path, text } of found) {
-    const field = path.length === 1 && isRecord && schema.mode !== "observed"
+    const declared = path.length === 1 && isRecord && schema.mode !== "observed"
       ? schema.fields.find((f) => f.name === path[0])
       : undefined
-    if (field !== undefined && field.type !== "any") continue
-    return `integer ${text.length > 40 ? `${text.slice(0, 40)}…` : text} at ${showPath(path)} is beyond ±(2^53−1), ` +
-      "so no JS number holds it exactly; declare the field as int to keep it exact"
+    if (declared !== undefined && declared.type !== "any") continue
+    return {
+      field: typeof path[0] === "string" ? path[0] : "",
+      message: `integer ${text.length > 40 ? `${text.slice(0, 40)}…` : text} at ${showPath(path)} is beyond ±(2^53−1), ` +
+        "so no JS number holds it exactly; declare the field as int to keep it exact"
+    }
   }
   return undefined
 }
@@ -92,9 +99,7 @@ const toItem = (
   if (parsed.largeIntegers.length > 0) {
     const problem = largeIntegerProblem(schema, value, parsed.largeIntegers)
     if (problem !== undefined) {
-      const path = parsed.largeIntegers[0]!.path
-      const field = typeof path[0] === "string" ? path[0] : ""
-      return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${problem}`, fieldErrors: [{ field, message: problem }] }
+      return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${problem.message}`, fieldErrors: [problem] }
     }
   }
   const r = coerceSourceRow(schema, value)
