@@ -128,6 +128,23 @@ describe("input safety through the CLI", () => {
     expect(o.quarantined).toEqual([{ __raw_text__: bad, __element_index__: 1, __line_number__: 2 }])
   })
 
+  it("a row at the depth limit goes through a gate and into JSON and CSV sinks", async () => {
+    const row = deep(1000)
+    const o = await run("deep-limit", `${row}\n{"deep": 2}\n`, "in.jsonl", "json", observedJson("jsonl"), {
+      steps: `gates:
+  - name: has_list
+    condition: "row['deep'] != 2"
+    routes: {"true": lists, "false": continue}`,
+      sinks: `  lists: {plugin: csv, options: {path: ${join(dir, "deep-limit", "lists.csv")}, schema: {mode: observed}}}`
+    })
+    expect(o.result.status).toBe("completed")
+    expect(o.result.rows_routed).toBe(1)
+    expect(o.output).toEqual([`{"deep": 2}`])
+    const csv = readFileSync(join(dir, "deep-limit", "lists.csv"), "utf8")
+    expect(csv).toContain("[".repeat(999) + "1" + "]".repeat(999))
+    expect(o.trail[0]).toBe(JSON.stringify(JSON.parse(row)))
+  })
+
   it("1e400 quarantines its row with the raw text; the rest of the file is read", async () => {
     const o = await run("inf", `{"x": 1}\n{"x": 1e400}\n{"x": 3}\n`, "in.jsonl", "json", observedJson("jsonl"))
     expectCounts(o, 2, 1)
