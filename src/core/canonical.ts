@@ -1,16 +1,17 @@
 /**
- * Canonical JSON (RFC 8785, via the `canonicalize` package) and the stable hash the
- * audit trail stores for every payload.
+ * Canonical JSON (RFC 8785) and the stable hash the audit trail stores for every
+ * payload. The text is written with an explicit stack, so a value nested thousands of
+ * levels deep hashes like any other (no call-stack overflow); the output is the same
+ * as the `canonicalize` package gives for the plain JSON form of the value.
  *
- * Values are first normalised to plain JSON so that nothing can hash "by accident":
- * NaN, ±Infinity, functions, symbols, `undefined` inside arrays, cycles and objects
- * of unsupported classes are refused with a `CanonicalError` naming the path
+ * Only plain JSON is written, so that nothing can hash "by accident": NaN, ±Infinity,
+ * functions, symbols, `undefined` inside arrays, cycles and objects of unsupported
+ * classes are refused with a `CanonicalError` naming the path
  * (`$.a[3].b`). Defined encodings beyond JSON:
  * - `bigint` → its decimal digits as a JSON string (`10n` → `"10"`);
  * - `Date` → its ISO-8601 UTC string (`2026-01-02T03:04:05.678Z`); an invalid Date is refused;
  * - `undefined` as an object property → the property is omitted (as JSON does).
  */
-import canonicalize from "canonicalize"
 import { createHash } from "node:crypto"
 import { Data, Either } from "effect"
 
@@ -37,119 +38,151 @@ const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/
 const childPath = (path: string, key: string): string =>
   IDENT.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`
 
-const fail = (path: string, reason: CanonicalError["reason"], what: string): never => {
+/** A string holding an unpaired UTF-16 surrogate (a paired one is one code point under `u`). */
+const LONE_SURROGATE = /\p{Cs}/u
+
+/** An array or object being written: its members are visited one at a time. */
+interface Frame {
+  readonly value: object
+  /** The sorted keys of an object; undefined for an array. */
+  readonly keys: ReadonlyArray<string> | undefined
+  /** The next member to visit. */
+  next: number
+  /** Whether a member has been written (an object skips `undefined` properties). */
+  wrote: boolean
+}
+
+/** The path of the member being visited: each frame's current member, from the root. */
+const pathOf = (stack: ReadonlyArray<Frame>): string => {
+  let path = "$"
+  for (const frame of stack) {
+    const at = frame.next - 1
+    path = frame.keys === undefined ? `${path}[${at}]` : childPath(path, frame.keys[at]!)
+  }
+  return path
+}
+
+const quote = (text: string, stack: ReadonlyArray<Frame>, what: string): string => {
+  if (LONE_SURROGATE.test(text)) {
+    const path = pathOf(stack)
+    throw new CanonicalError({ path, reason: "LoneSurrogate", message: `cannot hash ${what} holding a lone UTF-16 surrogate at ${path}` })
+  }
+  return JSON.stringify(text)
+}
+
+const fail = (stack: ReadonlyArray<Frame>, reason: CanonicalError["reason"], what: string): never => {
+  const path = pathOf(stack)
   throw new CanonicalError({ path, reason, message: `cannot hash ${what} at ${path}` })
 }
 
-const normalize = (value: unknown, path: string, seen: Set<object>): unknown => {
-  switch (typeof value) {
-    case "string":
-    case "boolean":
-      return value
-    case "number":
-      if (!Number.isFinite(value)) fail(path, "NonFiniteNumber", String(value))
-      return value
-    case "bigint":
-      return value.toString(10)
-    case "undefined":
-      return fail(path, "Undefined", "undefined")
-    case "function":
-      return fail(path, "Function", "a function")
-    case "symbol":
-      return fail(path, "Symbol", "a symbol")
-    case "object":
-      break
-  }
-  if (value === null) return null
-  const obj = value as object
-  if (obj instanceof Date) {
-    const time = obj.getTime()
-    if (Number.isNaN(time)) fail(path, "InvalidDate", "an invalid Date")
-    return obj.toISOString()
-  }
-  if (seen.has(obj)) fail(path, "Cycle", "a cyclic reference")
-  seen.add(obj)
-  let out: unknown
-  if (Array.isArray(obj)) {
-    const arr: Array<unknown> = new Array(obj.length)
-    for (let i = 0; i < obj.length; i++) arr[i] = normalize(obj[i], `${path}[${i}]`, seen)
-    out = arr
-  } else {
-    const proto = Object.getPrototypeOf(obj)
-    if (proto !== Object.prototype && proto !== null) {
-      const name = (proto?.constructor?.name as string | undefined) ?? "unknown"
-      fail(path, "UnsupportedType", `a value of class ${name}`)
-    }
-    const rec: Record<string, unknown> = {}
-    for (const key of Object.keys(obj)) {
-      const v = (obj as Record<string, unknown>)[key]
-      if (v === undefined) continue
-      Object.defineProperty(rec, key, {
-        value: normalize(v, childPath(path, key), seen),
-        enumerable: true,
-        writable: true,
-        configurable: true
-      })
-    }
-    out = rec
-  }
-  seen.delete(obj)
-  return out
-}
-
-/** Fast path: true when the value is plain JSON that needs no normalisation. */
-const isPlain = (value: unknown, depth: number): boolean => {
-  if (depth > 64) return false
-  switch (typeof value) {
-    case "string":
-    case "boolean":
-      return true
-    case "number":
-      return Number.isFinite(value)
-    case "object": {
-      if (value === null) return true
-      if (Array.isArray(value)) {
-        for (const v of value) if (!isPlain(v, depth + 1)) return false
-        return true
+/**
+ * Writes the canonical text of `root` with an explicit stack, so that nesting depth is
+ * limited by memory, not by the JavaScript call stack. `open` holds the containers
+ * on the current path (a repeat is a cycle; a value shared between siblings is not).
+ */
+const write = (root: unknown): string => {
+  const stack: Array<Frame> = []
+  const open = new Set<object>()
+  let out = ""
+  let value: unknown = root
+  for (;;) {
+    // Write `value`: a scalar in full, a container's opening bracket.
+    switch (typeof value) {
+      case "string":
+        out += quote(value, stack, "a string")
+        break
+      case "boolean":
+        out += value ? "true" : "false"
+        break
+      case "number":
+        if (!Number.isFinite(value)) fail(stack, "NonFiniteNumber", String(value))
+        // ECMAScript's Number-to-String is RFC 8785's number form (-0 gives "0").
+        out += String(value)
+        break
+      case "bigint":
+        out += `"${value.toString(10)}"`
+        break
+      case "undefined":
+        fail(stack, "Undefined", "undefined")
+        break
+      case "function":
+        fail(stack, "Function", "a function")
+        break
+      case "symbol":
+        fail(stack, "Symbol", "a symbol")
+        break
+      case "object": {
+        if (value === null) {
+          out += "null"
+          break
+        }
+        if (value instanceof Date) {
+          if (Number.isNaN(value.getTime())) fail(stack, "InvalidDate", "an invalid Date")
+          out += `"${value.toISOString()}"`
+          break
+        }
+        if (open.has(value)) fail(stack, "Cycle", "a cyclic reference")
+        if (Array.isArray(value)) {
+          out += "["
+          stack.push({ value, keys: undefined, next: 0, wrote: false })
+        } else {
+          const proto: unknown = Object.getPrototypeOf(value)
+          if (proto !== Object.prototype && proto !== null) {
+            const name = ((proto as { constructor?: { name?: unknown } } | null)?.constructor?.name as string | undefined) ?? "unknown"
+            fail(stack, "UnsupportedType", `a value of class ${name}`)
+          }
+          out += "{"
+          // Default sort order is by UTF-16 code units, as RFC 8785 asks.
+          stack.push({ value, keys: Object.keys(value).sort(), next: 0, wrote: false })
+        }
+        open.add(value)
+        break
       }
-      const proto = Object.getPrototypeOf(value)
-      if (proto !== Object.prototype && proto !== null) return false
-      for (const key in value) {
-        if (!isPlain((value as Record<string, unknown>)[key], depth + 1)) return false
-      }
-      return true
     }
-    default:
-      return false
+    // Find the next member to write, closing every container that is done.
+    let found = false
+    while (stack.length > 0) {
+      const frame = stack[stack.length - 1]!
+      if (frame.keys === undefined) {
+        const array = frame.value as ReadonlyArray<unknown>
+        if (frame.next < array.length) {
+          if (frame.next > 0) out += ","
+          value = array[frame.next++]
+          found = true
+          break
+        }
+        out += "]"
+      } else {
+        const record = frame.value as Record<string, unknown>
+        while (frame.next < frame.keys.length) {
+          const key = frame.keys[frame.next++]!
+          const member = record[key]
+          if (member === undefined) continue
+          out += `${frame.wrote ? "," : ""}${quote(key, stack, "a key")}:`
+          frame.wrote = true
+          value = member
+          found = true
+          break
+        }
+        if (found) break
+        out += "}"
+      }
+      open.delete(frame.value)
+      stack.pop()
+    }
+    if (!found) return out
   }
 }
 
 /** Canonical JSON text of `value`, or throws `CanonicalError`. */
-export const canonicalJsonUnsafe = (value: unknown): string => {
-  const normalized = isPlain(value, 0) ? value : normalize(value, "$", new Set())
-  let text: string | undefined
-  try {
-    text = canonicalize(normalized)
-  } catch (e) {
-    // RFC 8785 has no encoding for a string with an unpaired UTF-16 surrogate.
-    if (e instanceof Error && /surrogate/i.test(e.message)) {
-      throw new CanonicalError({ path: "$", reason: "LoneSurrogate", message: "cannot hash a string holding a lone UTF-16 surrogate" })
-    }
-    throw e
-  }
-  if (text === undefined) return fail("$", "Undefined", "undefined")
-  return text
-}
+export const canonicalJsonUnsafe = (value: unknown): string => write(value)
 
 /** Canonical JSON text of `value` (RFC 8785). */
 export const canonicalJson = (value: unknown): Either.Either<string, CanonicalError> => {
   try {
-    return Either.right(canonicalJsonUnsafe(value))
+    return Either.right(write(value))
   } catch (e) {
     if (e instanceof CanonicalError) return Either.left(e)
-    if (e instanceof RangeError) {
-      return Either.left(new CanonicalError({ path: "$", reason: "UnsupportedType", message: `value too deeply nested to hash` }))
-    }
     throw e
   }
 }

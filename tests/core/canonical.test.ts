@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Either } from "effect"
+import canonicalize from "canonicalize"
 import { CANONICAL_VERSION, canonicalJson, stableHash } from "../../src/core/canonical.js"
 
 const ok = (v: unknown) => Either.getOrThrow(canonicalJson(v))
@@ -120,6 +121,63 @@ describe("stableHash", () => {
         else expect(r.right).toMatch(/^[0-9a-f]{64}$/)
       }),
       { numRuns: 300 }
+    )
+  })
+})
+
+describe("canonicalJson on deep and large values", () => {
+  const nest = (depth: number, leaf: unknown, kind: "array" | "object"): unknown => {
+    let v = leaf
+    for (let i = 0; i < depth; i++) v = kind === "array" ? [v] : { k: v }
+    return v
+  }
+
+  it("writes values nested far beyond the call-stack depth without overflowing", () => {
+    const depth = 200_000
+    const text = ok(nest(depth, 1, "array"))
+    expect(text).toBe("[".repeat(depth) + "1" + "]".repeat(depth))
+    const obj = ok(nest(50_000, null, "object"))
+    expect(obj.startsWith(`{"k":{"k":`)).toBe(true)
+    expect(Either.isRight(stableHash(nest(depth, { a: [1, 2] }, "object")))).toBe(true)
+  })
+
+  it("names the path of a bad value deep inside", () => {
+    const e = errorOf(nest(3, [1, Number.NaN], "object"))
+    expect(e.reason).toBe("NonFiniteNumber")
+    expect(e.path).toBe("$.k.k.k[1]")
+    const deep = errorOf(nest(5000, undefined, "array"))
+    expect(deep.reason).toBe("Undefined")
+    expect(deep.path).toBe("$" + "[0]".repeat(5000))
+  })
+
+  it("finds a cycle closing deep inside", () => {
+    const root: Record<string, unknown> = {}
+    let at = root
+    for (let i = 0; i < 10_000; i++) {
+      const next: Record<string, unknown> = {}
+      at["n"] = next
+      at = next
+    }
+    at["back"] = root
+    const e = errorOf(root)
+    expect(e.reason).toBe("Cycle")
+    expect(e.path.endsWith(".n.back")).toBe(true)
+  })
+
+  it("names the key holding a lone surrogate", () => {
+    const e = errorOf({ a: { [JSON.parse(`"\\udc00"`) as string]: 1 } })
+    expect(e.reason).toBe("LoneSurrogate")
+    expect(e.path.startsWith("$.a")).toBe(true)
+  })
+
+  it("writes what the canonicalize package writes for plain JSON (property)", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.jsonValue({ maxDepth: 6 }), (a, b) => {
+        for (const v of [a, b, { a, b, "é": [a], "\u{1F600}": b, "": -0, z: 1e-7, y: 123456789012345680000 }]) {
+          expect(ok(v)).toBe(canonicalize(v))
+        }
+      }),
+      { numRuns: 500 }
     )
   })
 })

@@ -4,8 +4,8 @@
  *
  * Numbers: rows hold plain JS values, so an `int` and an integral `float` are both
  * JS numbers and cannot be told apart once coerced (`3.0` and `3` are the same value).
- * An `int` field holds an integer-valued number; a `float` field holds any finite
- * number.
+ * An `int` field holds an integer-valued number, or a `bigint` for an integer beyond
+ * ±(2^53−1), which no JS number holds exactly; a `float` field holds any finite number.
  */
 import { Effect } from "effect"
 import { stripNumberSpace } from "../../core/python/whitespace.js"
@@ -172,6 +172,7 @@ const typeName = (value: unknown): string => {
   if (value === null) return "null"
   if (Array.isArray(value)) return "list"
   if (typeof value === "number") return Number.isInteger(value) ? "int" : "float"
+  if (typeof value === "bigint") return "int"
   if (typeof value === "boolean") return "bool"
   if (typeof value === "string") return "str"
   return typeof value === "object" ? "object" : typeof value
@@ -182,10 +183,13 @@ const expected = (type: FieldType, value: unknown, why?: string): Coerced => ({
   message: `expected ${type}, got ${typeof value === "string" ? showValue(value) : value === null ? "null" : `${typeName(value)} ${showValue(value)}`}${why === undefined ? "" : ` (${why})`}`
 })
 
+/** Digits allowed in an integer string (Python's limit for int/str conversion). */
+export const MAX_INT_DIGITS = 4300
+
 /**
  * Lax coercion of one non-null value to `type` (section 2.1 of the compatibility
- * notes). Large integers written as strings beyond ±2^53−1 are rejected, since a JS
- * number would silently change them.
+ * notes). An integer beyond ±(2^53−1) (a bigint, or a string of digits) stays exact as
+ * a bigint for `int`, as a JS number would change it; `float` takes the nearest float.
  */
 export const coerceValue = (type: FieldType, value: unknown): Coerced => {
   switch (type) {
@@ -199,18 +203,27 @@ export const coerceValue = (type: FieldType, value: unknown): Coerced => {
         if (!Number.isFinite(value)) return expected(type, value)
         return Number.isInteger(value) ? { ok: true, value: value === 0 ? 0 : value } : expected(type, value, "has a fractional part")
       }
+      if (typeof value === "bigint") return { ok: true, value: Number.isSafeInteger(Number(value)) ? Number(value) : value }
       if (typeof value === "string") {
         const t = stripNumberSpace(value)
         if (!INT_STRING_RE.test(t)) return expected(type, value)
-        const n = Number(t.replace(/_/g, ""))
-        if (!Number.isSafeInteger(n)) return expected(type, value, "too large to represent exactly")
-        return { ok: true, value: n === 0 ? 0 : n }
+        const digits = t.replace(/_/g, "").replace(/\.0+$/, "")
+        const n = Number(digits)
+        if (Number.isSafeInteger(n)) return { ok: true, value: n === 0 ? 0 : n }
+        if (digits.replace(/^[+-]/, "").length > MAX_INT_DIGITS) {
+          return expected(type, value, `more than ${MAX_INT_DIGITS} digits`)
+        }
+        return { ok: true, value: BigInt(digits) }
       }
       return expected(type, value)
     }
     case "float": {
       if (typeof value === "boolean") return { ok: true, value: value ? 1 : 0 }
       if (typeof value === "number") return Number.isFinite(value) ? { ok: true, value } : expected(type, value)
+      if (typeof value === "bigint") {
+        const n = Number(value)
+        return Number.isFinite(n) ? { ok: true, value: n } : expected(type, value, "out of range")
+      }
       if (typeof value === "string") {
         const t = stripNumberSpace(value)
         if (!FLOAT_STRING_RE.test(t)) return expected(type, value)
@@ -315,9 +328,9 @@ const strictTypeOk = (type: FieldType, value: unknown): boolean => {
     case "str":
       return typeof value === "string"
     case "int":
-      return typeof value === "number" && Number.isInteger(value)
+      return (typeof value === "number" && Number.isInteger(value)) || typeof value === "bigint"
     case "float":
-      return typeof value === "number" && Number.isFinite(value)
+      return (typeof value === "number" && Number.isFinite(value)) || typeof value === "bigint"
     case "bool":
       return typeof value === "boolean"
   }

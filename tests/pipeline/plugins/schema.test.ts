@@ -112,6 +112,13 @@ const accepts: Array<[string, unknown, unknown]> = [
   ["int", "00042", 42],
   ["int", "42.00", 42],
   ["int", "\t12\n", 12],
+  // beyond ±(2^53−1): exact, as a bigint
+  ["int", "99999999999999999999", 99999999999999999999n],
+  ["int", " +9007199254740993 ", 9007199254740993n],
+  ["int", "-9_007_199_254_740_993.00", -9007199254740993n],
+  ["int", "9".repeat(4300), BigInt("9".repeat(4300))],
+  ["int", 9007199254740993n, 9007199254740993n],
+  ["int", 12n, 12],
   // float
   ["float", 1.5, 1.5],
   ["float", 2, 2],
@@ -125,6 +132,8 @@ const accepts: Array<[string, unknown, unknown]> = [
   ["float", "1_000.5", 1000.5],
   ["float", " -2.5 ", -2.5],
   ["float", "+3", 3],
+  ["float", "9007199254740993", 9007199254740992],
+  ["float", 9007199254740993n, 9007199254740992],
   // bool
   ["bool", true, true],
   ["bool", false, false],
@@ -171,7 +180,7 @@ const rejects: Array<[string, unknown]> = [
   ["int", 3.5],
   ["int", Infinity],
   ["int", NaN],
-  ["int", "99999999999999999999"],
+  ["int", "9".repeat(4301)],
   ["int", [1]],
   ["float", ""],
   ["float", "1,5"],
@@ -188,6 +197,9 @@ const rejects: Array<[string, unknown]> = [
   ["float", NaN],
   ["float", Infinity],
   ["float", { a: 1 }],
+  ["float", BigInt("9".repeat(400))],
+  ["str", 9007199254740993n],
+  ["bool", 9007199254740993n],
   ["bool", "2"],
   ["bool", ""],
   ["bool", " true"],
@@ -199,16 +211,24 @@ const rejects: Array<[string, unknown]> = [
   ["bool", []]
 ]
 
+/** A test title for a value (bigints as `12n`, long strings shortened). */
+const title = (v: unknown): string => {
+  if (typeof v === "bigint") return `${String(v).length > 30 ? `${String(v).slice(0, 20)}… (${String(v).length} digits)` : String(v)}n`
+  if (typeof v === "number") return String(v)
+  const text = JSON.stringify(v)
+  return text.length > 40 ? `${text.slice(0, 20)}… (${text.length} characters)` : text
+}
+
 describe("lax coercion table", () => {
   for (const [type, input, output] of accepts) {
-    it(`${type} accepts ${JSON.stringify(input)}`, () => {
+    it(`${type} accepts ${title(input)}`, () => {
       const schema = ok({ mode: "fixed", fields: [`v: ${type}`] })
       const r = coerceSourceRow(schema, { v: input })
       expect(r).toEqual({ ok: true, row: { v: output } })
     })
   }
   for (const [type, input] of rejects) {
-    it(`${type} rejects ${typeof input === "number" ? String(input) : JSON.stringify(input)}`, () => {
+    it(`${type} rejects ${title(input)}`, () => {
       const schema = ok({ mode: "fixed", fields: [`v: ${type}`] })
       const r = coerceSourceRow(schema, { v: input })
       expect(r.ok).toBe(false)

@@ -11,6 +11,7 @@
  * lines included) and name the line on which a record ends. Row numbers count data
  * records from 1 (the header excluded, blank lines not counted).
  */
+import type { TransformCallback } from "node:stream"
 import { Readable, pipeline } from "node:stream"
 import { Parser } from "csv-parse"
 import type { Options as CsvParseOptions } from "csv-parse"
@@ -32,10 +33,16 @@ import {
 } from "./common.js"
 import type { TextEncoding } from "./common.js"
 import { normalizeHeader } from "./normalize.js"
+import type { RawText } from "./raw-text.js"
+import { INPUT_LIMITS, rawPayload, rawTextOfBytes } from "./raw-text.js"
 
 const PLUGIN = "csv"
 
-/** Marks a record that csv-parse could not parse. */
+/**
+ * Marks a record that csv-parse could not parse and whose raw text is not known. A
+ * quoted field that is never closed (the one parse error the options here leave)
+ * keeps its raw text instead.
+ */
 export const UNPARSEABLE_LINE = "(unparseable due to csv.Error)"
 
 const NotKeyword = Identifier.pipe(
@@ -109,11 +116,19 @@ const buildHeaders = (path: string, raw: ReadonlyArray<string>, options: CsvOpti
   return { names, original: new Map(names.map((n, i) => [n, raw[i]!])) }
 }
 
+interface ParseErrorInfo {
+  /** The line csv-parse was on (the record's last line). */
+  readonly line: number
+  readonly message: string
+  /** The record's raw text and first line, where known. */
+  readonly raw?: { readonly text: RawText; readonly startLine: number }
+}
+
 interface ParsedRecord {
   readonly fields: ReadonlyArray<Buffer>
   readonly line: number
   /** Parse errors csv-parse reported before this record, in order. */
-  readonly errorsBefore: ReadonlyArray<{ readonly line: number; readonly message: string }>
+  readonly errorsBefore: ReadonlyArray<ParseErrorInfo>
 }
 
 const NO_ERRORS: ParsedRecord["errorsBefore"] = []
@@ -124,8 +139,22 @@ const NO_ERRORS: ParsedRecord["errorsBefore"] = []
  * reported since the previous record, so both come out in file order. Per-record
  * `info`/`on_record` would do the same but build a large context object per record.
  * With `encoding: null` records are arrays of Buffers.
+ *
+ * It also keeps the input bytes since the end of the last record (up to the raw text
+ * limit), so that a record that fails to parse can be quarantined with its raw text;
+ * csv-parse's own `raw` option would copy every byte of every record for that.
  */
 class LineTrackingParser extends Parser {
+  /** Input chunks overlapping [recordEnd, recordEnd + limit), with their offsets. */
+  private retained: Array<{ readonly start: number; readonly bytes: Buffer }> = []
+  /** Bytes of input received so far. */
+  private received = 0
+  /** Offset after the last record pushed (its record delimiter included). */
+  private recordEnd = 0
+  /** Line on which the last record pushed ends (0 before any). */
+  private recordLine = 0
+  private readonly keep = INPUT_LIMITS.rawTextBytes + 4
+
   constructor(
     options: CsvParseOptions,
     private readonly tag: (fields: Array<Buffer>, lines: number) => ParsedRecord
@@ -134,7 +163,47 @@ class LineTrackingParser extends Parser {
     super({ ...options, readableHighWaterMark: 1024 } as CsvParseOptions)
   }
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
-    return chunk === null ? super.push(null, encoding) : super.push(this.tag(chunk as Array<Buffer>, this.info.lines), encoding)
+    if (chunk === null) return super.push(null, encoding)
+    this.recordEnd = this.info.bytes
+    this.recordLine = this.info.lines
+    return super.push(this.tag(chunk as Array<Buffer>, this.info.lines), encoding)
+  }
+  override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
+    this.retained.push({ start: this.received, bytes: chunk })
+    this.received += chunk.length
+    super._transform(chunk, encoding, callback)
+    // Drop what lies before the current record or beyond what its raw text keeps.
+    const from = this.recordEnd
+    this.retained = this.retained.filter((c) => c.start + c.bytes.length > from && c.start < from + this.keep)
+  }
+  /**
+   * The raw text of the record after the last one pushed, up to the input read so
+   * far, and the line it starts on (blank lines before it are skipped, as the parser
+   * skips them).
+   */
+  pendingRecord(): { readonly text: RawText; readonly startLine: number } {
+    let from = this.recordEnd
+    let line = this.recordLine + 1
+    const parts: Array<Buffer> = []
+    for (const c of this.retained) {
+      const lo = Math.max(from - c.start, 0)
+      if (lo < c.bytes.length) parts.push(c.bytes.subarray(lo))
+    }
+    let bytes = Buffer.concat(parts)
+    let skip = 0
+    while (skip < bytes.length && (bytes[skip] === 0x0a || bytes[skip] === 0x0d)) {
+      if (bytes[skip] === 0x0a || bytes[skip + 1] !== 0x0a) line++
+      skip++
+    }
+    bytes = bytes.subarray(skip)
+    from += skip
+    // The chunks kept cover at least the first `keep` bytes of the record.
+    const cut = rawTextOfBytes(bytes)
+    const total = this.received - from
+    return {
+      text: { text: cut.text, bytes: total, truncated: cut.truncated || total > bytes.length },
+      startLine: line
+    }
   }
 }
 
@@ -167,7 +236,7 @@ async function* parseRecords(
   options: CsvOptions,
   encoding: TextEncoding
 ): AsyncGenerator<ReadonlyArray<ParsedRecord>> {
-  const pendingErrors: Array<{ line: number; message: string }> = []
+  const pendingErrors: Array<ParseErrorInfo> = []
   const parserOptions: CsvParseOptions = {
     encoding: null,
     delimiter: options.delimiter,
@@ -181,7 +250,15 @@ async function* parseRecords(
     trim: false,
     bom: false,
     on_skip: (err) => {
-      pendingErrors.push({ line: Number(err?.lines ?? 0) + options.skip_rows, message: err?.message ?? "unknown error" })
+      const line = Number(err?.lines ?? 0) + options.skip_rows
+      const message = err?.message ?? "unknown error"
+      // A quote left open runs to the end of the input: the rest of the file is that record.
+      if (err?.code === "CSV_QUOTE_NOT_CLOSED") {
+        const pending = parser.pendingRecord()
+        pendingErrors.push({ line, message, raw: { text: pending.text, startLine: pending.startLine + options.skip_rows } })
+      } else {
+        pendingErrors.push({ line, message })
+      }
       return undefined
     }
   }
@@ -253,10 +330,18 @@ const makeInstance = (options: CsvOptions, schema: SourceInstance["schema"], enc
       for (const record of records) {
         for (const e of record.errorsBefore) {
           rowNumber++
-          batch.push(invalid(
-            { __raw_line__: UNPARSEABLE_LINE, __line_number__: e.line, __row_number__: rowNumber },
-            `CSV parse error at line ${e.line}: ${e.message}`
-          ))
+          if (e.raw === undefined) {
+            batch.push(invalid(
+              { __raw_line__: UNPARSEABLE_LINE, __line_number__: e.line, __row_number__: rowNumber },
+              `CSV parse error at line ${e.line}: ${e.message}`
+            ))
+          } else {
+            batch.push(invalid(
+              rawPayload({}, "__raw_line__", e.raw.text, { __line_number__: e.line, __row_number__: rowNumber }),
+              `CSV parse error at line ${e.line}: a quoted field in the record starting at line ${e.raw.startLine} is never closed ` +
+                `(the file ends inside it); the rest of the file is kept as that record's raw text`
+            ))
+          }
         }
         if (record.line < 0) continue
         if (current === undefined) {

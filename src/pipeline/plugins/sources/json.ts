@@ -1,12 +1,24 @@
 /**
- * The `json` source: a JSON array file (read whole) or a JSON Lines file (streamed
- * line by line).
+ * The `json` source: a JSON array file (read whole, then element by element) or a
+ * JSON Lines file (streamed line by line).
  *
- * JSON numbers become JS numbers: `3.0` and `3` are the same value, and integers
- * beyond ±2^53−1 lose precision when parsed. The bare constants NaN/Infinity are not
- * JSON and fail to parse. In a `utf-8` JSONL file a line that is not valid UTF-8 is
- * an invalid line (quoted with U+FFFD for the bad bytes); in a `json` file it makes
- * the whole file one invalid item.
+ * Input is parsed losslessly and without recursion (json-parse.ts):
+ * - every list element and every line is its own row: one that does not parse, is
+ *   nested deeper than `INPUT_LIMITS.maxJsonDepth`, holds a number that is not a finite
+ *   float (`1e400`) or an integer of more than `INPUT_LIMITS.maxIntegerDigits` digits,
+ *   or is not valid text in the file's encoding, is quarantined with its raw text and
+ *   the reason, and reading goes on;
+ * - an integer beyond ±(2^53−1) is kept exactly, as a bigint, in a field the schema
+ *   declares (`int` keeps it; `float` takes the nearest float; `str`/`bool` reject it);
+ *   anywhere else (an observed schema, an `any` or undeclared field, inside a nested
+ *   value) no JS number can hold it, so the row is quarantined with the reason;
+ * - a list that is cut off (a truncated file) or whose brackets stop matching yields
+ *   the elements before that point, then one quarantined item holding the rest of the
+ *   file as raw text.
+ * Raw text in quarantined items is cut at `INPUT_LIMITS.rawTextBytes`.
+ *
+ * JSON numbers become JS numbers: `3.0` and `3` are the same value. The bare
+ * constants NaN/Infinity are not JSON and do not parse.
  */
 import { readFile } from "node:fs/promises"
 import { Effect, Schema } from "effect"
@@ -27,6 +39,10 @@ import {
   streamBatches,
   stripUtf8Bom
 } from "./common.js"
+import type { JsonLimits, JsonParsed, LargeInteger } from "./json-parse.js"
+import { LineCounter, parseJsonText, scanList, showPath, skipWsBytes, valueExtent } from "./json-parse.js"
+import type { RawText } from "./raw-text.js"
+import { INPUT_LIMITS, rawPayload, rawTextOf, rawTextOfBytes } from "./raw-text.js"
 
 const PLUGIN = "json"
 
@@ -38,15 +54,64 @@ const JsonOptions = Schema.Struct({
 })
 type JsonOptions = typeof JsonOptions.Type
 
-const validate = (schema: SchemaConfig, raw: unknown): SourceItem => {
-  const r = coerceSourceRow(schema, raw)
-  return r.ok ? { _tag: "Valid", row: r.row } : { _tag: "Invalid", raw, error: r.error, fieldErrors: r.fieldErrors }
+const LIMITS: JsonLimits = { maxDepth: INPUT_LIMITS.maxJsonDepth, maxIntegerDigits: INPUT_LIMITS.maxIntegerDigits }
+
+/**
+ * Why the large integers of a parsed value cannot stay in the row, or undefined when
+ * each sits in a top-level field the schema declares with a concrete type (coercion
+ * then keeps it exact for `int`, rounds it for `float` and rejects it otherwise).
+ */
+const largeIntegerProblem = (
+  schema: SchemaConfig,
+  value: unknown,
+  found: ReadonlyArray<LargeInteger>
+): { readonly field: string; readonly message: string } | undefined => {
+  const isRecord = typeof value === "object" && value !== null && !Array.isArray(value)
+  for (const { path, text } of found) {
+    const declared = path.length === 1 && isRecord && schema.mode !== "observed"
+      ? schema.fields.find((f) => f.name === path[0])
+      : undefined
+    if (declared !== undefined && declared.type !== "any") continue
+    return {
+      field: typeof path[0] === "string" ? path[0] : "",
+      message: `integer ${text.length > 40 ? `${text.slice(0, 40)}…` : text} at ${showPath(path)} is beyond ±(2^53−1), ` +
+        "so no JS number holds it exactly; declare the field as int to keep it exact"
+    }
+  }
+  return undefined
 }
 
-const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+/**
+ * Turns one parse result into an item. `rawOf` gives the quarantine payload for input
+ * that could not become a value (its raw text and position).
+ */
+const toItem = (
+  schema: SchemaConfig,
+  parsed: JsonParsed,
+  where: string,
+  rawOf: () => Row
+): SourceItem => {
+  if (!parsed.ok) {
+    const label = parsed.kind === "syntax" ? "invalid JSON" : parsed.kind === "depth" ? "too deeply nested" : "unusable number"
+    return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${label}: ${parsed.message}` }
+  }
+  const value = parsed.value
+  if (parsed.largeIntegers.length > 0) {
+    const problem = largeIntegerProblem(schema, value, parsed.largeIntegers)
+    if (problem !== undefined) {
+      return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${problem.message}`, fieldErrors: [problem] }
+    }
+  }
+  const r = coerceSourceRow(schema, value)
+  return r.ok ? { _tag: "Valid", row: r.row } : { _tag: "Invalid", raw: value, error: r.error, fieldErrors: r.fieldErrors }
+}
 
 const BATCH = 256
 
+const describeJson = (value: unknown): string =>
+  Array.isArray(value) ? "a list" : value === null ? "null" : typeof value === "object" ? "an object" : typeof value
+
+/** Reads a JSON array file (or the list under `data_key`) element by element. */
 async function* readArrayFile(
   options: JsonOptions,
   schema: SchemaConfig,
@@ -60,48 +125,158 @@ async function* readArrayFile(
     throw fileError(PLUGIN, path, error)
   }
   if (encoding.stripBom && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3)
-  const whole = (payload: Row, error: string): ReadonlyArray<SourceItem> => [{ _tag: "Invalid", raw: payload, error }]
   const utf8 = encoding.makeTranscoder()(bytes)
-  const text = encoding.needsCheck ? decodeChecked(utf8) : utf8.toString("utf8")
-  if (text === undefined) {
-    const message = `the file is not valid ${encoding.name} text`
-    yield whole({ file_path: path, parse_error: message }, message)
-    return
+  const lines = new LineCounter(utf8)
+  const rawFrom = (start: number): RawText => rawTextOfBytes(utf8.subarray(start))
+
+  /** One invalid item for a problem with the file as a whole (nothing else is read). */
+  const whole = (kind: "parse_error" | "structure_error", message: string): ReadonlyArray<SourceItem> => [{
+    _tag: "Invalid",
+    raw: kind === "parse_error"
+      ? rawPayload({ file_path: path, parse_error: message }, "__raw_text__", rawFrom(0))
+      : { file_path: path, structure_error: message },
+    error: message
+  }]
+  /** The file is not a usable list: a parse error when it is not JSON, else a structure error. */
+  const notAList = (describe: (value: unknown) => string): ReadonlyArray<SourceItem> => {
+    const text = encoding.needsCheck ? decodeChecked(utf8) : utf8.toString("utf8")
+    if (text === undefined) return whole("parse_error", `the file is not valid ${encoding.name} text`)
+    const parsed = parseJsonText(text, { maxDepth: Number.MAX_SAFE_INTEGER, maxIntegerDigits: LIMITS.maxIntegerDigits })
+    if (!parsed.ok) return whole("parse_error", `invalid JSON: ${parsed.message}`)
+    return whole("structure_error", describe(parsed.value))
   }
-  let root: unknown
-  try {
-    root = JSON.parse(text)
-  } catch (error) {
-    const message = `invalid JSON: ${errorText(error)}`
-    yield whole({ file_path: path, parse_error: message }, message)
-    return
-  }
-  let list: unknown = root
-  if (options.data_key !== undefined) {
+
+  let open = skipWsBytes(utf8, 0)
+  /** The end of the root object around a data_key list. */
+  let rootEnd: number | undefined
+  if (options.data_key === undefined) {
+    if (utf8[open] !== 0x5b) {
+      yield notAList((v) => `expected a JSON list at the root, got ${describeJson(v)}`)
+      return
+    }
+  } else {
     const key = options.data_key
-    if (typeof root !== "object" || root === null || Array.isArray(root)) {
-      const message = `data_key '${key}' needs a JSON object at the root, got ${Array.isArray(root) ? "a list" : root === null ? "null" : typeof root}`
-      yield whole({ file_path: path, structure_error: message }, message)
+    if (utf8[open] !== 0x7b) {
+      yield notAList((v) => `data_key '${key}' needs a JSON object at the root, got ${describeJson(v)}`)
       return
     }
-    if (!Object.prototype.hasOwnProperty.call(root, key)) {
-      const message = `data_key '${key}' not found in the root object`
-      yield whole({ file_path: path, structure_error: message }, message)
+    const found = findMember(utf8, open, key, encoding)
+    switch (found._tag) {
+      case "Broken":
+        yield whole("parse_error", `invalid JSON: ${found.message}`)
+        return
+      case "Missing":
+        yield whole("structure_error", `data_key '${key}' not found in the root object`)
+        return
+      case "Found":
+        break
+    }
+    if (utf8[found.start] !== 0x5b) {
+      yield notAList((root) =>
+        `expected a JSON list at data_key '${key}', got ${describeJson((root as Record<string, unknown>)[key])}`
+      )
       return
     }
-    list = (root as Record<string, unknown>)[key]
+    open = found.start
+    rootEnd = found.rootEnd
   }
-  if (!Array.isArray(list)) {
-    const where = options.data_key === undefined ? "the root" : `data_key '${options.data_key}'`
-    const message = `expected a JSON list at ${where}, got ${list === null ? "null" : typeof list === "object" ? "an object" : typeof list}`
-    yield whole({ file_path: path, structure_error: message }, message)
-    return
+
+  let batch: Array<SourceItem> = []
+  const scan = scanList(utf8, open)
+  let next = scan.next()
+  for (; !next.done; next = scan.next()) {
+    const piece = next.value
+    const line = lines.at(piece.start)
+    if (piece._tag === "Broken") {
+      const message = `element ${piece.index} (line ${line}) onwards: ${piece.message}`
+      batch.push({
+        _tag: "Invalid",
+        raw: rawPayload({ file_path: path, parse_error: message }, "__raw_text__", rawFrom(piece.start), { __line_number__: line }),
+        error: message
+      })
+      break
+    }
+    const slice = utf8.subarray(piece.start, piece.end)
+    const rawOf = (): Row =>
+      rawPayload({}, "__raw_text__", rawTextOfBytes(slice), { __element_index__: piece.index, __line_number__: line })
+    const where = `element ${piece.index} (line ${line})`
+    const text = encoding.needsCheck ? decodeChecked(slice) : slice.toString("utf8")
+    if (text === undefined) {
+      batch.push({ _tag: "Invalid", raw: rawOf(), error: `${where}: not valid ${encoding.name} text` })
+    } else if (slice.length === 0) {
+      batch.push({ _tag: "Invalid", raw: rawOf(), error: `${where}: invalid JSON: an empty element (a doubled or trailing comma)` })
+    } else {
+      batch.push(toItem(schema, parseJsonText(text, LIMITS), where, rawOf))
+    }
+    if (batch.length >= BATCH) {
+      yield batch
+      batch = []
+    }
   }
-  for (let i = 0; i < list.length; i += BATCH) {
-    yield list.slice(i, i + BATCH).map((element: unknown) => validate(schema, element))
+  const end = next.done === true ? next.value : undefined
+  if (end !== undefined) {
+    // After the list (and the rest of the root object, for data_key) only whitespace may follow.
+    const tail = skipWsBytes(utf8, rootEnd ?? end)
+    if (tail < utf8.length) {
+      const line = lines.at(tail)
+      const message = `unexpected text after the JSON value (line ${line})`
+      batch.push({
+        _tag: "Invalid",
+        raw: rawPayload({ file_path: path, parse_error: message }, "__raw_text__", rawFrom(tail), { __line_number__: line }),
+        error: message
+      })
+    }
   }
+  if (batch.length > 0) yield batch
 }
 
+type Member =
+  /** `rootEnd`: the offset after the root object's `}`; undefined when the list is cut off. */
+  | { readonly _tag: "Found"; readonly start: number; readonly rootEnd: number | undefined }
+  | { readonly _tag: "Missing" }
+  | { readonly _tag: "Broken"; readonly message: string }
+
+/**
+ * Finds the value of `key` in the root object at `open` (the last one when the key
+ * repeats, as JSON.parse does). The other members must be valid JSON; a list under
+ * `key` that is cut off is left for `scanList` to report element by element.
+ */
+const findMember = (utf8: Buffer, open: number, key: string, encoding: TextEncoding): Member => {
+  let pos = skipWsBytes(utf8, open + 1)
+  let found: number | undefined
+  if (utf8[pos] === 0x7d) return { _tag: "Missing" }
+  for (;;) {
+    if (utf8[pos] !== 0x22) return { _tag: "Broken", message: `expected a property name at byte ${pos} of the root object` }
+    const nameEnd = valueExtent(utf8, pos)
+    if (!nameEnd.ok) return { _tag: "Broken", message: nameEnd.message }
+    const nameText = encoding.needsCheck ? decodeChecked(utf8.subarray(pos, nameEnd.end)) : utf8.subarray(pos, nameEnd.end).toString("utf8")
+    const name = nameText === undefined ? undefined : parseJsonText(nameText, LIMITS)
+    if (name === undefined || !name.ok) return { _tag: "Broken", message: `invalid property name at byte ${pos} of the root object` }
+    pos = skipWsBytes(utf8, nameEnd.end)
+    if (utf8[pos] !== 0x3a) return { _tag: "Broken", message: `expected ':' at byte ${pos} of the root object` }
+    const start = skipWsBytes(utf8, pos + 1)
+    const isKey = name.value === key
+    const extent = valueExtent(utf8, start)
+    if (!extent.ok) return isKey && utf8[start] === 0x5b ? { _tag: "Found", start, rootEnd: undefined } : { _tag: "Broken", message: extent.message }
+    if (isKey) {
+      found = start
+    } else {
+      const slice = utf8.subarray(start, extent.end)
+      const text = encoding.needsCheck ? decodeChecked(slice) : slice.toString("utf8")
+      if (text === undefined) return { _tag: "Broken", message: `the value of ${JSON.stringify(name.value)} is not valid ${encoding.name} text` }
+      const parsed = parseJsonText(text, LIMITS)
+      if (!parsed.ok) return { _tag: "Broken", message: `in the value of ${JSON.stringify(name.value)}: ${parsed.message}` }
+    }
+    pos = skipWsBytes(utf8, extent.end)
+    if (utf8[pos] === 0x2c) {
+      pos = skipWsBytes(utf8, pos + 1)
+      continue
+    }
+    if (utf8[pos] === 0x7d) return found === undefined ? { _tag: "Missing" } : { _tag: "Found", start: found, rootEnd: pos + 1 }
+    return { _tag: "Broken", message: `expected ',' or '}' at byte ${pos} of the root object` }
+  }
+}
+/** Reads a JSON Lines file line by line (streamed). */
 async function* readLinesFile(
   options: JsonOptions,
   schema: SchemaConfig,
@@ -119,23 +294,16 @@ async function* readLinesFile(
       const checked = encoding.needsCheck ? decodeChecked(bytes) : bytes.toString("utf8")
       const text = pyStrip(checked ?? decodeLossy(bytes))
       if (text === "") continue
-      const invalid = (error: string): SourceItem => ({
-        _tag: "Invalid",
-        raw: { __raw_line__: text, __line_number__: lineNumber },
-        error
-      })
       if (checked === undefined) {
-        out.push(invalid(`line ${lineNumber}: not valid ${encoding.name} text`))
+        out.push({
+          _tag: "Invalid",
+          raw: rawPayload({}, "__raw_line__", rawTextOf(text), { __line_number__: lineNumber }),
+          error: `line ${lineNumber}: not valid ${encoding.name} text`
+        })
         continue
       }
-      let value: unknown
-      try {
-        value = JSON.parse(text)
-      } catch (error) {
-        out.push(invalid(`line ${lineNumber}: invalid JSON: ${errorText(error)}`))
-        continue
-      }
-      out.push(validate(schema, value))
+      const rawOf = (): Row => rawPayload({}, "__raw_line__", rawTextOf(text), { __line_number__: lineNumber })
+      out.push(toItem(schema, parseJsonText(text, LIMITS), `line ${lineNumber}`, rawOf))
     }
     if (out.length > 0) yield out
   }

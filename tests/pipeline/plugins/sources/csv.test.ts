@@ -3,6 +3,7 @@ import { once } from "node:events"
 import { Effect, Stream } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { csvSource, UNPARSEABLE_LINE } from "../../../../src/pipeline/plugins/sources/csv.js"
+import { INPUT_LIMITS } from "../../../../src/pipeline/plugins/sources/raw-text.js"
 import { normalizeHeader } from "../../../../src/pipeline/plugins/sources/normalize.js"
 import { create, createError, invalid, makeTempDir, readAll, readError, valid } from "./support.js"
 
@@ -76,8 +77,28 @@ describe("csv source: reading", () => {
     const items = await readAll(csv(path))
     expect(items[0]).toEqual({ _tag: "Valid", row: { a: "1", b: "2" } })
     expect(items).toHaveLength(2)
-    expect(items[1]).toMatchObject({ _tag: "Invalid", raw: { __raw_line__: UNPARSEABLE_LINE, __row_number__: 2 } })
-    expect((items[1] as { raw: { __line_number__: number } }).raw.__line_number__).toBeGreaterThanOrEqual(3)
+    expect(items[1]).toEqual({
+      _tag: "Invalid",
+      raw: { __raw_line__: "3,\"open\n4,5\n", __line_number__: 4, __row_number__: 2 },
+      error: "CSV parse error at line 4: a quoted field in the record starting at line 3 is never closed (the file ends inside it); " +
+        "the rest of the file is kept as that record's raw text"
+    })
+    expect(JSON.stringify(items)).not.toContain(UNPARSEABLE_LINE)
+  })
+
+  it("keeps the raw text of an unclosed quote after blank lines, skip_rows and across read chunks, up to the limit", async () => {
+    const tail = "9,\"" + "x,y\n".repeat(40_000)
+    const path = tmp.file("unclosed-long.csv", "junk\na,b\n" + "1,2\n".repeat(30_000) + "\n\r\n" + tail)
+    const items = await readAll(csv(path, { skip_rows: 1 }))
+    expect(items).toHaveLength(30_001)
+    const last = items[30_000]!
+    if (last._tag !== "Invalid") throw new Error("expected the unclosed record to be invalid")
+    const raw = last.raw as Record<string, unknown>
+    expect(raw["__raw_line__"]).toBe(tail.slice(0, INPUT_LIMITS.rawTextBytes))
+    expect(raw["__raw_truncated__"]).toBe(true)
+    expect(raw["__raw_bytes__"]).toBe(tail.length)
+    expect(raw["__row_number__"]).toBe(30_001)
+    expect(last.error).toContain(`the record starting at line ${1 + 1 + 30_000 + 2 + 1} is never closed`)
   })
 
   it("supports other delimiters", async () => {

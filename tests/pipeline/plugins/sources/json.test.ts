@@ -32,10 +32,9 @@ describe("json source: array format", () => {
 
   it("turns whole-file problems into one invalid item", async () => {
     const cases: Array<[string, string, Record<string, unknown>, string]> = [
-      ["broken.json", "[{\"a\": 1},", {}, "parse_error"],
-      ["nan.json", "[{\"a\": NaN}]", {}, "parse_error"],
-      ["inf.json", "[{\"a\": Infinity}]", {}, "parse_error"],
       ["empty.json", "", {}, "parse_error"],
+      ["scalar.json", "tru", {}, "parse_error"],
+      ["badmeta.json", "{\"meta\": [1,, 2], \"data\": [{\"a\": 1}]}", { data_key: "data" }, "parse_error"],
       ["object.json", "{\"a\": 1}", {}, "structure_error"],
       ["nokey.json", "{\"a\": 1}", { data_key: "data" }, "structure_error"],
       ["notlist.json", "{\"data\": {\"a\": 1}}", { data_key: "data" }, "structure_error"],
@@ -48,7 +47,7 @@ describe("json source: array format", () => {
       const item = items[0]!
       expect(item._tag).toBe("Invalid")
       if (item._tag === "Invalid") {
-        expect(Object.keys(item.raw as object)).toEqual(["file_path", kind])
+        expect(Object.keys(item.raw as object)).toEqual(kind === "parse_error" ? ["file_path", kind, "__raw_text__"] : ["file_path", kind])
         expect((item.raw as Record<string, unknown>)["file_path"]).toBe(path)
         expect(item.error.length).toBeGreaterThan(0)
       }
@@ -66,11 +65,20 @@ describe("json source: array format", () => {
     expect(Object.getPrototypeOf(row)).toBe(Object.prototype)
   })
 
-  it("treats a file that is not valid UTF-8 as a parse error", async () => {
-    const path = tmp.file("bad.json", Buffer.concat([Buffer.from("[{\"a\": \""), Buffer.from([0xff]), Buffer.from("\"}]")]))
+  it("makes an element that is not valid UTF-8 invalid and reads on", async () => {
+    const path = tmp.file("bad.json", Buffer.concat([Buffer.from("[{\"a\": \""), Buffer.from([0xff]), Buffer.from("\"},\n {\"a\": 2}]")]))
+    const items = await readAll(json(path))
+    expect(items).toHaveLength(2)
+    expect(items[0]).toMatchObject({ _tag: "Invalid", raw: { __raw_text__: "{\"a\": \"\ufffd\"}", __element_index__: 0, __line_number__: 1 } })
+    expect(invalid(items)[0]!.error).toBe("element 0 (line 1): not valid utf-8 text")
+    expect(items[1]).toEqual({ _tag: "Valid", row: { a: 2 } })
+  })
+
+  it("treats a non-list file that is not valid UTF-8 as a parse error", async () => {
+    const path = tmp.file("bad-object.json", Buffer.concat([Buffer.from("{\"a\": \""), Buffer.from([0xff]), Buffer.from("\"}")]))
     const items = await readAll(json(path))
     expect(items).toHaveLength(1)
-    expect(items[0]).toMatchObject({ _tag: "Invalid", raw: { file_path: path } })
+    expect(items[0]).toMatchObject({ _tag: "Invalid", raw: { file_path: path, parse_error: "the file is not valid utf-8 text" } })
   })
 
   it("fails with a PluginRunError naming a missing file", async () => {
