@@ -22,8 +22,8 @@ import {
   type RunId
 } from "../src/core/ids.js"
 import type { AuditRecord, InsertTag } from "../src/services/records.js"
-import { TABLE_ORDER } from "../src/services/records.js"
 import { SqliteLandscape } from "../src/landscape/sqlite.js"
+import { TABLE_ORDER, TABLES } from "../src/landscape/tables.js"
 import { Recorder } from "../src/services/recorder.js"
 import {
   bestOf,
@@ -263,11 +263,12 @@ const rawTrial = async (file: string, w: Workload): Promise<Timing> => {
        VALUES (?, 'running', ?, ?, ?, 'sha256-rfc8785-v1')`
     ).run(w.runId, new Date().toISOString(), sha256Hex(JSON.stringify(settingsOf)), JSON.stringify(settingsOf))
     const stop = startTiming()
-    // Columns per record type, taken from the first record of each (as the recorder does).
-    const columns = new Map<string, ReadonlyArray<string>>()
-    const sample = [...w.setup, ...w.perRow[0]!]
-    for (const r of sample) if (!columns.has(r._tag)) columns.set(r._tag, Object.keys(r).filter((k) => k !== "_tag"))
-    const tables = TABLE_ORDER.filter(([tag]) => columns.has(tag)).map(([tag, table]) => [table, columns.get(tag)!] as const)
+    // The recorder's columns per table, for the tables the workload fills.
+    const filled = new Set<string>([...w.setup, ...w.perRow[0]!].map((r) => r._tag))
+    const columns = new Map<string, ReadonlyArray<string>>(
+      TABLES.filter((t) => filled.has(t.tag)).map((t) => [t.tag, t.columns] as const)
+    )
+    const tables = TABLES.filter((t) => filled.has(t.tag)).map((t) => [t.table, t.columns] as const)
     const inserter = new RawInserter(db, tables)
     const targets = new Map<InsertTag, { params: Array<unknown>; cols: ReadonlyArray<string> }>()
     for (const [tag, table] of TABLE_ORDER) {

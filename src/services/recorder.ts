@@ -1,15 +1,7 @@
 import { Context, Data } from "effect"
 import type { Effect } from "effect"
-import type { BatchId, EdgeId, NodeId, RowId, RunId, StateId, TokenId } from "../core/ids.js"
-import type {
-  AuditRecord,
-  BatchStatus,
-  EdgeMode,
-  NodeType,
-  Outcome,
-  RunStatus,
-  TriggerType
-} from "./records.js"
+import type { NodeId, RunId, TokenId } from "../core/ids.js"
+import type { AuditRecord, Outcome, RunStatus } from "./records.js"
 
 export class RecorderError extends Data.TaggedError("RecorderError")<{
   readonly reason:
@@ -64,9 +56,12 @@ export interface ExportStatusUpdate {
 }
 
 /**
- * The audit-trail port. Writes are buffered and reach the database in chunked inserts
- * inside short transactions: at `flush`, when the buffer is full, and when the run
- * completes. A failed audit write fails the run (the trail is the legal record).
+ * The audit-trail port. The engine builds the records of its nodes, edges, rows, tokens,
+ * node states, routing events, outcomes, batches and errors itself and hands them over
+ * with `append`; the port adds the run's own row, artifacts, checkpoints and the export
+ * status. Writes are buffered and reach the database in chunked inserts inside short
+ * transactions: at `flush`, when the buffer is full, and when the run completes. A
+ * failed audit write fails the run (the trail is the legal record).
  */
 export interface RecorderService {
   /** Current time from effect's Clock as ISO-8601 UTC with milliseconds. */
@@ -82,84 +77,6 @@ export interface RecorderService {
   /** Writes everything buffered, in one short transaction. A durability point. */
   readonly flush: Effect.Effect<void, RecorderError>
 
-  readonly registerNode: (input: {
-    readonly runId: RunId
-    readonly nodeId: NodeId
-    readonly pluginName: string
-    readonly nodeType: NodeType
-    readonly name: string
-    readonly config: unknown
-    readonly sequence: number
-  }) => Effect.Effect<void, RecorderError>
-  readonly registerEdge: (input: {
-    readonly runId: RunId
-    readonly edgeId?: EdgeId
-    readonly fromNodeId: NodeId
-    readonly toNodeId: NodeId
-    readonly label: string
-    readonly mode: EdgeMode
-  }) => Effect.Effect<EdgeId, RecorderError>
-  readonly createRow: (input: {
-    readonly runId: RunId
-    readonly sourceNodeId: NodeId
-    readonly rowIndex: number
-    readonly data: unknown
-  }) => Effect.Effect<RowId, RecorderError>
-  readonly createToken: (input: {
-    readonly runId: RunId
-    readonly rowId: RowId
-    readonly parents?: ReadonlyArray<TokenId>
-    readonly forkGroupId?: string
-    readonly joinGroupId?: string
-    readonly expandGroupId?: string
-    readonly branchName?: string
-  }) => Effect.Effect<TokenId, RecorderError>
-  readonly beginNodeState: (input: {
-    readonly runId: RunId
-    readonly tokenId: TokenId
-    readonly nodeId: NodeId
-    readonly stepIndex: number
-    readonly attempt?: number
-    readonly input: unknown
-  }) => Effect.Effect<StateId, RecorderError>
-  readonly completeNodeState: (input: {
-    readonly stateId: StateId
-    readonly status: "completed" | "failed"
-    readonly output?: unknown
-    readonly error?: unknown
-    readonly durationMs: number
-  }) => Effect.Effect<void, RecorderError>
-  readonly recordRoutingEvent: (input: {
-    readonly stateId: StateId
-    readonly edgeId: EdgeId
-    readonly mode: EdgeMode
-    readonly routingGroupId?: string
-    readonly ordinal?: number
-    readonly reason?: unknown
-  }) => Effect.Effect<void, RecorderError>
-  readonly recordOutcome: (input: {
-    readonly runId: RunId
-    readonly tokenId: TokenId
-    readonly outcome: Outcome
-    readonly sinkName?: string
-    readonly batchId?: BatchId
-    readonly error?: unknown
-    readonly context?: unknown
-  }) => Effect.Effect<void, RecorderError>
-  readonly createBatch: (input: {
-    readonly runId: RunId
-    readonly aggregationNodeId: NodeId
-    readonly attempt?: number
-  }) => Effect.Effect<BatchId, RecorderError>
-  readonly updateBatch: (input: {
-    readonly batchId: BatchId
-    readonly status: BatchStatus
-    readonly triggerType?: TriggerType
-    readonly triggerReason?: string
-    readonly error?: unknown
-  }) => Effect.Effect<void, RecorderError>
-  readonly addBatchMember: (input: { readonly batchId: BatchId; readonly tokenId: TokenId; readonly ordinal: number }) => Effect.Effect<void, RecorderError>
-  readonly addBatchOutput: (input: { readonly batchId: BatchId; readonly tokenId: TokenId; readonly ordinal: number }) => Effect.Effect<void, RecorderError>
   readonly recordArtifact: (input: {
     readonly runId: RunId
     readonly sinkNodeId: NodeId
@@ -168,24 +85,6 @@ export interface RecorderService {
     readonly pathOrUri: string
     readonly contentHash: string
     readonly sizeBytes: number
-  }) => Effect.Effect<void, RecorderError>
-  readonly recordValidationError: (input: {
-    readonly runId: RunId
-    readonly nodeId: NodeId
-    readonly rowId?: RowId
-    readonly row: unknown
-    readonly error: string
-    readonly schemaMode: string
-    readonly destination: string
-  }) => Effect.Effect<void, RecorderError>
-  readonly recordTransformError: (input: {
-    readonly runId: RunId
-    readonly tokenId: TokenId
-    readonly nodeId: NodeId
-    readonly stateId?: StateId
-    readonly row: unknown
-    readonly details: unknown
-    readonly destination: string
   }) => Effect.Effect<void, RecorderError>
   readonly recordCheckpoint: (input: {
     readonly runId: RunId

@@ -287,24 +287,3 @@ export type AuditRecord =
   | CallRecord
 
 export type InsertTag = Exclude<AuditRecord["_tag"], "NodeStateCompletion" | "BatchUpdate">
-
-/** Table of each insertable record, in foreign-key order (parents before children). */
-export const TABLE_ORDER: ReadonlyArray<readonly [InsertTag, string]> = [
-  ["Node", "nodes"],
-  ["Edge", "edges"],
-  ["Row", "rows"],
-  ["Token", "tokens"],
-  ["TokenParent", "token_parents"],
-  ["Operation", "operations"],
-  ["NodeState", "node_states"],
-  ["RoutingEvent", "routing_events"],
-  ["Call", "calls"],
-  ["Batch", "batches"],
-  ["BatchMember", "batch_members"],
-  ["BatchOutput", "batch_outputs"],
-  ["Outcome", "token_outcomes"],
-  ["Artifact", "artifacts"],
-  ["ValidationError", "validation_errors"],
-  ["TransformError", "transform_errors"],
-  ["Checkpoint", "checkpoints"]
-]

@@ -9,6 +9,7 @@ import { type ExportRecord, exportRecords, RECORD_TYPES } from "../../src/landsc
 import { flattenRecord, writeCsvExport } from "../../src/pipeline/orchestrator/export.js"
 import { Recorder } from "../../src/services/recorder.js"
 import { MemoryLandscape } from "../support/landscape.js"
+import * as Trail from "../support/trail.js"
 import { tempDir } from "../support/pipeline.js"
 
 const SRC = "source_csv_1" as NodeId
@@ -27,38 +28,38 @@ const makeRun = (rows: number) =>
     const runId = yield* rec.beginRun({ settings: { source: { plugin: "csv" }, n: rows } })
     const nodes = [[SRC, "source"], [GATE, "gate"], [AGG, "aggregation"], [SINK, "sink"]] as const
     for (const [i, [nodeId, nodeType]] of nodes.entries()) {
-      yield* rec.registerNode({ runId, nodeId, pluginName: nodeType, nodeType, name: nodeId, config: { i, nested: { a: [1, 2] } }, sequence: i })
+      yield* Trail.registerNode({ runId, nodeId, pluginName: nodeType, nodeType, name: nodeId, config: { i, nested: { a: [1, 2] } }, sequence: i })
     }
-    const toGate = yield* rec.registerEdge({ runId, fromNodeId: SRC, toNodeId: GATE, label: "continue", mode: "move" })
-    const toSink = yield* rec.registerEdge({ runId, fromNodeId: GATE, toNodeId: SINK, label: "true", mode: "move" })
-    const batchId = yield* rec.createBatch({ runId, aggregationNodeId: AGG })
+    const toGate = yield* Trail.registerEdge({ runId, fromNodeId: SRC, toNodeId: GATE, label: "continue", mode: "move" })
+    const toSink = yield* Trail.registerEdge({ runId, fromNodeId: GATE, toNodeId: SINK, label: "true", mode: "move" })
+    const batchId = yield* Trail.createBatch({ runId, aggregationNodeId: AGG })
     for (let i = 0; i < rows; i++) {
-      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: i, data: { id: i, name: `r${i}`, tags: ["x"] } })
-      const tokenId = yield* rec.createToken({ runId, rowId })
-      const s0 = yield* rec.beginNodeState({ runId, tokenId, nodeId: GATE, stepIndex: 1, input: { id: i } })
-      yield* rec.completeNodeState({ stateId: s0, status: "completed", output: { id: i }, durationMs: 0.25 })
-      yield* rec.recordRoutingEvent({ stateId: s0, edgeId: i % 2 === 0 ? toSink : toGate, mode: "move", reason: { result: i % 2 === 0 } })
+      const rowId = yield* Trail.createRow({ runId, sourceNodeId: SRC, rowIndex: i, data: { id: i, name: `r${i}`, tags: ["x"] } })
+      const tokenId = yield* Trail.createToken({ runId, rowId })
+      const s0 = yield* Trail.beginNodeState({ runId, tokenId, nodeId: GATE, stepIndex: 1, input: { id: i } })
+      yield* Trail.completeNodeState({ stateId: s0, status: "completed", output: { id: i }, durationMs: 0.25 })
+      yield* Trail.recordRoutingEvent({ stateId: s0, edgeId: i % 2 === 0 ? toSink : toGate, mode: "move", reason: { result: i % 2 === 0 } })
       if (i % 3 === 0) {
         // A fork: two children with the parent recorded.
-        yield* rec.recordOutcome({ runId, tokenId, outcome: "FORKED" })
+        yield* Trail.recordOutcome({ runId, tokenId, outcome: "FORKED" })
         for (const branch of ["a", "b"]) {
-          const child = yield* rec.createToken({ runId, rowId, parents: [tokenId], forkGroupId: `grp_${i}`, branchName: branch })
-          yield* rec.recordOutcome({ runId, tokenId: child, outcome: "COMPLETED", sinkName: "out" })
+          const child = yield* Trail.createToken({ runId, rowId, parents: [tokenId], forkGroupId: `grp_${i}`, branchName: branch })
+          yield* Trail.recordOutcome({ runId, tokenId: child, outcome: "COMPLETED", sinkName: "out" })
         }
       } else if (i % 3 === 1) {
-        yield* rec.addBatchMember({ batchId, tokenId, ordinal: i })
-        yield* rec.recordOutcome({ runId, tokenId, outcome: "CONSUMED_IN_BATCH", batchId })
+        yield* Trail.addBatchMember({ batchId, tokenId, ordinal: i })
+        yield* Trail.recordOutcome({ runId, tokenId, outcome: "CONSUMED_IN_BATCH", batchId })
       } else {
-        yield* rec.recordTransformError({ runId, tokenId, nodeId: GATE, stateId: s0, row: { id: i }, details: { reason: "bad" }, destination: "discard" })
-        yield* rec.recordOutcome({ runId, tokenId, outcome: "FAILED" })
+        yield* Trail.recordTransformError({ runId, tokenId, nodeId: GATE, stateId: s0, row: { id: i }, details: { reason: "bad" }, destination: "discard" })
+        yield* Trail.recordOutcome({ runId, tokenId, outcome: "FAILED" })
       }
     }
-    const outRow = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: rows, data: { batch: true } })
-    const outToken = yield* rec.createToken({ runId, rowId: outRow })
-    yield* rec.addBatchOutput({ batchId, tokenId: outToken, ordinal: 0 })
-    yield* rec.recordOutcome({ runId, tokenId: outToken, outcome: "COMPLETED", sinkName: "out" })
-    yield* rec.updateBatch({ batchId, status: "completed", triggerType: "end_of_source" })
-    yield* rec.recordValidationError({ runId, nodeId: SRC, row: { id: "x" }, error: "id: expected int", schemaMode: "fixed", destination: "discard" })
+    const outRow = yield* Trail.createRow({ runId, sourceNodeId: SRC, rowIndex: rows, data: { batch: true } })
+    const outToken = yield* Trail.createToken({ runId, rowId: outRow })
+    yield* Trail.addBatchOutput({ batchId, tokenId: outToken, ordinal: 0 })
+    yield* Trail.recordOutcome({ runId, tokenId: outToken, outcome: "COMPLETED", sinkName: "out" })
+    yield* Trail.updateBatch({ batchId, status: "completed", triggerType: "end_of_source" })
+    yield* Trail.recordValidationError({ runId, nodeId: SRC, row: { id: "x" }, error: "id: expected int", schemaMode: "fixed", destination: "discard" })
     yield* rec.recordArtifact({ runId, sinkNodeId: SINK, sinkName: "out", artifactType: "file", pathOrUri: "out.csv", contentHash: "h", sizeBytes: 1 })
     yield* rec.completeRun(runId, { status: "completed", result: { rows_processed: rows + 1 } })
     return runId

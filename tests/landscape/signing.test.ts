@@ -10,6 +10,7 @@ import { type VerificationFailure, verifyExport } from "../../src/landscape/veri
 import { exportRun } from "../../src/pipeline/orchestrator/export.js"
 import { Recorder } from "../../src/services/recorder.js"
 import { MemoryLandscape } from "../support/landscape.js"
+import * as Trail from "../support/trail.js"
 import { tempDir } from "../support/pipeline.js"
 
 const KEY = "k3y-for-tests"
@@ -21,12 +22,12 @@ const signedExport = (name = "trail.json", rows = 4) =>
   Effect.gen(function*() {
     const rec = yield* Recorder
     const runId = yield* rec.beginRun({ settings: { s: 1 } })
-    yield* rec.registerNode({ runId, nodeId: SRC, pluginName: "csv", nodeType: "source", name: "source", config: {}, sequence: 0 })
-    yield* rec.registerNode({ runId, nodeId: SINK, pluginName: "csv", nodeType: "sink", name: "out", config: {}, sequence: 1 })
+    yield* Trail.registerNode({ runId, nodeId: SRC, pluginName: "csv", nodeType: "source", name: "source", config: {}, sequence: 0 })
+    yield* Trail.registerNode({ runId, nodeId: SINK, pluginName: "csv", nodeType: "sink", name: "out", config: {}, sequence: 1 })
     for (let i = 0; i < rows; i++) {
-      const rowId = yield* rec.createRow({ runId, sourceNodeId: SRC, rowIndex: i, data: { id: i, text: "héllo ✓" } })
-      const tokenId = yield* rec.createToken({ runId, rowId })
-      yield* rec.recordOutcome({ runId, tokenId, outcome: "COMPLETED", sinkName: "out" })
+      const rowId = yield* Trail.createRow({ runId, sourceNodeId: SRC, rowIndex: i, data: { id: i, text: "héllo ✓" } })
+      const tokenId = yield* Trail.createToken({ runId, rowId })
+      yield* Trail.recordOutcome({ runId, tokenId, outcome: "COMPLETED", sinkName: "out" })
     }
     yield* rec.completeRun(runId, { status: "completed" })
     const path = join(tempDir(), name)

@@ -182,10 +182,11 @@ describe("abort and SIGINT", () => {
         return runs.length === 0 ? "" : NodePath.join(s.dir, "work", "runs", runs[0]!, "issues", "K-1", "pids")
       }
       while (readPids(pidfile()).length < 2) yield* Effect.sleep("20 millis")
+      const pids = readPids(pidfile())
       yield* abort.request("sigint")
       yield* abort.requestHardKill
       const { inspected, result } = yield* Fiber.join(fiber)
-      for (const pid of readPids(pidfile())) assert.isFalse(isAlive(pid))
+      for (const pid of pids) assert.isFalse(isAlive(pid), `pid ${pid} survived`)
       assert.strictEqual(result.status, "interrupted")
       assert.deepStrictEqual(inspected, [{ status: "interrupted", reason: "killed" }])
     }))

@@ -88,7 +88,9 @@ describe("supervisor", () => {
         hardKill: Effect.sync(() => Date.now() - startedAt > 50)
       })
       assert.isTrue(result.timedOut)
-      for (const pid of readPids(pidfile)) assert.isFalse(isAlive(pid))
+      const pids = readPids(pidfile)
+      assert.strictEqual(pids.length, 2)
+      for (const pid of pids) assert.isFalse(isAlive(pid), `pid ${pid} survived`)
     }).pipe(Effect.provide(NodeContext.layer)))
 
   it.live("leftover background processes of a finished command are killed", () =>
@@ -102,6 +104,8 @@ describe("supervisor", () => {
       })
       assert.strictEqual(result.exitCode, 0)
       assert.include(result.outputTail, "done")
-      for (const pid of readPids(pidfile)) assert.isFalse(isAlive(pid))
+      const pids = readPids(pidfile)
+      assert.strictEqual(pids.length, 1)
+      for (const pid of pids) assert.isFalse(isAlive(pid), `pid ${pid} survived`)
     }).pipe(Effect.provide(NodeContext.layer)))
 })
