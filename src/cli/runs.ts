@@ -1,7 +1,5 @@
 import * as Command from "@effect/cli/Command"
-import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import { ownerIsGone } from "../landscape/owners.js"
 import { listLoopRuns } from "../services/loop-recorder.js"
 import { RecorderError } from "../services/recorder.js"
 import { Recorder, type RunView } from "../services/recorder.js"
@@ -19,32 +17,24 @@ export interface RunListEntry {
   readonly counts: Readonly<Record<string, number>>
 }
 
-const pipelineEntry = (run: RunView, owners: ReadonlyMap<string, { pid: number | null; host: string | null }>): RunListEntry => {
-  const owner = owners.get(run.run_id)
-  // A run still marked running whose process is gone was killed: nothing will finish it.
-  const crashed = run.status === "running" && owner !== undefined && owner.pid !== null && owner.host !== null &&
-    ownerIsGone(owner.pid, owner.host)
-  return {
+const pipelineEntry = (run: RunView): RunListEntry => ({
   run_id: run.run_id,
   kind: "pipeline",
-  status: crashed ? "interrupted" : run.status,
-  reason: crashed ? "process_crash" : run.error_message,
+  status: run.status,
+  reason: run.status_reason ?? run.error_message,
   started_at: run.started_at,
   completed_at: run.completed_at,
   counts: { rows: run.counts.rows, ...run.counts.outcomes }
-  }
-}
+})
 
-/** Every run of the Landscape, pipelines and loops, oldest first. */
+/**
+ * Every run of the Landscape, pipelines and loops, oldest first. A run whose process
+ * died was already recorded `interrupted, reason=process_crash` when the Landscape was
+ * opened (landscape/reap.ts).
+ */
 export const listAllRuns = Effect.gen(function*() {
   const recorder = yield* Recorder
-  const sql = yield* SqlClient.SqlClient
-  const ownerRows = yield* sql<{ run_id: string; owner_pid: number | null; owner_host: string | null }>`
-    SELECT run_id, owner_pid, owner_host FROM runs WHERE status = 'running'`.pipe(
-    Effect.mapError((e) => new RecorderError({ reason: "Database", message: `listing runs: ${e.message}`, cause: e }))
-  )
-  const owners = new Map(ownerRows.map((r) => [r.run_id, { pid: r.owner_pid, host: r.owner_host }]))
-  const pipelines = (yield* recorder.listRuns).map((r) => pipelineEntry(r, owners))
+  const pipelines = (yield* recorder.listRuns).map(pipelineEntry)
   const loopRuns = yield* listLoopRuns().pipe(
     Effect.mapError((e) => new RecorderError({ reason: "Database", message: `listing loop runs: ${String((e as { message?: unknown }).message ?? e)}`, cause: e }))
   )

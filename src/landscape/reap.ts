@@ -2,7 +2,8 @@
  * Runs whose process died. A run left `running` by a process that is gone (kill -9,
  * a power cut, the OOM killer) is recorded `interrupted` with reason `process_crash`
  * the first time any command opens the Landscape — in the database, not only in what
- * `runs` shows — and the attempt that was running is closed the same way.
+ * `runs` shows — and the attempt that was running is closed the same way. Loop runs
+ * too: the run, and its issues and stages still `running`.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
@@ -25,5 +26,19 @@ export const reapCrashedRuns = Effect.gen(function*() {
                  WHERE run_id = ${r.run_id} AND status = 'running' AND owner_pid = ${r.owner_pid}`
     }))
   }
-  return gone.map((r) => r.run_id)
+  // Loop runs: the run, its issues and its stages still `running` end the same way.
+  const loops = yield* sql<{ run_id: string; owner_pid: number; owner_host: string }>`
+    SELECT run_id, owner_pid, owner_host FROM loop_runs WHERE status = 'running'`
+  const goneLoops = loops.filter((r) => ownerIsGone(r.owner_pid, r.owner_host))
+  for (const r of goneLoops) {
+    yield* sql.withTransaction(Effect.gen(function*() {
+      yield* sql`UPDATE loop_runs SET status = 'interrupted', reason = ${PROCESS_CRASH}
+                 WHERE run_id = ${r.run_id} AND status = 'running' AND owner_pid = ${r.owner_pid}`
+      yield* sql`UPDATE loop_issues SET status = 'interrupted', reason = ${PROCESS_CRASH}
+                 WHERE run_id = ${r.run_id} AND status = 'running'`
+      yield* sql`UPDATE stage_results SET status = 'interrupted', reason = ${PROCESS_CRASH}
+                 WHERE run_id = ${r.run_id} AND status = 'running'`
+    }))
+  }
+  return [...gone.map((r) => r.run_id), ...goneLoops.map((r) => r.run_id)]
 })

@@ -37,6 +37,7 @@ const toView = (
   config_hash: row.config_hash as string,
   canonical_version: row.canonical_version as string,
   error_message: (row.error_message as string | null) ?? null,
+  status_reason: (row.status_reason as string | null) ?? null,
   export_status: (row.export_status as RunView["export_status"]) ?? null,
   export_error: (row.export_error as string | null) ?? null,
   export_format: (row.export_format as string | null) ?? null,

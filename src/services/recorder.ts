@@ -33,6 +33,8 @@ export interface RunView {
   readonly config_hash: string
   readonly canonical_version: string
   readonly error_message: string | null
+  /** Why the run has its status when the run itself could not say (`process_crash`). */
+  readonly status_reason: string | null
   readonly export_status: "pending" | "completed" | "failed" | null
   readonly export_error: string | null
   readonly export_format: string | null
