@@ -8,7 +8,9 @@ import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
 import { Data, Effect, Layer } from "effect"
 import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs"
 import * as NodePath from "node:path"
+import type { ExportStore } from "../services/export-store.js"
 import { Recorder, RecorderError } from "../services/recorder.js"
+import { SqlExportStoreLive } from "./export-store.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import { SqlRecorderLive, type SqlRecorderOptions } from "./sql-recorder.js"
@@ -143,11 +145,12 @@ export const LandscapeSql = (url: string): Layer.Layer<SqlClient.SqlClient | Sql
   ).pipe(Layer.catchAll((e) => Layer.fail(e._tag === "ConfigError" ? new LandscapeUrlError({ url, message: String(e) }) : e))) as never
 
 /**
- * The default Landscape layer: the Recorder (and the SqlClient under it) for a SQLite
- * file or `:memory:`. One connection; provide it once at the edge.
+ * The default Landscape layer: the Recorder and the ExportStore (and the SqlClient
+ * under them) for a SQLite file or `:memory:`. One connection; provide it once at the
+ * edge.
  */
 export const SqliteLandscape = (
   url: string,
   options?: SqlRecorderOptions
-): Layer.Layer<Recorder | SqlClient.SqlClient | SqliteClient.SqliteClient, RecorderError | LandscapeUrlError> =>
-  SqlRecorderLive(options).pipe(Layer.provideMerge(LandscapeSql(url)))
+): Layer.Layer<Recorder | ExportStore | SqlClient.SqlClient | SqliteClient.SqliteClient, RecorderError | LandscapeUrlError> =>
+  SqlExportStoreLive.pipe(Layer.provideMerge(SqlRecorderLive(options)), Layer.provideMerge(LandscapeSql(url)))
