@@ -15,16 +15,13 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Chunk, Clock, Data, Effect, Option, Stream } from "effect"
+import { Chunk, Clock, Effect, Option, Stream } from "effect"
 import { newArtifactId, type RunId } from "../core/ids.js"
+import { ExportError, type ExportRecord, RECORD_TYPES, type RecordType } from "../services/export-store.js"
 
-export class ExportError extends Data.TaggedError("ExportError")<{
-  readonly reason: "Database" | "CorruptTrail" | "Incomplete" | "Write" | "Sink" | "Settings"
-  readonly message: string
-  readonly cause?: unknown
-}> {}
+export { ExportError, type ExportRecord, RECORD_TYPES, type RecordType }
 
-/** Record types of an export and the table each one comes from, in export order. */
+/** The table each record type of an export comes from. */
 export const RECORD_TABLES = {
   run: "runs",
   node: "nodes",
@@ -43,17 +40,10 @@ export const RECORD_TABLES = {
   transform_error: "transform_errors",
   operation: "operations",
   call: "calls"
-} as const
-
-export type RecordType = keyof typeof RECORD_TABLES
-
-export const RECORD_TYPES = Object.keys(RECORD_TABLES) as ReadonlyArray<RecordType>
+} as const satisfies Record<RecordType, string>
 
 /** Keys an export adds to a table row; no table may have a column of these names. */
 export const RESERVED_KEYS: ReadonlyArray<string> = ["record_type", "seq", "signature"]
-
-/** One exported record: `{record_type, seq, ...columns}` (plus `signature` when signed). */
-export type ExportRecord = { readonly record_type: string; readonly seq: number } & { readonly [column: string]: unknown }
 
 export interface ExportRecordsOptions {
   /** Rows read per page of the per-row section. */

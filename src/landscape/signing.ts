@@ -14,7 +14,7 @@
 import { createHmac } from "node:crypto"
 import { Clock, Data, Effect, Stream } from "effect"
 import { CANONICAL_VERSION, canonicalJsonUnsafe, sha256Hex } from "../core/canonical.js"
-import { ExportError, type ExportRecord } from "./exporter.js"
+import { ExportError, type ExportRecord } from "../services/export-store.js"
 
 export const SIGNING_KEY_ENV = "RUNLEDGER_SIGNING_KEY"
 export const SIGNING_KEY_FALLBACK_ENV = "ELSPETH_SIGNING_KEY"

@@ -8,8 +8,10 @@ import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
 import { Data, Effect, Layer } from "effect"
 import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs"
 import * as NodePath from "node:path"
+import type { ExportStore } from "../services/export-store.js"
 import type { LoopRecorder } from "../services/loop-recorder.js"
 import { Recorder, RecorderError } from "../services/recorder.js"
+import { SqlExportStoreLive } from "./export-store.js"
 import { LoopRecorderSql } from "./loop-recorder.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
@@ -150,13 +152,18 @@ export const LandscapeSql = (url: string): Layer.Layer<SqlClient.SqlClient | Sql
   ).pipe(Layer.catchAll((e) => Layer.fail(e._tag === "ConfigError" ? new LandscapeUrlError({ url, message: String(e) }) : e))) as never
 
 /**
- * The default Landscape layer: the Recorder and the LoopRecorder (and the SqlClient
- * under them) for a SQLite file or `:memory:`. One connection; provide it once at the edge.
+ * The default Landscape layer: the Recorder, the ExportStore and the LoopRecorder (and
+ * the SqlClient under them) for a SQLite file or `:memory:`. One connection; provide it
+ * once at the edge.
  */
 export const SqliteLandscape = (
   url: string,
   options?: SqlRecorderOptions
 ): Layer.Layer<
-  Recorder | LoopRecorder | SqlClient.SqlClient | SqliteClient.SqliteClient,
+  Recorder | ExportStore | LoopRecorder | SqlClient.SqlClient | SqliteClient.SqliteClient,
   RecorderError | LandscapeUrlError
-> => Layer.merge(SqlRecorderLive(options), LoopRecorderSql).pipe(Layer.provideMerge(LandscapeSql(url)))
+> =>
+  Layer.merge(SqlExportStoreLive, LoopRecorderSql).pipe(
+    Layer.provideMerge(SqlRecorderLive(options)),
+    Layer.provideMerge(LandscapeSql(url))
+  )

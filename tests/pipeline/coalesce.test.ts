@@ -16,7 +16,8 @@ import { afterAll } from "vitest"
 import { newRowId, newRunId, newTokenId } from "../../src/core/ids.js"
 import type { OutcomeRecord } from "../../src/services/records.js"
 import { buildPipeline, type CoalesceStep } from "../../src/pipeline/build.js"
-import { Processor, type Token } from "../../src/pipeline/orchestrator/processor.js"
+import { Processor } from "../../src/pipeline/orchestrator/processor.js"
+import type { Token } from "../../src/pipeline/orchestrator/tokens.js"
 import type { RunResult } from "../../src/pipeline/orchestrator/types.js"
 import type { Row } from "../../src/pipeline/plugins/protocol.js"
 import { makeRegistry } from "../../src/pipeline/plugins/registry.js"
@@ -76,10 +77,10 @@ const processorFor = (settings: string) =>
     /** Runs merged tokens to the sink queue; returns the merged rows and the outcome of each branch token. */
     const settle = () => {
       proc.runToCompletion()
-      const outcomes = proc.records.filter((r): r is OutcomeRecord => r._tag === "Outcome")
+      const outcomes = proc.trail.records.filter((r): r is OutcomeRecord => r._tag === "Outcome")
       const outcomeOf = (branch: string) =>
         outcomes.filter((o) => o.token_id === tokens.get(branch)?.tokenId).map((o) => o.outcome).join(",")
-      return { merged: proc.sinkQueues.get("out")!.rows, outcomeOf, summary: proc.drain().result }
+      return { merged: proc.sinkQueues.get("out")!.rows, outcomeOf, summary: proc.trail.drain().result }
     }
     return { proc, step, arrive, settle }
   })

@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import fc from "fast-check"
 import type { RunId } from "../../src/core/ids.js"
 import type { Outcome } from "../../src/services/records.js"
-import { Tally } from "../../src/pipeline/orchestrator/processor.js"
+import { Tally } from "../../src/pipeline/orchestrator/tally.js"
 import { AggregationFlushResult, toRunResult } from "../../src/pipeline/orchestrator/types.js"
 
 const COUNTERS = [

@@ -21,9 +21,10 @@ import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { evaluateExpression, isTruthy } from "../../core/expression/index.js"
 import { newBatchId, newGroupId } from "../../core/ids.js"
 import type { NodeStateRecord, TriggerType } from "../../services/records.js"
-import type { AggregationStep } from "../build.js"
+import type { AggregationStep, PipelinePlan } from "../build.js"
 import type { Row } from "../plugins/protocol.js"
-import { ProcessingCrash, type Processor, type Token } from "./processor.js"
+import { ProcessingCrash, type ScheduleTimeout, type Token } from "./tokens.js"
+import type { TrailBuffer } from "./trail-buffer.js"
 
 interface Member {
   readonly token: Token
@@ -38,9 +39,6 @@ interface Batch {
   readonly members: Array<Member>
 }
 
-/** Called when a batch with a timeout starts: the timer fiber should wake at `deadlineMs`. */
-export type ScheduleTimeout = (step: AggregationStep, generation: number, deadlineMs: number) => void
-
 const errorText = (e: unknown): string =>
   typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e)
 
@@ -49,13 +47,16 @@ export class Aggregations {
   private generation = 0
 
   constructor(
-    private readonly proc: Processor,
+    private readonly plan: PipelinePlan,
+    private readonly trail: TrailBuffer,
+    /** Sends a flushed batch's output tokens on down the chain (the processor's queue). */
+    private readonly enqueue: (token: Token) => void,
     private readonly scheduleTimeout: ScheduleTimeout
   ) {}
 
   /** Aggregation steps of the chain, in order. */
   private get steps(): ReadonlyArray<AggregationStep> {
-    return this.proc.plan.chain.filter((s): s is AggregationStep => s.kind === "aggregation")
+    return this.plan.chain.filter((s): s is AggregationStep => s.kind === "aggregation")
   }
 
   /** Tokens currently buffered (for failing them when the run stops). */
@@ -67,33 +68,33 @@ export class Aggregations {
 
   /** Buffers `token` at `step`; flushes at once when count or condition fires. */
   buffer(step: AggregationStep, token: Token): void {
-    const proc = this.proc
+    const trail = this.trail
     let batch = this.batches.get(step.step)
-    const nowMs = proc.clock.unsafeCurrentTimeMillis()
+    const nowMs = trail.clock.unsafeCurrentTimeMillis()
     if (batch === undefined) {
       batch = { batchId: newBatchId(), generation: ++this.generation, startedMs: nowMs, members: [] }
       this.batches.set(step.step, batch)
-      proc.records.push({
+      trail.records.push({
         _tag: "Batch",
         batch_id: batch.batchId,
-        run_id: proc.runId,
+        run_id: trail.runId,
         aggregation_node_id: step.nodeId,
         trigger_type: null,
         trigger_reason: null,
         status: "draft",
         attempt: 1,
         error_json: null,
-        created_at: proc.nowIso(),
+        created_at: trail.nowIso(),
         completed_at: null
       })
       const timeout = step.settings.trigger.timeout_seconds
       if (timeout !== undefined) this.scheduleTimeout(step, batch.generation, batch.startedMs + timeout * 1000)
     }
-    const state = proc.state(token, step.nodeId, step.step, 1, proc.hashRow(token.row))
-    batch.members.push({ token, state, started: proc.nanos() })
-    proc.records.push({ _tag: "BatchMember", batch_id: batch.batchId, token_id: token.tokenId, ordinal: batch.members.length - 1 })
+    const state = trail.state(token, step.nodeId, step.step, 1, trail.hashRow(token.row))
+    batch.members.push({ token, state, started: trail.nanos() })
+    trail.records.push({ _tag: "BatchMember", batch_id: batch.batchId, token_id: token.tokenId, ordinal: batch.members.length - 1 })
     if ((step.settings.output_mode ?? "transform") === "passthrough") {
-      proc.direct(token.tokenId, "BUFFERED", { batch_id: batch.batchId })
+      trail.direct(token.tokenId, "BUFFERED", { batch_id: batch.batchId })
     }
 
     const trigger = step.settings.trigger
@@ -118,7 +119,7 @@ export class Aggregations {
 
   /** Flushes every batch whose timeout has passed (before a source row is processed). */
   flushDue(): void {
-    const nowMs = this.proc.clock.unsafeCurrentTimeMillis()
+    const nowMs = this.trail.clock.unsafeCurrentTimeMillis()
     for (const step of this.steps) {
       const batch = this.batches.get(step.step)
       const timeout = step.settings.trigger.timeout_seconds
@@ -133,7 +134,7 @@ export class Aggregations {
     const batch = this.batches.get(step.step)
     const timeout = step.settings.trigger.timeout_seconds
     if (batch === undefined || batch.generation !== generation || timeout === undefined) return false
-    if (this.proc.clock.unsafeCurrentTimeMillis() - batch.startedMs < timeout * 1000) {
+    if (this.trail.clock.unsafeCurrentTimeMillis() - batch.startedMs < timeout * 1000) {
       // A live timer may wake a little before its deadline (setTimeout vs Date.now);
       // the wake is used up, so ask for another or the batch waits for the next row.
       this.scheduleTimeout(step, generation, batch.startedMs + timeout * 1000)
@@ -164,32 +165,32 @@ export class Aggregations {
   }
 
   private failBatch(step: AggregationStep, batch: Batch, error: Record<string, unknown>): void {
-    const proc = this.proc
+    const trail = this.trail
     const errorJson = canonicalJsonUnsafe(error)
     for (const m of batch.members) {
-      proc.close(m.state, "failed", m.started, null, error)
-      proc.records.push(m.state)
-      proc.direct(m.token.tokenId, "FAILED", { batch_id: batch.batchId, error_hash: sha256Hex(errorJson) })
+      trail.close(m.state, "failed", m.started, null, error)
+      trail.records.push(m.state)
+      trail.direct(m.token.tokenId, "FAILED", { batch_id: batch.batchId, error_hash: sha256Hex(errorJson) })
     }
-    proc.records.push({
+    trail.records.push({
       _tag: "BatchUpdate",
       batch_id: batch.batchId,
       status: "failed",
       trigger_type: null,
       trigger_reason: null,
       error_json: errorJson,
-      completed_at: proc.nowIso()
+      completed_at: trail.nowIso()
     })
     void step
   }
 
   /** Runs the batch plugin over the batch and sends the outputs on. */
   private flush(step: AggregationStep, trigger: TriggerType, reason: string): void {
-    const proc = this.proc
+    const trail = this.trail
     const batch = this.batches.get(step.step)
     if (batch === undefined || batch.members.length === 0) return
     this.batches.delete(step.step)
-    proc.records.push({
+    trail.records.push({
       _tag: "BatchUpdate",
       batch_id: batch.batchId,
       status: "executing",
@@ -230,33 +231,33 @@ export class Aggregations {
         // Deaggregation: each input is EXPANDED into the outputs derived from it.
         const groups = batch.members.map(() => newGroupId())
         batch.members.forEach((m, i) => {
-          proc.close(m.state, "completed", m.started, proc.hashRow(outputs.filter((_, j) => origins[j] === i)))
-          proc.records.push(m.state)
-          proc.direct(m.token.tokenId, "EXPANDED", { batch_id: batch.batchId, expand_group_id: groups[i]! })
+          trail.close(m.state, "completed", m.started, trail.hashRow(outputs.filter((_, j) => origins[j] === i)))
+          trail.records.push(m.state)
+          trail.direct(m.token.tokenId, "EXPANDED", { batch_id: batch.batchId, expand_group_id: groups[i]! })
         })
         outputs.forEach((row, ordinal) => {
           const parent = batch.members[origins[ordinal]!]!.token
-          const token = proc.newToken(parent, row, next, {
+          const token = trail.newToken(parent, row, next, {
             parents: [parent.tokenId],
             expandGroupId: groups[origins[ordinal]!]!,
             branch: parent.branch
           })
-          proc.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: token.tokenId, ordinal })
-          proc.enqueue(token)
+          trail.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: token.tokenId, ordinal })
+          this.enqueue(token)
         })
         return this.complete(batch, trigger, reason)
       }
-      const outputHash = proc.hashRow(outputs)
+      const outputHash = trail.hashRow(outputs)
       for (const m of batch.members) {
-        proc.close(m.state, "completed", m.started, outputHash)
-        proc.records.push(m.state)
-        proc.direct(m.token.tokenId, "CONSUMED_IN_BATCH", { batch_id: batch.batchId })
+        trail.close(m.state, "completed", m.started, outputHash)
+        trail.records.push(m.state)
+        trail.direct(m.token.tokenId, "CONSUMED_IN_BATCH", { batch_id: batch.batchId })
       }
       const parents = batch.members.map((m) => m.token.tokenId)
       outputs.forEach((row, ordinal) => {
-        const token = proc.newToken(first, row, next, { parents, branch: first.branch })
-        proc.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: token.tokenId, ordinal })
-        proc.enqueue(token)
+        const token = trail.newToken(first, row, next, { parents, branch: first.branch })
+        trail.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: token.tokenId, ordinal })
+        this.enqueue(token)
       })
     } else {
       if (outputs.length !== batch.members.length) {
@@ -264,24 +265,24 @@ export class Aggregations {
       }
       batch.members.forEach((m, i) => {
         const row = outputs[i]!
-        proc.close(m.state, "completed", m.started, proc.hashRow(row))
-        proc.records.push(m.state)
-        proc.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: m.token.tokenId, ordinal: i })
-        proc.enqueue({ ...m.token, row, next, attempt: 1 })
+        trail.close(m.state, "completed", m.started, trail.hashRow(row))
+        trail.records.push(m.state)
+        trail.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: m.token.tokenId, ordinal: i })
+        this.enqueue({ ...m.token, row, next, attempt: 1 })
       })
     }
     this.complete(batch, trigger, reason)
   }
 
   private complete(batch: Batch, trigger: TriggerType, reason: string): void {
-    this.proc.records.push({
+    this.trail.records.push({
       _tag: "BatchUpdate",
       batch_id: batch.batchId,
       status: "completed",
       trigger_type: trigger,
       trigger_reason: reason,
       error_json: null,
-      completed_at: this.proc.nowIso()
+      completed_at: this.trail.nowIso()
     })
   }
 }

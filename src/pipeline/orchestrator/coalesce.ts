@@ -12,9 +12,10 @@
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { newGroupId } from "../../core/ids.js"
 import type { NodeStateRecord } from "../../services/records.js"
-import type { CoalesceStep } from "../build.js"
+import type { CoalesceStep, PipelinePlan } from "../build.js"
 import { type Row, setField } from "../plugins/protocol.js"
-import type { Processor, Token } from "./processor.js"
+import type { ScheduleCoalesceTimeout, Token } from "./tokens.js"
+import type { TrailBuffer } from "./trail-buffer.js"
 
 interface Arrival {
   readonly token: Token
@@ -30,8 +31,6 @@ interface PendingGroup {
   readonly arrived: Map<string, Arrival>
 }
 
-export type ScheduleCoalesceTimeout = (step: CoalesceStep, key: string, generation: number, deadlineMs: number) => void
-
 export class Coalesces {
   private readonly pending = new Map<number, Map<string, PendingGroup>>()
   /** Branches still expected after a group merged early (quorum, first): arrivals there are late. */
@@ -39,13 +38,16 @@ export class Coalesces {
   private generation = 0
 
   constructor(
-    private readonly proc: Processor,
+    private readonly plan: PipelinePlan,
+    private readonly trail: TrailBuffer,
+    /** Sends a merged token on down the chain (the processor's queue). */
+    private readonly enqueue: (token: Token) => void,
     private readonly scheduleTimeout: ScheduleCoalesceTimeout
   ) {}
 
   /** The coalesce that takes `branch`, if any. */
   forBranch(branch: string): CoalesceStep | undefined {
-    return this.proc.plan.coalesces.find((c) => c.settings.branches.includes(branch))
+    return this.plan.coalesces.find((c) => c.settings.branches.includes(branch))
   }
 
   pendingCount(): number {
@@ -61,17 +63,17 @@ export class Coalesces {
    */
   arrive(step: CoalesceStep, token: Token): void {
     const forkGroup = token.forks?.[step.keyStep] ?? token.rowId
-    const proc = this.proc
+    const trail = this.trail
     const branch = token.branch ?? ""
-    const state = proc.state(token, step.nodeId, step.afterStep, 1, proc.hashRow(token.row))
-    const started = proc.nanos()
+    const state = trail.state(token, step.nodeId, step.afterStep, 1, trail.hashRow(token.row))
+    const started = trail.nanos()
     const late = this.expectedLate.get(step.index)?.get(forkGroup)
     if (late !== undefined && late.has(branch)) {
       late.delete(branch)
       if (late.size === 0) this.expectedLate.get(step.index)!.delete(forkGroup)
-      proc.close(state, "failed", started, null, { reason: "late_sibling", coalesce: step.name, branch })
-      proc.records.push(state)
-      proc.direct(token.tokenId, "FAILED", {
+      trail.close(state, "failed", started, null, { reason: "late_sibling", coalesce: step.name, branch })
+      trail.records.push(state)
+      trail.direct(token.tokenId, "FAILED", {
         context_json: canonicalJsonUnsafe({ reason: "late_sibling", coalesce: step.name, branch })
       })
       return
@@ -83,7 +85,7 @@ export class Coalesces {
     }
     let group = groups.get(forkGroup)
     if (group === undefined) {
-      group = { key: forkGroup, generation: ++this.generation, startedMs: proc.clock.unsafeCurrentTimeMillis(), arrived: new Map() }
+      group = { key: forkGroup, generation: ++this.generation, startedMs: trail.clock.unsafeCurrentTimeMillis(), arrived: new Map() }
       groups.set(forkGroup, group)
       const timeout = step.settings.timeout_seconds
       if (timeout !== undefined) this.scheduleTimeout(step, forkGroup, group.generation, group.startedMs + timeout * 1000)
@@ -92,9 +94,9 @@ export class Coalesces {
       // A fork creates each branch once, so this cannot happen; should it ever, the
       // arrival is recorded rather than overwriting (and losing) its sibling.
       const context = { reason: "duplicate_branch_for_row", coalesce: step.name, branch }
-      proc.close(state, "failed", started, null, context)
-      proc.records.push(state)
-      proc.direct(token.tokenId, "FAILED", { context_json: canonicalJsonUnsafe(context) })
+      trail.close(state, "failed", started, null, context)
+      trail.records.push(state)
+      trail.direct(token.tokenId, "FAILED", { context_json: canonicalJsonUnsafe(context) })
       return
     }
     group.arrived.set(branch, { token, state, started })
@@ -126,7 +128,7 @@ export class Coalesces {
 
   /** End of source: resolves every pending group. */
   resolveAll(): void {
-    for (const step of this.proc.plan.coalesces) {
+    for (const step of this.plan.coalesces) {
       for (const group of Array.from(this.pending.get(step.index)?.values() ?? [])) this.resolve(step, group, "end_of_source")
     }
     this.expectedLate.clear()
@@ -134,7 +136,7 @@ export class Coalesces {
 
   /** The run is stopping: pending arrivals end FAILED. */
   failAll(reason: string): void {
-    for (const step of this.proc.plan.coalesces) {
+    for (const step of this.plan.coalesces) {
       for (const group of Array.from(this.pending.get(step.index)?.values() ?? [])) this.fail(step, group, reason)
     }
   }
@@ -168,19 +170,19 @@ export class Coalesces {
   }
 
   private fail(step: CoalesceStep, group: PendingGroup, reason: string): void {
-    const proc = this.proc
+    const trail = this.trail
     this.take(step, group)
     const context = canonicalJsonUnsafe({ reason, coalesce: step.name, group: group.key, arrived: Array.from(group.arrived.keys()) })
     for (const a of group.arrived.values()) {
-      proc.close(a.state, "failed", a.started, null, { reason, coalesce: step.name })
-      proc.records.push(a.state)
-      proc.direct(a.token.tokenId, "FAILED", { context_json: context, error_hash: sha256Hex(context) })
+      trail.close(a.state, "failed", a.started, null, { reason, coalesce: step.name })
+      trail.records.push(a.state)
+      trail.direct(a.token.tokenId, "FAILED", { context_json: context, error_hash: sha256Hex(context) })
     }
-    proc.countCoalesceFailure()
+    trail.countCoalesceFailure()
   }
 
   private merge(step: CoalesceStep, group: PendingGroup, reason: string): void {
-    const proc = this.proc
+    const trail = this.trail
     const s = step.settings
     this.take(step, group)
     const arrivedInOrder = s.branches.filter((b) => group.arrived.has(b)).map((b) => [b, group.arrived.get(b)!] as const)
@@ -203,18 +205,18 @@ export class Coalesces {
       merged = out
     }
     const joinGroup = newGroupId()
-    const outputHash = proc.hashRow(merged)
+    const outputHash = trail.hashRow(merged)
     for (const [, a] of arrivedInOrder) {
-      proc.close(a.state, "completed", a.started, outputHash)
-      proc.records.push(a.state)
-      proc.direct(a.token.tokenId, "COALESCED", {
+      trail.close(a.state, "completed", a.started, outputHash)
+      trail.records.push(a.state)
+      trail.direct(a.token.tokenId, "COALESCED", {
         join_group_id: joinGroup,
         context_json: canonicalJsonUnsafe({ coalesce: step.name, reason })
       })
     }
     const first = arrivedInOrder[0]![1].token
-    proc.enqueue(
-      proc.newToken(first, merged, step.afterStep, {
+    this.enqueue(
+      trail.newToken(first, merged, step.afterStep, {
         parents: arrivedInOrder.map(([, a]) => a.token.tokenId),
         joinGroupId: joinGroup,
         forks: first.forks

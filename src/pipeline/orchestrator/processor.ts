@@ -4,10 +4,14 @@
  * the next item, breadth-first in creation order.
  *
  * It is synchronous on purpose: it builds the audit records of a row as plain objects
- * and queues the row for its sink; the driver (run.ts) appends the records in one call
- * per chunk and makes sink writes durable in batches. Outcomes of rows bound for a sink
- * are *held* with that sink and reach the trail only after the sink's flush: a row is
- * COMPLETED/ROUTED/QUARANTINED only once its write is durable.
+ * (in its TrailBuffer) and queues the row for its sink; the driver (run.ts) appends
+ * the records in one call per chunk and makes sink writes durable in batches (see
+ * sinks.ts). Outcomes of rows bound for a sink are *held* with that sink and reach the
+ * trail only after the sink's flush: a row is COMPLETED/ROUTED/QUARANTINED only once
+ * its write is durable.
+ *
+ * Transforms and gates run here; aggregations and coalesces keep state across rows
+ * and live in their own modules, sharing the TrailBuffer and the processor's queue.
  *
  * A retryable transform error with attempts left suspends the processor with a delay;
  * the driver sleeps on the Clock and resumes it.
@@ -15,22 +19,14 @@
 import type { Clock } from "effect"
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { evaluateExpression, routeLabel } from "../../core/expression/index.js"
-import {
-  type EdgeId,
-  newGroupId,
-  newOutcomeId,
-  newRowId,
-  newStateId,
-  newTokenId,
-  type NodeId,
-  type RunId
-} from "../../core/ids.js"
-import type { AuditRecord, NodeStateRecord, Outcome, OutcomeRecord } from "../../services/records.js"
+import { type EdgeId, newGroupId, newRowId, newTokenId, type NodeId, type RunId } from "../../core/ids.js"
+import type { NodeStateRecord, OutcomeRecord } from "../../services/records.js"
 import type { GateStep, PipelinePlan, TransformStep } from "../build.js"
-import { Aggregations, type ScheduleTimeout } from "./aggregation.js"
-import { Coalesces, type ScheduleCoalesceTimeout } from "./coalesce.js"
-import { type Row, setField, type SourceItem } from "../plugins/protocol.js"
-import { AggregationFlushResult } from "./types.js"
+import type { Row, SourceItem } from "../plugins/protocol.js"
+import { Aggregations } from "./aggregation.js"
+import { Coalesces } from "./coalesce.js"
+import { ProcessingCrash, type ScheduleCoalesceTimeout, type ScheduleTimeout, type Token } from "./tokens.js"
+import { TrailBuffer } from "./trail-buffer.js"
 
 export interface RetryPolicy {
   readonly maxAttempts: number
@@ -46,31 +42,6 @@ export const retryPolicyOf = (plan: PipelinePlan): RetryPolicy => {
     initialDelayMs: (r?.initial_delay_seconds ?? 0.1) * 1000,
     maxDelayMs: (r?.max_delay_seconds ?? 10) * 1000,
     base: r?.exponential_base ?? 2
-  }
-}
-
-/** A token in flight. `next` is the index in the chain of the step it runs next. */
-export interface Token {
-  readonly tokenId: string
-  readonly rowId: string
-  readonly rowIndex: number
-  readonly row: Row
-  readonly next: number
-  readonly branch: string | null
-  readonly attempt: number
-  /** Gate step → id of the ancestor token forked there (absent when never forked). */
-  readonly forks?: Readonly<Record<number, string>>
-}
-
-/** A run-stopping failure ("crash"): names the node, the row and the cause. */
-export class ProcessingCrash extends Error {
-  constructor(
-    message: string,
-    readonly nodeName: string,
-    readonly rowIndex: number,
-    override readonly cause?: unknown
-  ) {
-    super(message)
   }
 }
 
@@ -96,17 +67,12 @@ const DONE: StepResult = { _tag: "Done" }
 const errorText = (e: unknown): string => (e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e))
 
 export class Processor {
-  /** Records to append to the Landscape (drained by the driver after each chunk). */
-  records: Array<AuditRecord> = []
-  /** Counts of the outcomes in `records` (not the held ones). */
-  private tally = new Tally()
+  /** The audit records built so far and what their outcomes count (drained by the driver). */
+  readonly trail: TrailBuffer
   rowsProcessed = 0
   readonly sinkQueues = new Map<string, SinkQueue>()
   private queue: Array<Token> = []
-  private readonly hashes = new WeakMap<object, string>()
   private readonly reasonJson = new Map<string, string>()
-  private lastMs = -1
-  private lastIso = ""
   private readonly sinkStep: number
   private readonly retry: RetryPolicy
   readonly aggregations: Aggregations
@@ -114,163 +80,45 @@ export class Processor {
 
   constructor(
     readonly plan: PipelinePlan,
-    readonly runId: RunId,
-    readonly clock: Clock.Clock,
+    runId: RunId,
+    clock: Clock.Clock,
     private readonly edgeIds: ReadonlyMap<string, EdgeId>,
     timers: { readonly aggregation: ScheduleTimeout; readonly coalesce: ScheduleCoalesceTimeout } = {
       aggregation: () => {},
       coalesce: () => {}
     }
   ) {
-    this.aggregations = new Aggregations(this, timers.aggregation)
-    this.coalesces = new Coalesces(this, timers.coalesce)
+    this.trail = new TrailBuffer(runId, clock)
+    const enqueue = (token: Token) => {
+      this.queue.push(token)
+    }
+    this.aggregations = new Aggregations(plan, this.trail, enqueue, timers.aggregation)
+    this.coalesces = new Coalesces(plan, this.trail, enqueue, timers.coalesce)
     this.sinkStep = plan.chain.length + 1
     this.retry = retryPolicyOf(plan)
     for (const [name, sink] of plan.sinks) this.sinkQueues.set(name, { name, nodeId: sink.nodeId, rows: [], held: [] })
   }
 
-  // -------------------------------------------------------------------------
-  // Small helpers
-
-  nowIso(): string {
-    const ms = this.clock.unsafeCurrentTimeMillis()
-    if (ms !== this.lastMs) {
-      this.lastMs = ms
-      this.lastIso = new Date(ms).toISOString()
-    }
-    return this.lastIso
-  }
-
-  nanos(): bigint {
-    return this.clock.unsafeCurrentTimeNanos()
-  }
-
-  hashRow(row: unknown): string {
-    if (row !== null && typeof row === "object") {
-      const cached = this.hashes.get(row)
-      if (cached !== undefined) return cached
-      const h = sha256Hex(canonicalJsonUnsafe(row))
-      this.hashes.set(row, h)
-      return h
-    }
-    return sha256Hex(canonicalJsonUnsafe(row))
-  }
-
-  edge(from: NodeId, label: string): EdgeId {
+  private edge(from: NodeId, label: string): EdgeId {
     const id = this.edgeIds.get(`${from}|${label}`)
     if (id === undefined) throw new Error(`no edge from ${from} labelled ${label}`)
     return id
-  }
-
-  state(token: Token, nodeId: NodeId, step: number, attempt: number, inputHash: string): NodeStateRecord {
-    return {
-      _tag: "NodeState",
-      state_id: newStateId(),
-      token_id: token.tokenId,
-      run_id: this.runId,
-      node_id: nodeId,
-      step_index: step,
-      attempt,
-      status: "open",
-      input_hash: inputHash,
-      output_hash: null,
-      duration_ms: null,
-      error_json: null,
-      started_at: this.nowIso(),
-      completed_at: null
-    }
-  }
-
-  close(state: NodeStateRecord, status: "completed" | "failed", started: bigint, outputHash: string | null, error?: unknown): void {
-    state.status = status
-    state.output_hash = outputHash
-    state.duration_ms = Number(this.nanos() - started) / 1e6
-    state.error_json = error === undefined ? null : canonicalJsonUnsafe(error)
-    state.completed_at = this.nowIso()
-  }
-
-  outcome(tokenId: string, outcome: Outcome, extra: Partial<OutcomeRecord> = {}): OutcomeRecord {
-    return {
-      _tag: "Outcome",
-      outcome_id: newOutcomeId(),
-      run_id: this.runId,
-      token_id: tokenId,
-      outcome,
-      is_terminal: outcome === "BUFFERED" ? 0 : 1,
-      sink_name: null,
-      batch_id: null,
-      fork_group_id: null,
-      join_group_id: null,
-      expand_group_id: null,
-      error_hash: null,
-      context_json: null,
-      recorded_at: this.nowIso(),
-      ...extra
-    }
-  }
-
-  /** Records a new token (and its parents) and returns it, ready to run from `next`. */
-  newToken(
-    base: { readonly rowId: string; readonly rowIndex: number },
-    row: Row,
-    next: number,
-    links: {
-      readonly parents?: ReadonlyArray<string>
-      readonly forkGroupId?: string
-      readonly joinGroupId?: string
-      readonly expandGroupId?: string
-      readonly branch?: string | null
-      readonly forks?: Readonly<Record<number, string>> | undefined
-    }
-  ): Token {
-    const tokenId = newTokenId()
-    this.records.push({
-      _tag: "Token",
-      token_id: tokenId,
-      run_id: this.runId,
-      row_id: base.rowId,
-      fork_group_id: links.forkGroupId ?? null,
-      join_group_id: links.joinGroupId ?? null,
-      expand_group_id: links.expandGroupId ?? null,
-      branch_name: links.branch ?? null,
-      created_at: this.nowIso()
-    })
-    ;(links.parents ?? []).forEach((parent, ordinal) =>
-      this.records.push({ _tag: "TokenParent", token_id: tokenId, parent_token_id: parent, ordinal })
-    )
-    const token: Token = { tokenId, rowId: base.rowId, rowIndex: base.rowIndex, row, next, branch: links.branch ?? null, attempt: 1 }
-    return links.forks === undefined ? token : { ...token, forks: links.forks }
-  }
-
-  /** Records an outcome that needs no sink write (FAILED, EXPANDED, …) and counts it. */
-  direct(tokenId: string, outcome: Outcome, extra: Partial<OutcomeRecord> = {}): void {
-    this.records.push(this.outcome(tokenId, outcome, extra))
-    this.tally.add(outcome, undefined)
   }
 
   /** Queues `row` for `sinkName`; its outcome is held until the sink's write is durable. */
   private toSink(token: Token, row: Row, sinkName: string, outcome: "COMPLETED" | "ROUTED" | "QUARANTINED", context?: unknown): void {
     const queue = this.sinkQueues.get(sinkName)
     if (queue === undefined) throw new ProcessingCrash(`no sink named '${sinkName}'`, sinkName, token.rowIndex)
-    const state = this.state(token, queue.nodeId, this.sinkStep, 1, this.hashRow(row))
+    const state = this.trail.state(token, queue.nodeId, this.sinkStep, 1, this.trail.hashRow(row))
     queue.rows.push(row)
     queue.held.push({
       state,
-      outcome: this.outcome(token.tokenId, outcome, {
+      outcome: this.trail.outcome(token.tokenId, outcome, {
         sink_name: sinkName,
         context_json: context === undefined ? null : canonicalJsonUnsafe(context)
       }),
-      queuedAt: this.nanos()
+      queuedAt: this.trail.nanos()
     })
-  }
-
-  /** Takes the records built so far and what their outcomes count. */
-  drain(): { readonly records: Array<AuditRecord>; readonly result: AggregationFlushResult } {
-    const records = this.records
-    const result = this.tally.toResult()
-    this.records = []
-    this.tally = new Tally()
-    return { records, result }
   }
 
   /** Rows waiting for a sink write, over all sinks. */
@@ -288,7 +136,7 @@ export class Processor {
     const rowIndex = this.rowsProcessed++
     const rowId = newRowId()
     const tokenId = newTokenId()
-    const now = this.nowIso()
+    const now = this.trail.nowIso()
     const payload = item._tag === "Valid" ? item.row : item.raw
     let json: string
     try {
@@ -305,12 +153,12 @@ export class Processor {
       json = canonicalJsonUnsafe({ __unhashable__: text, error: errorText(e) })
     }
     const hash = sha256Hex(json)
-    if (item._tag === "Valid" && typeof item.row === "object" && item.row !== null) this.hashes.set(item.row, hash)
-    this.records.push(
+    if (item._tag === "Valid" && typeof item.row === "object" && item.row !== null) this.trail.rememberHash(item.row, hash)
+    this.trail.records.push(
       {
         _tag: "Row",
         row_id: rowId,
-        run_id: this.runId,
+        run_id: this.trail.runId,
         source_node_id: this.plan.source.nodeId,
         row_index: rowIndex,
         source_data_hash: hash,
@@ -320,7 +168,7 @@ export class Processor {
       {
         _tag: "Token",
         token_id: tokenId,
-        run_id: this.runId,
+        run_id: this.trail.runId,
         row_id: rowId,
         fork_group_id: null,
         join_group_id: null,
@@ -335,17 +183,17 @@ export class Processor {
       try {
         this.aggregations.flushDue()
       } catch (e) {
-        this.direct(tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason: "run stopped" }) })
+        this.trail.direct(tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason: "run stopped" }) })
         throw e
       }
       this.queue.push(token)
       return
     }
     const destination = this.plan.source.instance.onValidationFailure
-    this.records.push({
+    this.trail.records.push({
       _tag: "ValidationError",
       error_id: `err_${tokenId.slice(4)}`,
-      run_id: this.runId,
+      run_id: this.trail.runId,
       node_id: this.plan.source.nodeId,
       row_id: rowId,
       row_hash: hash,
@@ -356,7 +204,7 @@ export class Processor {
       created_at: now
     })
     if (destination === "discard") {
-      this.direct(tokenId, "QUARANTINED", { context_json: canonicalJsonUnsafe({ reason: "validation_failed", destination: "discard" }) })
+      this.trail.direct(tokenId, "QUARANTINED", { context_json: canonicalJsonUnsafe({ reason: "validation_failed", destination: "discard" }) })
     } else {
       const raw = item.raw
       const row: Row = raw !== null && typeof raw === "object" && !Array.isArray(raw) ? (raw as Row) : { __raw_value__: raw }
@@ -371,7 +219,7 @@ export class Processor {
 
   /** Marks every in-flight, buffered and pending token FAILED (the run is stopping). */
   failInFlight(reason: string): void {
-    for (const t of this.queue) this.direct(t.tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason }) })
+    for (const t of this.queue) this.trail.direct(t.tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason }) })
     this.queue = []
     this.aggregations.failAll(reason)
     this.coalesces.failAll(reason)
@@ -388,15 +236,6 @@ export class Processor {
   runToCompletion(): void {
     const r = this.run()
     if (r._tag === "Sleep") throw new Error("a token after the transforms asked for a retry wait")
-  }
-
-  countCoalesceFailure(): void {
-    this.tally.addFailedCoalesce()
-  }
-
-  /** Queues a token created outside the source (aggregation outputs). */
-  enqueue(token: Token): void {
-    this.queue.push(token)
   }
 
   // -------------------------------------------------------------------------
@@ -453,32 +292,32 @@ export class Processor {
   }
 
   private runTransform(step: TransformStep, token: Token): Token | "stop" | StepResult {
-    const inputHash = this.hashRow(token.row)
-    const state = this.state(token, step.nodeId, step.step, token.attempt, inputHash)
-    const started = this.nanos()
+    const inputHash = this.trail.hashRow(token.row)
+    const state = this.trail.state(token, step.nodeId, step.step, token.attempt, inputHash)
+    const started = this.trail.nanos()
     let result
     try {
       result = step.instance.process(token.row)
     } catch (e) {
-      this.close(state, "failed", started, null, { message: errorText(e) })
-      this.records.push(state)
+      this.trail.close(state, "failed", started, null, { message: errorText(e) })
+      this.trail.records.push(state)
       this.queue.shift()
-      this.direct(token.tokenId, "FAILED", { error_hash: sha256Hex(errorText(e)) })
+      this.trail.direct(token.tokenId, "FAILED", { error_hash: sha256Hex(errorText(e)) })
       throw new ProcessingCrash(`transform '${step.name}' failed on row ${token.rowIndex}: ${errorText(e)}`, step.name, token.rowIndex, e)
     }
     switch (result._tag) {
       case "Success": {
-        this.close(state, "completed", started, this.hashRow(result.row))
-        this.records.push(state)
+        this.trail.close(state, "completed", started, this.trail.hashRow(result.row))
+        this.trail.records.push(state)
         return { ...token, row: result.row, next: token.next + 1, attempt: 1 }
       }
       case "Expand": {
         const expandGroup = newGroupId()
-        this.close(state, "completed", started, this.hashRow(result.rows))
-        this.records.push(state)
-        this.direct(token.tokenId, "EXPANDED", { expand_group_id: expandGroup })
+        this.trail.close(state, "completed", started, this.trail.hashRow(result.rows))
+        this.trail.records.push(state)
+        this.trail.direct(token.tokenId, "EXPANDED", { expand_group_id: expandGroup })
         for (const row of result.rows) {
-          this.queue.push(this.newToken(token, row, token.next + 1, {
+          this.queue.push(this.trail.newToken(token, row, token.next + 1, {
             parents: [token.tokenId],
             expandGroupId: expandGroup,
             branch: token.branch,
@@ -489,13 +328,13 @@ export class Processor {
       }
       case "Error": {
         const details = result.reason
-        this.close(state, "failed", started, null, details)
-        this.records.push(state)
+        this.trail.close(state, "failed", started, null, details)
+        this.trail.records.push(state)
         const onError = step.instance.onError
-        this.records.push({
+        this.trail.records.push({
           _tag: "TransformError",
           error_id: `err_${state.state_id.slice(3)}`,
-          run_id: this.runId,
+          run_id: this.trail.runId,
           token_id: token.tokenId,
           node_id: step.nodeId,
           state_id: state.state_id,
@@ -503,7 +342,7 @@ export class Processor {
           row_json: canonicalJsonUnsafe(token.row),
           error_details_json: canonicalJsonUnsafe({ ...details, retryable: result.retryable, attempt: token.attempt }),
           destination: onError ?? "none",
-          created_at: this.nowIso()
+          created_at: this.trail.nowIso()
         })
         if (result.retryable && token.attempt < this.retry.maxAttempts) {
           const delay = Math.min(this.retry.maxDelayMs, this.retry.initialDelayMs * Math.pow(this.retry.base, token.attempt - 1))
@@ -512,7 +351,7 @@ export class Processor {
         }
         if (onError === undefined) {
           this.queue.shift()
-          this.direct(token.tokenId, "FAILED", { error_hash: sha256Hex(canonicalJsonUnsafe(details)) })
+          this.trail.direct(token.tokenId, "FAILED", { error_hash: sha256Hex(canonicalJsonUnsafe(details)) })
           throw new ProcessingCrash(
             `transform '${step.name}' returned an error for row ${token.rowIndex} and has no on_error: ${canonicalJsonUnsafe(details)}`,
             step.name,
@@ -520,13 +359,13 @@ export class Processor {
           )
         }
         if (onError === "discard") {
-          this.direct(token.tokenId, "QUARANTINED", {
+          this.trail.direct(token.tokenId, "QUARANTINED", {
             error_hash: sha256Hex(canonicalJsonUnsafe(details)),
             context_json: canonicalJsonUnsafe({ reason: "transform_error", node: step.name, destination: "discard" })
           })
           return "stop"
         }
-        this.records.push({
+        this.trail.records.push({
           _tag: "RoutingEvent",
           event_id: `evt_${state.state_id.slice(3)}`,
           state_id: state.state_id,
@@ -535,7 +374,7 @@ export class Processor {
           ordinal: 0,
           mode: "divert",
           reason_json: canonicalJsonUnsafe({ on_error: onError, error: details }),
-          created_at: this.nowIso()
+          created_at: this.trail.nowIso()
         })
         this.toSink(token, token.row, onError, "ROUTED", { reason: "transform_error", node: step.name })
         return "stop"
@@ -545,15 +384,15 @@ export class Processor {
 
   /** Evaluates a gate; returns the token moving on, or undefined when it left the chain. */
   private runGate(step: GateStep, token: Token): Token | undefined {
-    const hash = this.hashRow(token.row)
-    const state = this.state(token, step.nodeId, step.step, 1, hash)
-    const started = this.nanos()
+    const hash = this.trail.hashRow(token.row)
+    const state = this.trail.state(token, step.nodeId, step.step, 1, hash)
+    const started = this.trail.nanos()
     const evaluated = evaluateExpression(step.condition, token.row)
     const fail = (message: string): never => {
-      this.close(state, "failed", started, null, { message })
-      this.records.push(state)
+      this.trail.close(state, "failed", started, null, { message })
+      this.trail.records.push(state)
       this.queue.shift()
-      this.direct(token.tokenId, "FAILED", { error_hash: sha256Hex(message) })
+      this.trail.direct(token.tokenId, "FAILED", { error_hash: sha256Hex(message) })
       throw new ProcessingCrash(`gate '${step.name}' failed on row ${token.rowIndex}: ${message}`, step.name, token.rowIndex)
     }
     if (evaluated._tag === "Left") return fail(evaluated.left.message)
@@ -562,8 +401,8 @@ export class Processor {
     if (destination === undefined) {
       return fail(`condition gave '${label}' but the gate has no route for it; routes: [${Object.keys(step.settings.routes).join(", ")}]`)
     }
-    this.close(state, "completed", started, hash)
-    this.records.push(state)
+    this.trail.close(state, "completed", started, hash)
+    this.trail.records.push(state)
     if (destination === "fork") {
       this.fork(step, token, state.state_id, label)
       return undefined
@@ -574,7 +413,7 @@ export class Processor {
       reason = canonicalJsonUnsafe({ condition: step.settings.condition, result: label, destination })
       this.reasonJson.set(key, reason)
     }
-    this.records.push({
+    this.trail.records.push({
       _tag: "RoutingEvent",
       event_id: `evt_${state.state_id.slice(3)}`,
       state_id: state.state_id,
@@ -583,7 +422,7 @@ export class Processor {
       ordinal: 0,
       mode: "move",
       reason_json: reason,
-      created_at: this.nowIso()
+      created_at: this.trail.nowIso()
     })
     if (destination === "continue") return { ...token, next: token.next + 1 }
     this.toSink(token, token.row, destination, "ROUTED", { gate: step.name, label })
@@ -593,17 +432,17 @@ export class Processor {
   /** A fork: the parent ends FORKED, one child per branch goes to its coalesce or on down the chain. */
   private fork(step: GateStep, token: Token, stateId: string, label: string): void {
     const forkGroup = newGroupId()
-    this.direct(token.tokenId, "FORKED", { fork_group_id: forkGroup })
+    this.trail.direct(token.tokenId, "FORKED", { fork_group_id: forkGroup })
     const branches = step.settings.fork_to ?? []
     const forks = { ...token.forks, [step.step]: token.tokenId }
     branches.forEach((branch, ordinal) => {
-      const child = this.newToken(token, structuredClone(token.row) as Row, token.next + 1, {
+      const child = this.trail.newToken(token, structuredClone(token.row) as Row, token.next + 1, {
         parents: [token.tokenId],
         forkGroupId: forkGroup,
         branch,
         forks
       })
-      this.records.push({
+      this.trail.records.push({
         _tag: "RoutingEvent",
         event_id: `evt_${child.tokenId.slice(4)}`,
         state_id: stateId,
@@ -612,49 +451,11 @@ export class Processor {
         ordinal,
         mode: "copy",
         reason_json: canonicalJsonUnsafe({ condition: step.settings.condition, result: label, destination: "fork", branch }),
-        created_at: this.nowIso()
+        created_at: this.trail.nowIso()
       })
       const coalesce = this.coalesces.forBranch(branch)
       if (coalesce !== undefined) this.coalesces.arrive(coalesce, child)
       else this.queue.push(child)
-    })
-  }
-
-}
-
-/**
- * A mutable tally for the hot path; each unit of work turns its tally into an
- * immutable AggregationFlushResult, and the run sums those.
- */
-export class Tally {
-  private readonly n: Record<string, number> = {}
-  private readonly routed: Record<string, number> = {}
-
-  add(outcome: Outcome, sinkName: string | undefined): void {
-    this.n[outcome] = (this.n[outcome] ?? 0) + 1
-    if (outcome === "ROUTED" && sinkName !== undefined) {
-      // Sink names are user text: `constructor` or `__proto__` must count like any other.
-      setField(this.routed, sinkName, (Object.hasOwn(this.routed, sinkName) ? this.routed[sinkName]! : 0) + 1)
-    }
-  }
-
-  addFailedCoalesce(): void {
-    this.n.COALESCE_FAILED = (this.n.COALESCE_FAILED ?? 0) + 1
-  }
-
-  toResult(): AggregationFlushResult {
-    const n = this.n
-    return AggregationFlushResult.make({
-      succeeded: n.COMPLETED ?? 0,
-      failed: n.FAILED ?? 0,
-      routed: n.ROUTED ?? 0,
-      quarantined: n.QUARANTINED ?? 0,
-      coalesced: n.COALESCED ?? 0,
-      coalesceFailed: n.COALESCE_FAILED ?? 0,
-      forked: n.FORKED ?? 0,
-      expanded: n.EXPANDED ?? 0,
-      buffered: n.BUFFERED ?? 0,
-      routedDestinations: { ...this.routed }
     })
   }
 }

@@ -4,14 +4,16 @@
  * the run — completed, failed or interrupted — with a complete trail in every case.
  */
 import { type Chunk, Deferred, Effect, Exit, Queue, Stream } from "effect"
-import { CanonicalError, canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
-import { type EdgeId, newEdgeId, type RunId } from "../../core/ids.js"
-import type { AuditRecord } from "../../services/records.js"
+import { CanonicalError } from "../../core/canonical.js"
+import type { RunId } from "../../core/ids.js"
 import { Recorder, type RecorderError } from "../../services/recorder.js"
 import { Telemetry } from "../../services/telemetry.js"
-import type { PipelinePlan, SinkStep } from "../build.js"
-import type { PluginRunError, SinkInstance, SourceItem } from "../plugins/protocol.js"
-import { Processor, ProcessingCrash, type SinkQueue, type StepResult, Tally } from "./processor.js"
+import type { PipelinePlan } from "../build.js"
+import type { PluginRunError, SourceItem } from "../plugins/protocol.js"
+import { graphRecords } from "./graph-records.js"
+import { Processor, type StepResult } from "./processor.js"
+import { commitSink, type OpenedSink, openSink, type SinkContext } from "./sinks.js"
+import { ProcessingCrash } from "./tokens.js"
 import { AggregationFlushResult, PipelineRunError, type PipelineRunStatus, type RunResult, toRunResult } from "./types.js"
 
 export interface RunPipelineOptions {
@@ -23,12 +25,6 @@ export interface RunPipelineOptions {
   readonly progressIntervalMs?: number
   /** Runs after the run is finalized; its status is recorded as export_status (see export.ts). */
   readonly afterRun?: (runId: RunId, status: PipelineRunStatus) => Effect.Effect<RunResult["export_status"], never, Recorder | Telemetry>
-}
-
-interface OpenedSink {
-  readonly step: SinkStep
-  readonly instance: SinkInstance
-  readonly queue: SinkQueue
 }
 
 const message = (e: unknown): string =>
@@ -53,28 +49,8 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     yield* telemetry.emit({ _tag: "RunStarted", runId, kind: "pipeline", at: new Date(startedMs).toISOString() })
 
     // The graph, registered before any row.
-    const edgeIds = new Map<string, EdgeId>()
-    const graphRecords: Array<AuditRecord> = []
-    for (const n of plan.graph.nodes) {
-      const configJson = canonicalJsonUnsafe(n.config)
-      graphRecords.push({
-        _tag: "Node",
-        run_id: runId,
-        node_id: n.nodeId,
-        plugin_name: n.plugin,
-        node_type: n.nodeType,
-        name: n.name,
-        config_hash: sha256Hex(configJson),
-        config_json: configJson,
-        sequence: n.sequence
-      })
-    }
-    for (const e of plan.graph.edges) {
-      const edgeId = newEdgeId()
-      edgeIds.set(`${e.from}|${e.label}`, edgeId)
-      graphRecords.push({ _tag: "Edge", edge_id: edgeId, run_id: runId, from_node_id: e.from, to_node_id: e.to, label: e.label, mode: e.mode })
-    }
-    yield* recorder.append(graphRecords)
+    const graph = graphRecords(plan, runId)
+    yield* recorder.append(graph.records)
     yield* recorder.flush
 
     // Timeouts of aggregations and coalesces fire on the Clock, idle source or not:
@@ -83,7 +59,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const timerQueues = new Map<string, Queue.Queue<Wake>>()
     for (const step of plan.chain) if (step.kind === "aggregation") timerQueues.set(step.nodeId, yield* Queue.unbounded<Wake>())
     for (const c of plan.coalesces) timerQueues.set(c.nodeId, yield* Queue.unbounded<Wake>())
-    const proc: Processor = new Processor(plan, runId, clock, edgeIds, {
+    const proc: Processor = new Processor(plan, runId, clock, graph.edgeIds, {
       aggregation: (step, generation, deadlineMs) =>
         timerQueues.get(step.nodeId)!.unsafeOffer({ deadlineMs, fire: () => proc.aggregations.flushIfDue(step, generation) }),
       coalesce: (step, rowId, generation, deadlineMs) =>
@@ -97,87 +73,23 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     let crashMessage: string | undefined
 
     const appendDrained = Effect.suspend(() => {
-      const { records, result } = proc.drain()
+      const { records, result } = proc.trail.drain()
       total = AggregationFlushResult.combine(total, result)
       return records.length === 0 ? Effect.void : recorder.append(records)
     })
 
-    /**
-     * Writes a sink's queued rows, makes them durable, then records their states and
-     * outcomes. A failed write turns its rows' outcomes into FAILED.
-     */
-    const commitSink = (opened: OpenedSink): Effect.Effect<AggregationFlushResult, RecorderError | PluginRunError> =>
-      // Uninterruptible: rows taken from the queue are written and their outcomes recorded, or failed — never lost.
-      Effect.uninterruptible(Effect.gen(function*() {
-        const { queue, instance } = opened
-        if (queue.held.length === 0) return AggregationFlushResult.empty
-        const rows = queue.rows
-        const held = queue.held
-        queue.rows = []
-        queue.held = []
-        const written = yield* Effect.either(Effect.zipRight(instance.write(rows), instance.flush))
-        const tally = new Tally()
-        const records: Array<AuditRecord> = []
-        const doneAt = new Date(clock.unsafeCurrentTimeMillis()).toISOString()
-        const nowNanos = clock.unsafeCurrentTimeNanos()
-        for (const h of held) {
-          const state = h.state
-          state.duration_ms = Number(nowNanos - h.queuedAt) / 1e6
-          state.completed_at = doneAt
-          if (written._tag === "Right") {
-            state.status = "completed"
-            state.output_hash = state.input_hash
-            records.push(state, h.outcome)
-            tally.add(h.outcome.outcome, h.outcome.sink_name ?? undefined)
-          } else {
-            state.status = "failed"
-            state.error_json = canonicalJsonUnsafe({ message: written.left.message })
-            records.push(state, proc.outcome(h.outcome.token_id, "FAILED", { context_json: canonicalJsonUnsafe({ sink: queue.name, reason: "sink_write_failed" }) }))
-            tally.add("FAILED", undefined)
-          }
-        }
-        yield* recorder.append(records)
-        const result = tally.toResult()
+    const sinks: SinkContext = {
+      runId,
+      recorder,
+      clock,
+      trail: proc.trail,
+      count: (result) => {
         total = AggregationFlushResult.combine(total, result)
-        if (written._tag === "Left") return yield* Effect.fail(written.left)
-        return result
-      }))
-
-    const openSink = (step: SinkStep) =>
-      Effect.acquireRelease(
-        Effect.gen(function*() {
-          const instance = yield* step.create().pipe(
-            Effect.mapError((e) => new PipelineRunError({ runId, message: `sink '${step.name}': ${e.message}` }))
-          )
-          yield* instance.onStart.pipe(Effect.mapError((e) => new PipelineRunError({ runId, message: e.message, cause: e })))
-          return { step, instance, queue: proc.sinkQueues.get(step.name)! } satisfies OpenedSink
-        }),
-        // Release: flush → on_complete → close, exactly once, on success, failure and interruption.
-        (opened) =>
-          Effect.gen(function*() {
-            const problem = (what: string) => (e: unknown) =>
-              Effect.sync(() => {
-                sinkProblems.push(`sink '${opened.step.name}' ${what}: ${message(e)}`)
-              })
-            yield* commitSink(opened).pipe(Effect.catchAll(problem("write")))
-            yield* opened.instance.onComplete.pipe(Effect.catchAll(problem("on_complete")))
-            yield* opened.instance.close
-            const artifact = yield* opened.instance.artifact.pipe(
-              Effect.catchAll((e) => Effect.as(problem("artifact")(e), undefined))
-            )
-            if (artifact !== undefined) {
-              yield* recorder.recordArtifact({
-                runId,
-                sinkNodeId: opened.step.nodeId,
-                sinkName: opened.step.name,
-                artifactType: opened.step.plugin.name === "database" ? "table" : "file",
-                pathOrUri: artifact.pathOrUri,
-                contentHash: artifact.contentHash,
-                sizeBytes: artifact.sizeBytes
-              }).pipe(Effect.catchAll(problem("artifact record")))
-            }
-          })
-      )
+      },
+      problem: (text) => {
+        sinkProblems.push(text)
+      }
+    }
 
     let lastDurableMs = startedMs
     let lastProgressMs = startedMs
@@ -189,7 +101,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const durabilityPoint = (opened: ReadonlyArray<OpenedSink>) =>
       Effect.gen(function*() {
         yield* appendDrained
-        for (const o of opened) yield* commitSink(o)
+        for (const o of opened) yield* commitSink(sinks, o)
         if (plan.settings.checkpoint?.enabled === true) {
           yield* recorder.recordCheckpoint({
             runId,
@@ -207,7 +119,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       const reachable = new Set(plan.graph.edges.map((e) => e.to))
       const opened: Array<OpenedSink> = []
       for (const step of plan.sinks.values()) {
-        if (reachable.has(step.nodeId)) opened.push(yield* openSink(step))
+        if (reachable.has(step.nodeId)) opened.push(yield* openSink(sinks, step, proc.sinkQueues.get(step.name)!))
       }
 
       /** Runs synchronous processor work; a crash fails its tokens and becomes a PipelineRunError. */

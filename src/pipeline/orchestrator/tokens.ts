@@ -1,0 +1,40 @@
+/**
+ * The vocabulary the row processor shares with its stateful steps (aggregations and
+ * coalesces): the token in flight, the failure that stops a run, and the callbacks a
+ * step uses to arm its timeout. A leaf of the orchestrator: it imports no other
+ * orchestrator module, so the processor and its steps depend on it and not on each
+ * other's internals.
+ */
+import type { AggregationStep, CoalesceStep } from "../build.js"
+import type { Row } from "../plugins/protocol.js"
+
+/** A token in flight. `next` is the index in the chain of the step it runs next. */
+export interface Token {
+  readonly tokenId: string
+  readonly rowId: string
+  readonly rowIndex: number
+  readonly row: Row
+  readonly next: number
+  readonly branch: string | null
+  readonly attempt: number
+  /** Gate step → id of the ancestor token forked there (absent when never forked). */
+  readonly forks?: Readonly<Record<number, string>>
+}
+
+/** A run-stopping failure ("crash"): names the node, the row and the cause. */
+export class ProcessingCrash extends Error {
+  constructor(
+    message: string,
+    readonly nodeName: string,
+    readonly rowIndex: number,
+    override readonly cause?: unknown
+  ) {
+    super(message)
+  }
+}
+
+/** Called when a batch with a timeout starts: the timer fiber should wake at `deadlineMs`. */
+export type ScheduleTimeout = (step: AggregationStep, generation: number, deadlineMs: number) => void
+
+/** Called when a coalesce group with a timeout starts pending: the timer fiber should wake at `deadlineMs`. */
+export type ScheduleCoalesceTimeout = (step: CoalesceStep, key: string, generation: number, deadlineMs: number) => void
