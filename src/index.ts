@@ -89,4 +89,4 @@ export {
   SigningKeyMissing,
   signingKeyFromEnv,
   signRecords
-} from "./landscape/signing.js"
+} from "./services/signing.js"

@@ -212,7 +212,9 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
             aggregation_state_json: agg,
             sink_state_json: sink,
             topology_hash: input.topologyHash,
-            created_at: yield* nowIso
+            created_at: yield* nowIso,
+            state_json: null,
+            attempt: null
           }])
         }),
 

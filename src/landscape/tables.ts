@@ -72,7 +72,7 @@ export const TRANSFORM_ERRORS = spec("TransformError", "transform_errors", [
 ])
 export const CHECKPOINTS = spec("Checkpoint", "checkpoints", [
   "checkpoint_id", "run_id", "token_id", "node_id", "sequence_number", "aggregation_state_json", "sink_state_json",
-  "topology_hash", "created_at"
+  "topology_hash", "created_at", "state_json", "attempt"
 ])
 
 /** Every insertable record's table, in foreign-key order (parents before children). */

@@ -17,7 +17,7 @@ import {
   SIGNATURE_ALGORITHM,
   type SigningKeyMissing,
   unsigned
-} from "./signing.js"
+} from "../services/signing.js"
 
 export type VerificationFailure =
   | "modified"

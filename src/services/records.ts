@@ -235,6 +235,10 @@ export interface CheckpointRecord {
   readonly sink_state_json: string | null
   readonly topology_hash: string
   readonly created_at: string
+  /** The engine's whole state at the checkpoint, for resume (typed state JSON). */
+  readonly state_json: string | null
+  /** The attempt of the run that wrote it. */
+  readonly attempt: number | null
 }
 
 export interface OperationRecord {

@@ -46,7 +46,9 @@ describe("audit tables", () => {
         aggregation_state_json: "{\"n\":1}",
         sink_state_json: "{\"rows\":2}",
         topology_hash: "t",
-        created_at: at
+        created_at: at,
+        state_json: "{\"version\":1}",
+        attempt: 1
       }
       // One append, one flush: both records of each table go through the same statements.
       yield* rec.append([bare, forked, sparseCheckpoint, fullCheckpoint])

@@ -24,6 +24,7 @@ import type { NodeStateRecord, TriggerType } from "../../services/records.js"
 import type { AggregationStep, PipelinePlan } from "../build.js"
 import type { Row } from "../plugins/protocol.js"
 import { ProcessingCrash, type ScheduleTimeout, type Token } from "./tokens.js"
+import type { BatchState } from "./checkpoint-state.js"
 import type { TrailBuffer } from "./trail-buffer.js"
 
 interface Member {
@@ -64,6 +65,43 @@ export class Aggregations {
     let n = 0
     for (const b of this.batches.values()) n += b.members.length
     return n
+  }
+
+  /** The open batches, for a checkpoint: ids, start times and members in buffer order. */
+  snapshot(): Array<BatchState> {
+    const out: Array<BatchState> = []
+    for (const step of this.steps) {
+      const batch = this.batches.get(step.step)
+      if (batch === undefined || batch.members.length === 0) continue
+      out.push({
+        step: step.step,
+        nodeId: step.nodeId,
+        batchId: batch.batchId,
+        startedMs: batch.startedMs,
+        members: batch.members.map((m) => m.token)
+      })
+    }
+    return out
+  }
+
+  /**
+   * Reopens the batches of a checkpoint (resume): the same batch ids and members, each
+   * member with a fresh node state; a timeout counts from the batch's original start,
+   * so a batch whose deadline passed while the run was down flushes at once.
+   */
+  restore(states: ReadonlyArray<BatchState>): void {
+    for (const s of states) {
+      const step = this.steps.find((a) => a.step === s.step && a.nodeId === s.nodeId)
+      if (step === undefined) throw new Error(`checkpoint names aggregation step ${s.step} (${s.nodeId}), which this pipeline does not have`)
+      const batch: Batch = { batchId: s.batchId, generation: ++this.generation, startedMs: s.startedMs, members: [] }
+      for (const token of s.members) {
+        const state = this.trail.state(token, step.nodeId, step.step, 1, this.trail.hashRow(token.row))
+        batch.members.push({ token, state, started: this.trail.nanos() })
+      }
+      this.batches.set(step.step, batch)
+      const timeout = step.settings.trigger.timeout_seconds
+      if (timeout !== undefined) this.scheduleTimeout(step, batch.generation, batch.startedMs + timeout * 1000)
+    }
   }
 
   /** Buffers `token` at `step`; flushes at once when count or condition fires. */

@@ -15,6 +15,7 @@ import type { NodeStateRecord } from "../../services/records.js"
 import type { CoalesceStep, PipelinePlan } from "../build.js"
 import { type Row, setField } from "../plugins/protocol.js"
 import type { ScheduleCoalesceTimeout, Token } from "./tokens.js"
+import type { CoalesceGroupState } from "./checkpoint-state.js"
 import type { TrailBuffer } from "./trail-buffer.js"
 
 interface Arrival {
@@ -48,6 +49,47 @@ export class Coalesces {
   /** The coalesce that takes `branch`, if any. */
   forBranch(branch: string): CoalesceStep | undefined {
     return this.plan.coalesces.find((c) => c.settings.branches.includes(branch))
+  }
+
+  /** The groups waiting for siblings, for a checkpoint. */
+  snapshot(): Array<CoalesceGroupState> {
+    const out: Array<CoalesceGroupState> = []
+    for (const step of this.plan.coalesces) {
+      const groups = this.pending.get(step.index)
+      if (groups === undefined) continue
+      for (const g of groups.values()) {
+        if (g.arrived.size === 0) continue
+        out.push({
+          index: step.index,
+          nodeId: step.nodeId,
+          key: g.key,
+          startedMs: g.startedMs,
+          arrived: Array.from(g.arrived, ([branch, a]) => ({ branch, token: a.token }))
+        })
+      }
+    }
+    return out
+  }
+
+  /** Reopens the pending groups of a checkpoint (resume), each arrival with a fresh node state. */
+  restore(states: ReadonlyArray<CoalesceGroupState>): void {
+    for (const s of states) {
+      const step = this.plan.coalesces.find((c) => c.index === s.index && c.nodeId === s.nodeId)
+      if (step === undefined) throw new Error(`checkpoint names coalesce ${s.index} (${s.nodeId}), which this pipeline does not have`)
+      let groups = this.pending.get(step.index)
+      if (groups === undefined) {
+        groups = new Map()
+        this.pending.set(step.index, groups)
+      }
+      const group: PendingGroup = { key: s.key, generation: ++this.generation, startedMs: s.startedMs, arrived: new Map() }
+      for (const { branch, token } of s.arrived) {
+        const state = this.trail.state(token, step.nodeId, step.afterStep, 1, this.trail.hashRow(token.row))
+        group.arrived.set(branch, { token, state, started: this.trail.nanos() })
+      }
+      groups.set(s.key, group)
+      const timeout = step.settings.timeout_seconds
+      if (timeout !== undefined) this.scheduleTimeout(step, s.key, group.generation, group.startedMs + timeout * 1000)
+    }
   }
 
   pendingCount(): number {

@@ -22,7 +22,7 @@ import {
   SigningKeyMissing,
   signingKeyFromEnv,
   signRecords
-} from "../../landscape/signing.js"
+} from "../../services/signing.js"
 import { ExportError, type ExportRecord, ExportStore } from "../../services/export-store.js"
 import type { RecorderError } from "../../services/recorder.js"
 import { Telemetry } from "../../services/telemetry.js"

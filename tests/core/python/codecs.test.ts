@@ -81,11 +81,16 @@ describe("cp1252 through the file sources", () => {
     ])
   })
 
-  it("makes a JSON file holding an undefined byte one invalid item", async () => {
-    const path = tmp.file("array.json", bytes("[{\"a\": \"", [0x8d], "\"}]"))
+  it("makes the JSON array element holding an undefined byte invalid, and reads the next one", async () => {
+    const path = tmp.file("array.json", bytes("[{\"a\": \"", [0x8d], "\"}, {\"a\": \"ok\"}]"))
     const items = await readAll(json(path))
     expect(items).toEqual([
-      { _tag: "Invalid", raw: { file_path: path, parse_error: "the file is not valid cp1252 text" }, error: "the file is not valid cp1252 text" }
+      {
+        _tag: "Invalid",
+        raw: { __element_index__: 0, __line_number__: 1, __raw_text__: "{\"a\": \"\ufffd\"}" },
+        error: "element 0 (line 1): not valid cp1252 text"
+      },
+      { _tag: "Valid", row: { a: "ok" } }
     ])
   })
 })

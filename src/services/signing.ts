@@ -9,12 +9,15 @@
  *
  * and a final `manifest` record carries the count, the last link of the chain, the
  * algorithms and its own signature, computed the same way. A verifier with the key
- * re-computes all of it; see `verify.ts`.
+ * re-computes all of it; see `landscape/verify.ts`.
+ *
+ * It lives beside the ports because it is a contract between two layers: the export
+ * (pipeline) writes signed records and the verifier (landscape) checks them.
  */
 import { createHmac } from "node:crypto"
 import { Clock, Data, Effect, Stream } from "effect"
 import { CANONICAL_VERSION, canonicalJsonUnsafe, sha256Hex } from "../core/canonical.js"
-import { ExportError, type ExportRecord } from "../services/export-store.js"
+import { ExportError, type ExportRecord } from "./export-store.js"
 
 export const SIGNING_KEY_ENV = "RUNLEDGER_SIGNING_KEY"
 export const SIGNING_KEY_FALLBACK_ENV = "ELSPETH_SIGNING_KEY"
