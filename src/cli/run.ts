@@ -1,9 +1,10 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { outcomeCountsBySink } from "../landscape/queries.js"
 import { SqliteLandscape } from "../landscape/sqlite.js"
 import { buildPipeline, type PipelinePlan } from "../pipeline/build.js"
+import { builtinRegistry } from "../pipeline/plugins/registry.js"
 import { checkExportSigningKey, exportAfterRun } from "../pipeline/orchestrator/export.js"
 import { runPipeline } from "../pipeline/orchestrator/run.js"
 import type { RunResult } from "../pipeline/orchestrator/types.js"
@@ -23,10 +24,19 @@ const quietOption = Options.boolean("quiet").pipe(
   Options.withDescription("No progress line, no summary; errors only")
 )
 
-/** Loads and builds the plan; settings problems exit 2 naming file, key and value. */
-export const loadPlan = (file: string) =>
+/**
+ * Loads and builds the plan; settings problems exit 2 naming file, key and value.
+ * `db` is the `--db` override: the plan is checked against the Landscape the run uses.
+ */
+export const loadPlan = (file: string, db: Option.Option<string> = Option.none()) =>
   loadPipelineSettings(file).pipe(
-    Effect.flatMap((loaded) => buildPipeline(loaded)),
+    Effect.flatMap((loaded) =>
+      buildPipeline(loaded, builtinRegistry, {
+        landscape: Option.isSome(db)
+          ? { url: db.value, key: "--db" }
+          : { url: loaded.settings.landscape?.url ?? DEFAULT_DB, key: loaded.settings.landscape?.url === undefined ? "the default Landscape" : "landscape.url" }
+      })
+    ),
     Effect.mapError((e) => new CliExit({ code: ExitCodes.usage, message: e.text }))
   )
 
@@ -51,7 +61,7 @@ export const runCommand = Command.make(
   { settings: settingsOption, db: dbOption, json: jsonOption, quiet: quietOption },
   ({ db, json, quiet, settings }) =>
     Effect.gen(function*() {
-      const plan = yield* loadPlan(settings)
+      const plan = yield* loadPlan(settings, db)
       // Before any row is read or sink opened: signing needs its key.
       const keyProblem = checkExportSigningKey(plan, process.env)
       if (keyProblem !== undefined) return yield* Effect.fail(new CliExit({ code: ExitCodes.usage, message: keyProblem.message }))
