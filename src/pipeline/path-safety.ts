@@ -9,7 +9,7 @@
  * are hard links of one file are the same too.
  */
 import { lstatSync, readlinkSync, realpathSync, statSync } from "node:fs"
-import { basename, dirname, join, resolve } from "node:path"
+import { dirname, isAbsolute, join, parse, resolve } from "node:path"
 
 /** A file a run reads or writes, and the settings key that names it. */
 export interface PathClaim {
@@ -35,28 +35,40 @@ export interface PathConflict {
 const MAX_LINKS = 40
 
 /**
- * The absolute path `path` names once symbolic links and `.`/`..` are resolved. The
- * longest existing prefix is resolved by the file system; the rest is appended, so a
- * file that does not exist yet resolves through its (linked) folders. A dangling link
- * resolves to its target.
+ * The absolute path `path` names once symbolic links and `.`/`..` are resolved, the
+ * way the operating system would: component by component, each link replaced by its
+ * target (so `link/..` is the parent of the link's target, not the folder holding the
+ * link). Components that do not exist yet are kept as they are, so a file not yet
+ * created resolves through its (linked) folders; a dangling link resolves to its target.
  */
-export const canonicalPath = (path: string, cwd: string = process.cwd(), depth = 0): string => {
-  const abs = resolve(cwd, path)
+export const canonicalPath = (path: string, cwd: string = process.cwd()): string => walk(path, cwd, 0)
+
+const realDir = (dir: string): string => {
   try {
-    return realpathSync.native(abs)
+    return realpathSync.native(dir)
   } catch {
-    // not there (or not reachable): resolve what exists
+    return resolve(dir)
   }
-  if (depth < MAX_LINKS) {
-    try {
-      if (lstatSync(abs).isSymbolicLink()) return canonicalPath(readlinkSync(abs), dirname(abs), depth + 1)
-    } catch {
-      // no such entry
+}
+
+const walk = (path: string, from: string, depth: number): string => {
+  let current = isAbsolute(path) ? parse(resolve(path)).root : realDir(from)
+  for (const part of path.split(/[\\/]+/)) {
+    if (part === "" || part === ".") continue
+    if (part === "..") {
+      current = dirname(current)
+      continue
     }
+    const next = join(current, part)
+    let link: string | undefined
+    try {
+      link = lstatSync(next).isSymbolicLink() ? readlinkSync(next) : undefined
+    } catch {
+      link = undefined
+    }
+    current = link !== undefined && depth < MAX_LINKS ? walk(link, current, depth + 1) : next
   }
-  const parent = dirname(abs)
-  if (parent === abs) return abs
-  return join(canonicalPath(parent, cwd, depth), basename(abs))
+  return current
 }
 
 /** Device and inode of an existing file, to catch hard links; undefined when it does not exist. */
