@@ -34,7 +34,9 @@ export const loadPlan = (file: string, db: Option.Option<string> = Option.none()
       buildPipeline(loaded, builtinRegistry, {
         landscape: Option.isSome(db)
           ? { url: db.value, key: "--db" }
-          : { url: loaded.settings.landscape?.url ?? DEFAULT_DB, key: loaded.settings.landscape?.url === undefined ? "the default Landscape" : "landscape.url" }
+          : loaded.settings.landscape?.url === undefined
+          ? { url: DEFAULT_DB, key: "the default Landscape" }
+          : { url: loaded.settings.landscape.url, key: "landscape.url" }
       })
     ),
     Effect.mapError((e) => new CliExit({ code: ExitCodes.usage, message: e.text }))

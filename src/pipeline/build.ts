@@ -4,6 +4,7 @@
  */
 import { Effect, Either } from "effect"
 import { existsSync } from "node:fs"
+import { join } from "node:path"
 import { type CompiledExpression, parseExpression } from "../core/expression.js"
 import type { NodeId } from "../core/ids.js"
 import { RECORD_TYPES } from "../landscape/exporter.js"
@@ -344,7 +345,15 @@ export const buildPipeline = (
       const configuredPath = entry.options?.path
       const output = checked.outputFile ??
         (typeof configuredPath === "string" && configuredPath !== "" ? { key: "path", path: configuredPath } : undefined)
-      if (output !== undefined) sinkFiles.push({ key: `sinks.${name}.options.${output.key}`, path: output.path, role: "sink", sink: name })
+      if (output !== undefined) {
+        sinkFiles.push({
+          key: `sinks.${name}.options.${output.key}`,
+          path: output.path,
+          role: "sink",
+          sink: name,
+          ...("part" in output && output.part !== undefined ? { part: output.part } : {})
+        })
+      }
     }
 
     // Route validation before any row is read.
@@ -375,7 +384,7 @@ export const buildPipeline = (
       if (typeof exportPath === "string" && exportPath !== "") {
         const dir = csvExportDir(exportPath)
         for (const type of [...RECORD_TYPES, "manifest"]) {
-          claims.push({ key: "landscape.export", path: `${dir}/${type}.csv`, role: "export", sink: exportSettings.sink! })
+          claims.push({ key: "landscape.export", path: join(dir, `${type}.csv`), role: "export", sink: exportSettings.sink! })
         }
       }
     }

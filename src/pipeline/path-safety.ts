@@ -20,6 +20,8 @@ export interface PathClaim {
   readonly role: "source" | "sink" | "landscape" | "export"
   /** The sink's name, for sink and export claims. */
   readonly sink?: string
+  /** The part of the file this writer alone writes (a table): writers of different parts of one file do not conflict. */
+  readonly part?: string
 }
 
 export interface PathConflict {
@@ -110,7 +112,10 @@ export const findPathConflict = (claims: ReadonlyArray<PathClaim>, cwd: string =
     const resolved = canonicalPath(claim.path, cwd)
     const id = identity(resolved)
     if (claim.role === "sink" || claim.role === "export") {
-      const earlier = seen.find((s) => s.resolved === resolved || (id !== undefined && s.id === id))
+      const earlier = seen.find((s) =>
+        (s.resolved === resolved || (id !== undefined && s.id === id)) &&
+        !(s.claim.part !== undefined && claim.part !== undefined && s.claim.part !== claim.part)
+      )
       if (earlier !== undefined) {
         return { claim, other: earlier.claim, resolved, message: explain(claim, earlier.claim, resolved) }
       }

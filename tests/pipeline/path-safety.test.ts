@@ -122,6 +122,24 @@ describe("buildPipeline: sink paths", () => {
       expect(e.message).toContain("sink 'copy' and sink 'out' would both write it")
     }))
 
+  it.effect("database sinks may share a file when they write different tables, not the same one", () =>
+    Effect.gen(function*() {
+      const dir = fresh()
+      const input = writeFile(dir, "in.csv", "a\n1\n")
+      const db = (name: string, url: string, table: string) =>
+        `  ${name}: {plugin: database, options: {url: ${JSON.stringify(url)}, table: ${table}, schema: {mode: observed}}}`
+      const gate = `gates:\n  - {name: g, condition: "True", routes: {"true": copy, "false": continue}}`
+      const file = join(dir, "out.db")
+      const distinct = yield* build(settingsFor(input, [db("out", file, "rows"), db("copy", `sqlite:///${file}`, "copies")].join("\n"), gate))
+      expect(Either.isRight(distinct)).toBe(true)
+      const same = yield* errorOf(settingsFor(input, [db("out", file, "rows"), db("copy", `sqlite:///${file}`, "ROWS")].join("\n"), gate))
+      expect(same.key).toBe("sinks.copy.options.url")
+      expect(same.message).toContain("sinks.out.options.url")
+      // a file sink over a database sink's file conflicts whatever the table
+      const mixed = yield* errorOf(settingsFor(input, [db("out", file, "rows"), csvSinkAt("copy", file)].join("\n"), gate))
+      expect(mixed.key).toBe("sinks.copy.options.path")
+    }))
+
   it.effect("a sink writing the Landscape: landscape.url of the settings, or the URL the run was given instead", () =>
     Effect.gen(function*() {
       const dir = fresh()

@@ -201,8 +201,10 @@ export interface SinkInstance {
    * The file this sink writes, as configured (`key` below the sink's `options`), for
    * the start-up check that no two writers share a file. Undefined for none (an
    * in-memory database). A sink without it is checked by its `path` option, if any.
+   * `part` names the part of the file the sink writes alone (a database table): sinks
+   * writing different parts of one file do not conflict.
    */
-  readonly outputFile?: { readonly key: string; readonly path: string }
+  readonly outputFile?: { readonly key: string; readonly path: string; readonly part?: string }
   /** The durable state after the last successful flush (built-in sinks have it). */
   readonly committed?: Effect.Effect<SinkCommitted>
   /**

@@ -315,7 +315,7 @@ const makeDatabaseSink = (
     const instance: SinkInstance = {
       plugin: PLUGIN,
       inputSchema: schema,
-      ...(filename === ":memory:" || filename === "" ? {} : { outputFile: { key: "url", path: filename } }),
+      ...(filename === ":memory:" || filename === "" ? {} : { outputFile: { key: "url", path: filename, part: `table ${options.table.toLowerCase()}` } }),
       committed: life.exclusive(Effect.sync(committed)),
       truncateTo,
       onStart: life.guard("on_start", prepare),
