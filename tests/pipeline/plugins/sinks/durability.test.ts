@@ -239,6 +239,21 @@ describe("file sinks: committed state", () => {
       expect((yield* resumed.artifact)?.contentHash).toBe(sha256File(path))
     }))
 
+  it.effect("csv append: a full disk on the first write keeps the rows that were already in the file", () =>
+    Effect.gen(function*() {
+      const path = join(tempDir(), "out.csv")
+      writeFileSync(path, "id,name,ok\r\n100,old,True\r\n")
+      const before = readFileSync(path)
+      const sink = yield* withFault(`sink:out:enospc:after_bytes=${before.length + 5}`, () =>
+        csvSink.create({ path, schema: observed, mode: "append" }, ctx()))
+      yield* sink.onStart
+      const error = yield* Effect.flip(sink.write(batches[0]!))
+      expect(error.message).toContain(`cut back to its last durable length (${before.length} bytes)`)
+      expect(readFileSync(path).equals(before)).toBe(true)
+      yield* sink.close
+      expect((yield* sink.artifact)?.contentHash).toBe(sha256File(path))
+    }))
+
   it.effect("truncateTo refuses a state the file does not hold, and a missing file with committed bytes", () =>
     Effect.gen(function*() {
       const dir = tempDir()
