@@ -1,8 +1,9 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { outcomeCountsBySink } from "../landscape/queries.js"
 import { buildPipeline, type PipelinePlan } from "../pipeline/build.js"
+import { builtinRegistry } from "../pipeline/plugins/registry.js"
 import { checkExportSigningKey, exportAfterRun } from "../pipeline/orchestrator/export.js"
 import { runPipeline } from "../pipeline/orchestrator/run.js"
 import type { RunResult } from "../pipeline/orchestrator/types.js"
@@ -21,9 +22,22 @@ const quietOption = Options.boolean("quiet").pipe(
   Options.withDescription("No progress line, no summary; errors only")
 )
 
-/** Loads and builds the plan; settings problems (SettingsError) exit 2 naming file, key and value. */
-export const loadPlan = (file: string) =>
-  loadPipelineSettings(file).pipe(Effect.flatMap((loaded) => buildPipeline(loaded)))
+/**
+ * Loads and builds the plan; settings problems exit 2 naming file, key and value.
+ * `db` is the `--db` override: the plan is checked against the Landscape the run uses.
+ */
+export const loadPlan = (file: string, db: Option.Option<string> = Option.none()) =>
+  loadPipelineSettings(file).pipe(
+    Effect.flatMap((loaded) =>
+      buildPipeline(loaded, builtinRegistry, {
+        landscape: Option.isSome(db)
+          ? { url: db.value, key: "--db" }
+          : loaded.settings.landscape?.url === undefined
+          ? { url: DEFAULT_DB, key: "the default Landscape" }
+          : { url: loaded.settings.landscape.url, key: "landscape.url" }
+      })
+    )
+  )
 
 const summary = (plan: PipelinePlan, result: RunResult) =>
   Effect.gen(function*() {
@@ -46,7 +60,7 @@ export const runCommand = Command.make(
   { settings: settingsOption, db: dbOption, json: jsonOption, quiet: quietOption },
   ({ db, json, quiet, settings }) =>
     Effect.gen(function*() {
-      const plan = yield* loadPlan(settings)
+      const plan = yield* loadPlan(settings, db)
       // Before any row is read or sink opened: signing needs its key.
       const keyProblem = checkExportSigningKey(plan, process.env)
       if (keyProblem !== undefined) return yield* Effect.fail(keyProblem)

@@ -4,9 +4,12 @@
  */
 import { Effect, Either } from "effect"
 import { existsSync } from "node:fs"
+import { join } from "node:path"
 import { type CompiledExpression, parseExpression } from "../core/expression/index.js"
 import type { NodeId } from "../core/ids.js"
+import { RECORD_TYPES } from "../landscape/exporter.js"
 import { type Graph, GraphBuilder, findCycle, unreachableSinks } from "./graph.js"
+import { csvExportDir } from "./orchestrator/export.js"
 import {
   validateRouteDestinations,
   validateSourceQuarantineDestination,
@@ -23,6 +26,8 @@ import type {
   SourceInstance
 } from "./plugins/protocol.js"
 import { builtinRegistry, type PluginRegistry } from "./plugins/registry.js"
+import { sqliteFilename } from "./plugins/sinks/database.js"
+import { findPathConflict, type PathClaim } from "./path-safety.js"
 import { checkCompatibility } from "./plugins/schema.js"
 import {
   type AggregationSettings,
@@ -117,13 +122,29 @@ const compile = (file: string, key: string, source: string): Either.Either<Compi
   Either.mapLeft(parseExpression(source), (e) =>
     new SettingsError({ file, key, message: `${e.message} (column ${e.column} of ${JSON.stringify(source)})` }))
 
+export interface BuildOptions {
+  /**
+   * The Landscape the run will write, for the check that no sink writes it: its URL
+   * and where that came from (`landscape.url`, `--db`). Defaults to `landscape.url`
+   * of the settings when set (with no Landscape known, that check is skipped).
+   */
+  readonly landscape?: { readonly url: string; readonly key: string }
+}
+
+/** The file a Landscape URL names, or undefined for an in-memory or unreadable one (the run reports those). */
+const landscapeFile = (url: string): string | undefined => {
+  const target = sqliteFilename(url.trim())
+  return "error" in target || target.filename === ":memory:" || target.filename === "" ? undefined : target.filename
+}
+
 /**
  * Builds the plan. `registry` defaults to the built-in plugins; a library user passes
  * one made with `makeRegistry(extraPlugins)`.
  */
 export const buildPipeline = (
   loaded: LoadedSettings,
-  registry: PluginRegistry = builtinRegistry
+  registry: PluginRegistry = builtinRegistry,
+  options: BuildOptions = {}
 ): Effect.Effect<PipelinePlan, SettingsError> =>
   Effect.gen(function*() {
     const { file, settings } = loaded
@@ -312,14 +333,27 @@ export const buildPipeline = (
 
     // Sinks: each created once now to check its options; runs create fresh instances.
     const sinks = new Map<string, SinkStep>()
+    const sinkFiles: Array<PathClaim> = []
     for (const [name, entry] of Object.entries(settings.sinks)) {
       const plugin = registry.sinks.get(entry.plugin)
       if (plugin === undefined) {
         return yield* fail(`sinks.${name}.plugin`, `unknown sink plugin '${entry.plugin}'; available: ${Array.from(registry.sinks.keys()).join(", ")}`)
       }
       const create = () => plugin.create(entry.options, ctx(name))
-      yield* create().pipe(Effect.mapError(fromPluginError(file, `sinks.${name}.options`)))
+      const checked = yield* create().pipe(Effect.mapError(fromPluginError(file, `sinks.${name}.options`)))
       sinks.set(name, { nodeId: graph.node("sink", plugin.name, name, entry), name, plugin, options: entry.options, create })
+      const configuredPath = entry.options?.path
+      const output = checked.outputFile ??
+        (typeof configuredPath === "string" && configuredPath !== "" ? { key: "path", path: configuredPath } : undefined)
+      if (output !== undefined) {
+        sinkFiles.push({
+          key: `sinks.${name}.options.${output.key}`,
+          path: output.path,
+          role: "sink",
+          sink: name,
+          ...("part" in output && output.part !== undefined ? { part: output.part } : {})
+        })
+      }
     }
 
     // Route validation before any row is read.
@@ -335,6 +369,27 @@ export const buildPipeline = (
         return yield* fail("landscape.export.sink", `no sink named '${exportSettings.sink}'; available sinks: [${Array.from(sinkNames).sort().join(", ")}]`)
       }
     }
+
+    // No sink or export may write the input, the Landscape, or another writer's file.
+    const claims: Array<PathClaim> = []
+    if (typeof sourcePath === "string") claims.push({ key: "source.options.path", path: sourcePath, role: "source" })
+    const landscape = options.landscape ??
+      (settings.landscape?.url === undefined ? undefined : { url: settings.landscape.url, key: "landscape.url" })
+    const landscapePath = landscape === undefined ? undefined : landscapeFile(landscape.url)
+    if (landscape !== undefined && landscapePath !== undefined) claims.push({ key: landscape.key, path: landscapePath, role: "landscape" })
+    claims.push(...sinkFiles)
+    if (exportSettings?.enabled === true && exportSettings.format === "csv") {
+      // A CSV export writes one file per record type into a folder named like the sink path.
+      const exportPath = settings.sinks[exportSettings.sink!]?.options?.path
+      if (typeof exportPath === "string" && exportPath !== "") {
+        const dir = csvExportDir(exportPath)
+        for (const type of [...RECORD_TYPES, "manifest"]) {
+          claims.push({ key: "landscape.export", path: join(dir, `${type}.csv`), role: "export", sink: exportSettings.sink! })
+        }
+      }
+    }
+    const conflict = findPathConflict(claims)
+    if (conflict !== undefined) return yield* fail(conflict.claim.key, conflict.message)
 
     // Schema contracts between consecutive data nodes (gates are transparent).
     let producer = { key: "source", schema: sourceInstance.schema }
@@ -394,11 +449,20 @@ export const buildPipeline = (
     const cycle = findCycle(built)
     if (cycle !== undefined) return yield* fail("", `the pipeline has a cycle: ${cycle.join(" → ")}`)
     const exportSink = exportSettings?.enabled === true ? exportSettings.sink : undefined
-    for (const n of unreachableSinks(built, sourceNodeId)) {
+    const unreachable = unreachableSinks(built, sourceNodeId)
+    for (const n of unreachable) {
       if (n.name === exportSink) continue
       return yield* fail(
         `sinks.${n.name}`,
         `no route, on_error, on_validation_failure, fork branch or default_sink reaches this sink; remove it or route rows to it`
+      )
+    }
+    // A JSON export writes through the export sink: into that sink's own file, if it has one.
+    const exportFile = exportSink === undefined ? undefined : sinkFiles.find((c) => c.sink === exportSink)
+    if (exportFile !== undefined && (exportSettings?.format ?? "json") === "json" && !unreachable.some((n) => n.name === exportSink)) {
+      return yield* fail(
+        "landscape.export.sink",
+        `sink '${exportSink}' also receives the pipeline's rows, and the export would write its audit records into the same file (${exportFile.key} '${exportFile.path}'); give the export a sink of its own`
       )
     }
 

@@ -161,9 +161,31 @@ export interface ArtifactInfo {
 }
 
 /**
+ * What of a sink's output is durable: taken after each successful `flush`, so a
+ * checkpoint can store it and a later run can cut the output back to it.
+ */
+export interface SinkCommitted {
+  /** Rows this sink instance made durable. */
+  readonly rows: number
+  /**
+   * File sinks: the file's length in bytes at that point, bytes that were there before
+   * the run (append mode) included, and the closing of a JSON array excluded — it is the
+   * prefix every later state of the file starts with. Database sink: the length of the
+   * committed rows as JSON Lines (the artifact's size).
+   */
+  readonly bytes: number
+  /** Database sink: rows the table holds at that point, rows that were there before the run included. */
+  readonly tableRows?: number
+}
+
+/**
  * A sink instance and its lifecycle: `onStart → write… → flush → onComplete → close`.
  * The engine owns the order (see `openSink`); an instance is used once and never again
  * after `close`. `flush` makes every written row durable (fsync or equivalent).
+ *
+ * A failed `write` or `flush` leaves the output as it was after the last successful
+ * flush (a file sink cuts its file back), so the output never holds rows that were
+ * not durable when the failure came.
  */
 export interface SinkInstance {
   readonly plugin: string
@@ -175,6 +197,57 @@ export interface SinkInstance {
   readonly close: Effect.Effect<void>
   /** What the sink produced, after close; undefined when nothing was written. */
   readonly artifact: Effect.Effect<ArtifactInfo | undefined, PluginRunError>
+  /**
+   * The file this sink writes, as configured (`key` below the sink's `options`), for
+   * the start-up check that no two writers share a file. Undefined for none (an
+   * in-memory database). A sink without it is checked by its `path` option, if any.
+   * `part` names the part of the file the sink writes alone (a database table): sinks
+   * writing different parts of one file do not conflict.
+   */
+  readonly outputFile?: { readonly key: string; readonly path: string; readonly part?: string }
+  /** The durable state after the last successful flush (built-in sinks have it). */
+  readonly committed?: Effect.Effect<SinkCommitted>
+  /**
+   * Cuts the output back to `state`, a committed state of this or an earlier instance
+   * with the same options, so that the next write continues exactly where that state
+   * left off: a file is cut to `state.bytes` (opened for appending if this instance
+   * has not opened it yet); a table loses the rows past `state.tableRows`, in one
+   * transaction. Fails when the output holds less than `state`.
+   */
+  readonly truncateTo?: (state: SinkCommitted) => Effect.Effect<void, PluginRunError>
+}
+
+/** Why a sink's input/output operation failed, by the operating system's error code. */
+export type SinkIoReason = "NoSpace" | "PermissionDenied" | "Io" | "Other"
+
+/**
+ * An operating-system error while a sink wrote, synced, opened or cut its file. A sink
+ * fails with a PluginRunError whose `cause` is this (see `sinkIoErrorOf`); the message
+ * names the sink, the path and the cause in words, e.g. `no space left on device (ENOSPC)`.
+ */
+export class SinkIoError extends Data.TaggedError("SinkIoError")<{
+  readonly reason: SinkIoReason
+  /** The sink's name in the settings. */
+  readonly sink: string
+  readonly plugin: string
+  readonly path: string
+  readonly operation: "open" | "write" | "sync" | "truncate" | "read"
+  /** The error code, e.g. `ENOSPC`; undefined when the error had none. */
+  readonly code: string | undefined
+  /** The cause in words: `no space left on device (ENOSPC)`. */
+  readonly description: string
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/** The SinkIoError behind a sink's failure, if it was one. */
+export const sinkIoErrorOf = (error: unknown): SinkIoError | undefined => {
+  let current: unknown = error
+  for (let depth = 0; depth < 8 && current !== null && typeof current === "object"; depth++) {
+    if (current instanceof SinkIoError) return current
+    current = (current as { cause?: unknown }).cause
+  }
+  return undefined
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import { decodeOptions, showValue } from "../options.js"
 import type { FieldType, PluginContext, Row, SchemaConfig } from "../protocol.js"
 import { PluginConfigError, PluginRunError } from "../protocol.js"
 import { parseSchemaConfig, validateStrict } from "../schema.js"
+import { faultsFor } from "./io.js"
 
 // ---------------------------------------------------------------------------
 // Options
@@ -157,6 +158,14 @@ export const runError = (label: SinkLabel, message: string, cause?: unknown): Pl
       cause === undefined ? "" : `: ${describeCause(cause)}`
     }`,
     ...(cause === undefined ? {} : { cause })
+  })
+
+/** `error` with a second failure added to its message; its cause is kept. */
+export const withNote = (error: PluginRunError, note: PluginRunError): PluginRunError =>
+  new PluginRunError({
+    plugin: error.plugin,
+    message: `${error.message}; then ${note.message}`,
+    ...(error.cause === undefined ? {} : { cause: error.cause })
   })
 
 /** A short rendering of a row for error messages. */
@@ -326,6 +335,8 @@ export const setUpFileSink = <A extends FileSinkDecoded, I>(
     const schema = yield* parseSchemaConfig(plugin, decoded.schema)
     const encoding = yield* resolveEncoding(plugin, decoded.encoding)
     yield* checkHeaderExclusion(plugin, decoded.display_headers, decoded.restore_source_headers)
+    const injected = faultsFor(plugin, ctx.nodeName)
+    if ("error" in injected) return yield* Effect.fail(injected.error)
     const label: SinkLabel = { plugin, nodeName: ctx.nodeName, target: decoded.path }
-    return { decoded, schema, encoding, label }
+    return { decoded, schema, encoding, label, faults: injected.faults }
   })

@@ -12,8 +12,17 @@ import { stat } from "node:fs/promises"
 import { parse } from "csv-parse"
 import { stringify } from "csv-stringify/sync"
 import { Effect, Schema } from "effect"
+import type {
+  FieldType,
+  PluginContext,
+  PluginRunError,
+  Row,
+  SchemaConfig,
+  SinkCommitted,
+  SinkInstance,
+  SinkPlugin
+} from "../protocol.js"
 import { pyNumberRepr, pyRepr, pyStrRepr } from "../../../core/python/repr.js"
-import type { FieldType, PluginContext, Row, SchemaConfig, SinkInstance, SinkPlugin } from "../protocol.js"
 import {
   columnsFor,
   declaredTypes,
@@ -28,9 +37,11 @@ import {
   type SinkLabel,
   type TextEncoding,
   validateBatch,
+  withNote,
   writeAfterComplete
 } from "./common.js"
-import { closeAndArtifact, makeTextFile } from "./text-file.js"
+import type { Fault } from "./io.js"
+import { closeAndArtifact, type FileMark, makeCommits, makeTextFile } from "./text-file.js"
 
 const PLUGIN = "csv"
 
@@ -107,11 +118,13 @@ const makeCsvSink = (
   ctx: PluginContext,
   schema: SchemaConfig,
   options: Schema.Schema.Type<typeof CsvSinkOptions>,
-  encoding: TextEncoding
+  encoding: TextEncoding,
+  faults: ReadonlyArray<Fault>
 ) =>
   Effect.gen(function*() {
     const life = yield* makeLifecycle(label)
-    const file = makeTextFile(label, options.path, encoding)
+    const file = makeTextFile(label, options.path, encoding, options.mode, faults)
+    const commits = makeCommits(file)
     const types = declaredTypes(schema)
     const { delimiter } = options
     let layout: Layout | undefined
@@ -137,43 +150,46 @@ const makeCsvSink = (
         quoted_empty: columnCount === 1
       })
 
+    /** The layout of the header already in the file, or undefined for an empty or missing file. */
+    const existingLayout = Effect.gen(function*() {
+      const renames = yield* renamesFromOptions()
+      const existing = yield* Effect.tryPromise({
+        try: () => readHeader(options.path, delimiter, encoding),
+        catch: (cause) => runError(label, `cannot read the existing header of ${options.path}`, cause)
+      })
+      if (existing === undefined) return undefined
+      const back = new Map<string, string>()
+      if (renames !== undefined) for (const [field, shown] of renames) if (!back.has(shown)) back.set(shown, field)
+      const columns = existing.map((h) => back.get(h) ?? h)
+      const declared = schema.fields.map((f) => f.name)
+      if (schema.mode === "fixed" && columns.join("\u0000") !== declared.join("\u0000")) {
+        return yield* Effect.fail(
+          runError(
+            label,
+            `mode append: the existing header [${columns.map(pyStrRepr).join(", ")}] does not match the fixed schema fields [${
+              declared.map(pyStrRepr).join(", ")
+            }]`
+          )
+        )
+      }
+      if (schema.mode === "flexible") {
+        const missing = declared.filter((d) => !columns.includes(d))
+        if (missing.length > 0) {
+          return yield* Effect.fail(
+            runError(label, `mode append: the existing header lacks schema field(s) ${missing.map(pyStrRepr).join(", ")}`)
+          )
+        }
+      }
+      return { columns, columnSet: new Set(columns), header: undefined } satisfies Layout
+    })
+
     const decideLayout = (firstRow: Row) =>
       Effect.gen(function*() {
-        const renames = yield* renamesFromOptions()
         if (options.mode === "append") {
-          const existing = yield* Effect.tryPromise({
-            try: () => readHeader(options.path, delimiter, encoding),
-            catch: (cause) => runError(label, `cannot read the existing header of ${options.path}`, cause)
-          })
-          if (existing !== undefined) {
-            const back = new Map<string, string>()
-            if (renames !== undefined) for (const [field, shown] of renames) if (!back.has(shown)) back.set(shown, field)
-            const columns = existing.map((h) => back.get(h) ?? h)
-            const declared = schema.fields.map((f) => f.name)
-            if (schema.mode === "fixed" && columns.join("\u0000") !== declared.join("\u0000")) {
-              return yield* Effect.fail(
-                runError(
-                  label,
-                  `mode append: the existing header [${columns.map(pyStrRepr).join(", ")}] does not match the fixed schema fields [${
-                    declared.map(pyStrRepr).join(", ")
-                  }]`
-                )
-              )
-            }
-            if (schema.mode === "flexible") {
-              const missing = declared.filter((d) => !columns.includes(d))
-              if (missing.length > 0) {
-                return yield* Effect.fail(
-                  runError(
-                    label,
-                    `mode append: the existing header lacks schema field(s) ${missing.map(pyStrRepr).join(", ")}`
-                  )
-                )
-              }
-            }
-            return { columns, columnSet: new Set(columns), header: undefined } satisfies Layout
-          }
+          const existing = yield* existingLayout
+          if (existing !== undefined) return existing
         }
+        const renames = yield* renamesFromOptions()
         const columns = columnsFor(schema, firstRow)
         return {
           columns,
@@ -217,34 +233,84 @@ const makeCsvSink = (
         }
       })
 
+    /** The sink's own state as of `state`: its rows, and no layout while none of its rows is in the file. */
+    const restore = (state: SinkCommitted) => {
+      received = state.rows
+      if (state.rows === 0) layout = undefined
+    }
+
+    /** A failed flush (its I/O error cut the file back) leaves the sink as it was at the last flush. */
+    const undoFlush = (error: PluginRunError) =>
+      Effect.suspend(() => {
+        restore(commits.get())
+        return Effect.fail(error)
+      })
+
     const write = (rows: ReadonlyArray<Row>) =>
       life.guard(
         "write",
+        Effect.suspend(() => {
+          // A failed write leaves no byte of its batch: an I/O error has cut the file back
+          // to the last flush; any other failure is cut back to where the batch began.
+          let mark: FileMark | undefined
+          const undo = (error: PluginRunError) =>
+            mark !== undefined && file.size() < mark.size
+              ? undoFlush(error)
+              : Effect.flatMap(mark === undefined ? Effect.either(Effect.void) : Effect.either(file.rollbackTo(mark)), (cut) =>
+                Effect.fail(cut._tag === "Left" ? withNote(error, cut.left) : error))
+          return Effect.gen(function*() {
+            if (life.phase() === "completed") return yield* Effect.fail(writeAfterComplete(label))
+            if (rows.length === 0) return
+            yield* validateBatch(label, schema, options.validate_input, rows, received)
+            const current = layout ?? (yield* decideLayout(rows[0]!))
+            yield* checkKeys(current, rows)
+            yield* file.open
+            mark = file.mark()
+            yield* writeRows(current, rows)
+            layout = current
+            received += rows.length
+          }).pipe(Effect.catchAll(undo))
+        }).pipe(Effect.uninterruptible)
+      )
+
+    const truncateTo = (state: SinkCommitted) =>
+      life.guard(
+        "truncate",
         Effect.gen(function*() {
-          if (life.phase() === "completed") return yield* Effect.fail(writeAfterComplete(label))
-          if (rows.length === 0) return
-          yield* validateBatch(label, schema, options.validate_input, rows, received)
-          const current = layout ?? (yield* decideLayout(rows[0]!))
-          yield* checkKeys(current, rows)
-          if (!file.isOpen()) yield* file.open(options.mode)
-          yield* writeRows(current, rows)
-          layout = current
-          received += rows.length
+          if (life.phase() === "completed") return yield* Effect.fail(runError(label, "truncate after on_complete: the sink is already finished"))
+          yield* file.truncate(state.bytes)
+          commits.set(state)
+          restore(state)
+          if (state.rows > 0 && layout === undefined) {
+            const existing = yield* existingLayout
+            if (existing === undefined) return yield* Effect.fail(runError(label, `${options.path} has no header to continue after`))
+            layout = existing
+          }
         }).pipe(Effect.uninterruptible)
       )
 
     const instance: SinkInstance = {
       plugin: PLUGIN,
       inputSchema: schema,
+      outputFile: { key: "path", path: options.path },
       onStart: life.guard("on_start", file.prepare),
       write,
-      flush: life.guard("flush", file.sync),
+      flush: life.guard(
+        "flush",
+        file.sync.pipe(
+          Effect.tap(() => commits.mark(received)),
+          Effect.catchAll(undoFlush),
+          Effect.uninterruptible
+        )
+      ),
       onComplete: life.guard(
         "on_complete",
         Effect.sync(() => {
           life.setPhase("completed")
         })
       ),
+      committed: life.exclusive(Effect.sync(commits.get)),
+      truncateTo,
       ...closeAndArtifact(life, file)
     }
     return instance
@@ -257,6 +323,6 @@ export const csvSink: SinkPlugin = {
   create: (options, ctx) =>
     Effect.flatMap(
       setUpFileSink(PLUGIN, CsvSinkOptions, options, ctx),
-      ({ decoded, encoding, label, schema }) => makeCsvSink(label, ctx, schema, decoded, encoding)
+      ({ decoded, encoding, faults, label, schema }) => makeCsvSink(label, ctx, schema, decoded, encoding, faults)
     )
 }

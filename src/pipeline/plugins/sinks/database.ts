@@ -22,7 +22,7 @@ import { Effect, Exit, Schema, Scope } from "effect"
 import { pyJsonDumps } from "../../../core/python/json.js"
 import { pyStrRepr } from "../../../core/python/repr.js"
 import { decodeOptions } from "../options.js"
-import type { FieldType, Row, SchemaConfig, SinkInstance, SinkPlugin } from "../protocol.js"
+import type { FieldType, Row, SchemaConfig, SinkCommitted, SinkInstance, SinkPlugin } from "../protocol.js"
 import { PluginConfigError } from "../protocol.js"
 import { parseSchemaConfig } from "../schema.js"
 import {
@@ -130,6 +130,12 @@ const makeDatabaseSink = (
     let hash: Hash = createHash("sha256")
     let size = 0
     let received = 0
+    /** Rows the table held before this sink's first insert; known from the first write on. */
+    let baseline: number | undefined
+    /** Set by truncateTo: the table is continued, never dropped. */
+    let continuing = false
+    /** JSON Lines bytes of rows committed before a truncateTo that the artifact does not cover. */
+    let bytesBefore = 0
 
     const prepare = Effect.suspend(() =>
       filename === ":memory:" || filename === ""
@@ -213,11 +219,16 @@ const makeDatabaseSink = (
           const chunkRows = Math.max(1, Math.floor((MAX_PARAMETERS - 1) / Math.max(1, cols.length)))
           const nextHash = hash.copy()
           let nextSize = size
+          let nextBaseline = baseline
           const transaction = Effect.gen(function*() {
             if (first) {
-              if (options.if_exists === "replace") yield* sql`DROP TABLE IF EXISTS ${table}`
+              if (options.if_exists === "replace" && !continuing) yield* sql`DROP TABLE IF EXISTS ${table}`
               const defs = cols.map((c) => sql`${sql(c.name)} ${sql.literal(SQL_TYPES[c.type ?? "str"])}`)
               yield* sql`CREATE TABLE IF NOT EXISTS ${table} (${sql.csv(defs)})`
+            }
+            if (baseline === undefined) {
+              const [counted] = yield* sql<{ readonly n: number }>`SELECT COUNT(*) AS n FROM ${table}`
+              nextBaseline = Number(counted?.n ?? 0)
             }
             for (let start = 0; start < rows.length; start += chunkRows) {
               const slice = rows.slice(start, start + chunkRows)
@@ -236,6 +247,7 @@ const makeDatabaseSink = (
           )
           hash = nextHash
           size = nextSize
+          baseline = nextBaseline
           columns = cols
           received += rows.length
         }).pipe(
@@ -244,9 +256,69 @@ const makeDatabaseSink = (
         )
       )
 
+    const committed = (): SinkCommitted =>
+      baseline === undefined
+        ? { rows: received, bytes: bytesBefore + size }
+        : { rows: received, bytes: bytesBefore + size, tableRows: baseline + received }
+
+    /**
+     * Deletes the rows past `state.tableRows` (in insert order) in one transaction, so
+     * the next write continues right after that state. The artifact hash cannot be
+     * rebuilt from the table (it hashes the rows as given), so when the cut is not to
+     * this instance's own last commit, the artifact covers the rows written after it.
+     */
+    const truncateTo = (state: SinkCommitted) =>
+      life.guard(
+        "truncate",
+        Effect.gen(function*() {
+          if (life.phase() === "completed") {
+            return yield* Effect.fail(runError(label, "truncate after on_complete: the sink is already finished"))
+          }
+          const current = committed()
+          if (current.rows === state.rows && current.bytes === state.bytes && current.tableRows === state.tableRows) return
+          const keep = state.tableRows
+          if (keep === undefined) {
+            if (state.rows === 0) return
+            return yield* Effect.fail(runError(label, `cannot cut the table back: the committed state of ${state.rows} row(s) names no table row count`))
+          }
+          connection ??= yield* connect
+          const { sql } = connection
+          const table = sql(options.table)
+          const cut = Effect.gen(function*() {
+            const [exists] = yield* sql<{ readonly n: number }>`
+              SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ${options.table}`
+            if (Number(exists?.n ?? 0) === 0) {
+              return keep === 0 ? undefined : `table ${pyStrRepr(options.table)} does not exist, but ${keep} row(s) of it were committed`
+            }
+            const [counted] = yield* sql<{ readonly n: number }>`SELECT COUNT(*) AS n FROM ${table}`
+            const n = Number(counted?.n ?? 0)
+            if (n < keep) return `table ${pyStrRepr(options.table)} holds ${n} row(s), fewer than the ${keep} committed`
+            if (n > keep) yield* sql`DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} ORDER BY rowid LIMIT -1 OFFSET ${keep})`
+            return undefined
+          })
+          const problem = yield* sql.withTransaction(cut).pipe(
+            Effect.catchTag("SqlError", (e) =>
+              Effect.fail(runError(label, `cannot cut table ${pyStrRepr(options.table)} back to ${keep} row(s)`, e)))
+          )
+          if (problem !== undefined) return yield* Effect.fail(runError(label, problem))
+          received = state.rows
+          baseline = keep - state.rows
+          continuing = true
+          bytesBefore = state.bytes
+          hash = createHash("sha256")
+          size = 0
+        }).pipe(
+          Effect.catchAllDefect((cause) => Effect.fail(runError(label, "truncate failed", cause))),
+          Effect.uninterruptible
+        )
+      )
+
     const instance: SinkInstance = {
       plugin: PLUGIN,
       inputSchema: schema,
+      ...(filename === ":memory:" || filename === "" ? {} : { outputFile: { key: "url", path: filename, part: `table ${options.table.toLowerCase()}` } }),
+      committed: life.exclusive(Effect.sync(committed)),
+      truncateTo,
       onStart: life.guard("on_start", prepare),
       write,
       // each write committed its own transaction, which SQLite made durable

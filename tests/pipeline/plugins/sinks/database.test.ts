@@ -210,3 +210,75 @@ describe("database sink", () => {
       }))
   })
 })
+
+describe("database sink: committed state", () => {
+  const schema = { mode: "fixed", fields: ["id: int", "name: str"] }
+  const rows = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ id: from + i, name: `n${from + i}` }))
+
+  it.effect("counts the rows it committed and the rows the table holds, rows from before included", () =>
+    Effect.gen(function*() {
+      const file = join(tempDir(), "out.db")
+      yield* runSink(databaseSink, { url: file, table: "t", schema }, [rows(0, 4)])
+      const sink = yield* databaseSink.create({ url: file, table: "t", schema }, ctx())
+      yield* sink.onStart
+      expect(yield* sink.committed!).toEqual({ rows: 0, bytes: 0 })
+      yield* sink.write(rows(4, 3))
+      yield* sink.flush
+      const after = yield* sink.committed!
+      expect(after.rows).toBe(3)
+      expect(after.tableRows).toBe(7)
+      yield* sink.onComplete
+      yield* sink.close
+      expect(after.bytes).toBe((yield* sink.artifact)?.sizeBytes)
+    }))
+
+  it.effect("with if_exists replace the table starts empty: tableRows equals rows", () =>
+    Effect.gen(function*() {
+      const file = join(tempDir(), "out.db")
+      yield* runSink(databaseSink, { url: file, table: "t", schema }, [rows(0, 4)])
+      const sink = yield* databaseSink.create({ url: file, table: "t", schema, if_exists: "replace" }, ctx())
+      yield* sink.onStart
+      yield* sink.write(rows(10, 2))
+      expect(yield* sink.committed!).toMatchObject({ rows: 2, tableRows: 2 })
+      yield* sink.close
+    }))
+
+  it.effect("a fresh instance deletes the rows past a committed state in one transaction, then continues", () =>
+    Effect.gen(function*() {
+      const file = join(tempDir(), "out.db")
+      const options = { url: file, table: "t", schema, if_exists: "replace" }
+      const first = yield* databaseSink.create(options, ctx())
+      yield* first.onStart
+      yield* first.write(rows(0, 3))
+      yield* first.write(rows(3, 2))
+      const checkpoint = yield* first.committed!
+      yield* first.write(rows(5, 4))
+      yield* first.close
+      expect(query(file, "SELECT COUNT(*) AS n FROM t")).toEqual([{ n: 9 }])
+
+      const resumed = yield* databaseSink.create(options, ctx())
+      yield* resumed.onStart
+      yield* resumed.truncateTo!(checkpoint)
+      expect(query(file, "SELECT id FROM t ORDER BY rowid").map((r) => r["id"])).toEqual([0, 1, 2, 3, 4])
+      expect(yield* resumed.committed!).toEqual(checkpoint)
+      // replace does not drop the table of a continued run
+      yield* resumed.write(rows(5, 4))
+      yield* resumed.close
+      expect(query(file, "SELECT id FROM t ORDER BY rowid").map((r) => r["id"])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8])
+    }))
+
+  it.effect("refuses to cut a table that holds fewer rows than committed", () =>
+    Effect.gen(function*() {
+      const file = join(tempDir(), "out.db")
+      yield* runSink(databaseSink, { url: file, table: "t", schema }, [rows(0, 2)])
+      const sink = yield* databaseSink.create({ url: file, table: "t", schema }, ctx())
+      const error = yield* Effect.flip(sink.truncateTo!({ rows: 5, bytes: 100, tableRows: 5 }))
+      expect(error.message).toContain("table 't' holds 2 row(s), fewer than the 5 committed")
+      const other = yield* databaseSink.create({ url: file, table: "other", schema }, ctx())
+      const missing = yield* Effect.flip(other.truncateTo!({ rows: 1, bytes: 10, tableRows: 1 }))
+      expect(missing.message).toContain("table 'other' does not exist, but 1 row(s) of it were committed")
+      yield* other.close
+      expect(query(file, "SELECT COUNT(*) AS n FROM t")).toEqual([{ n: 2 }])
+      yield* sink.close
+    }))
+})
