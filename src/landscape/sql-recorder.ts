@@ -170,7 +170,13 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
         const resultJson = end.result === undefined ? null : yield* jsonOf("run result", end.result)
         yield* flush
         const at = yield* nowIso
-        yield* Statements.closeRun(sql, runId, { status: end.status, at, errorMessage: end.errorMessage ?? null, resultJson }).pipe(
+        yield* Statements.closeRun(sql, runId, {
+          status: end.status,
+          at,
+          errorMessage: end.errorMessage ?? null,
+          resultJson,
+          reason: end.reason ?? null
+        }).pipe(
           Effect.mapError(fromSql(`completing run ${runId}`))
         )
         runStatus.set(runId, end.status)

@@ -106,8 +106,25 @@ export interface RunRow {
   readonly owner_host: string
 }
 
-/** The `runs` row of a run that starts now. */
-export const insertRun = (sql: Sql, run: RunRow) => sql`INSERT INTO runs ${sql.insert({ ...run, status: "running" })}`
+/** The `runs` row of a run that starts now, and its first attempt. */
+export const insertRun = (sql: Sql, run: RunRow) =>
+  sql.withTransaction(Effect.gen(function*() {
+    yield* sql`INSERT INTO runs ${sql.insert({ ...run, status: "running" })}`
+    yield* sql`INSERT INTO run_attempts ${
+      sql.insert({
+        run_id: run.run_id,
+        attempt: 1,
+        kind: "started",
+        status: "running",
+        reason: null,
+        started_at: run.started_at,
+        ended_at: null,
+        owner_pid: run.owner_pid,
+        owner_host: run.owner_host,
+        from_checkpoint: null
+      })
+    }`
+  }))
 
 /**
  * Ends a run in one transaction: node states and operations still open are closed as
@@ -121,6 +138,7 @@ export const closeRun = (
     readonly at: string
     readonly errorMessage: string | null
     readonly resultJson: string | null
+    readonly reason: string | null
   }
 ) =>
   sql.withTransaction(
@@ -131,8 +149,11 @@ export const closeRun = (
       yield* sql`UPDATE operations SET status = 'failed', completed_at = ${end.at}, error_message = ${`run ${end.status}`}
                  WHERE run_id = ${runId} AND status = 'open'`
       yield* sql`UPDATE runs SET status = ${end.status}, completed_at = ${end.at},
-                   error_message = ${end.errorMessage}, result_json = ${end.resultJson}
+                   error_message = ${end.errorMessage}, result_json = ${end.resultJson}, status_reason = ${end.reason}
                  WHERE run_id = ${runId}`
+      // The attempt this process is running ends with the run.
+      yield* sql`UPDATE run_attempts SET status = ${end.status}, ended_at = ${end.at}, reason = ${end.reason ?? end.errorMessage}
+                 WHERE run_id = ${runId} AND status = 'running'`
     })
   )
 

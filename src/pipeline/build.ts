@@ -2,6 +2,7 @@
  * Settings → an executable plan: plugin instances, compiled gate conditions, the
  * graph, and every start-up check (routes, schemas, shape) done before a row is read.
  */
+import { type CheckpointPolicy, checkpointPolicyOf } from "./checkpoint-policy.js"
 import { Effect, Either } from "effect"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
@@ -113,6 +114,8 @@ export interface PipelinePlan {
   readonly sinks: ReadonlyMap<string, SinkStep>
   readonly defaultSink: string
   readonly graph: Graph
+  /** The `checkpoint:` settings, resolved. */
+  readonly checkpoint: CheckpointPolicy
 }
 
 const fromPluginError = (file: string, base: string) => (e: PluginConfigError): SettingsError =>
@@ -149,6 +152,7 @@ export const buildPipeline = (
   Effect.gen(function*() {
     const { file, settings } = loaded
     const fail = (key: string, message: string) => Effect.fail(new SettingsError({ file, key, message }))
+    const checkpoint = yield* checkpointPolicyOf(file, settings)
     const sinkNames = new Set(Object.keys(settings.sinks))
     if (sinkNames.size === 0) return yield* fail("sinks", "at least one sink is required")
     if (!sinkNames.has(settings.default_sink)) {
@@ -475,6 +479,7 @@ export const buildPipeline = (
       coalesces,
       sinks,
       defaultSink: settings.default_sink,
-      graph: built
+      graph: built,
+      checkpoint
     } satisfies PipelinePlan
   })

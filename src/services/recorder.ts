@@ -72,7 +72,13 @@ export interface RecorderService {
   /** Flushes, closes open node states as failed (unless completed), stores status and result. */
   readonly completeRun: (
     runId: RunId,
-    end: { readonly status: Exclude<RunStatus, "running">; readonly errorMessage?: string; readonly result?: unknown }
+    end: {
+      readonly status: Exclude<RunStatus, "running">
+      readonly errorMessage?: string
+      readonly result?: unknown
+      /** Why the run has this status, when it is not plain (`landscape_write_failed`). */
+      readonly reason?: string
+    }
   ) => Effect.Effect<void, RecorderError>
   /** Appends prepared records (the hot path: one call per row or chunk). The recorder owns them from then on: do not change them. */
   readonly append: (records: ReadonlyArray<AuditRecord>) => Effect.Effect<void, RecorderError>

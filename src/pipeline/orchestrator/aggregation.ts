@@ -46,6 +46,8 @@ const errorText = (e: unknown): string =>
 export class Aggregations {
   private readonly batches = new Map<number, Batch>()
   private generation = 0
+  /** Batches flushed so far (for checkpoints at aggregation boundaries). */
+  flushes = 0
 
   constructor(
     private readonly plan: PipelinePlan,
@@ -228,6 +230,7 @@ export class Aggregations {
     const batch = this.batches.get(step.step)
     if (batch === undefined || batch.members.length === 0) return
     this.batches.delete(step.step)
+    this.flushes++
     trail.records.push({
       _tag: "BatchUpdate",
       batch_id: batch.batchId,

@@ -56,8 +56,12 @@ export interface CheckpointState {
   readonly source: {
     /** Source items (valid and invalid rows) fully processed: the next row index. */
     readonly items: number
-    /** Where reading can restart in the source file, when the source knows it. */
-    readonly bytes: number | null
+    /**
+     * Where reading can restart in the source file, as the source reported it with the
+     * last processed item (the byte offset after it and the lines read); null when the
+     * source does not say — then a resume reads and skips `items` items.
+     */
+    readonly position: unknown
     readonly file: SourceFileState | null
   }
   /** Committed state of each sink, by sink name. */

@@ -213,6 +213,11 @@ export class Processor {
   }
 
   /** Whether any token is queued, buffered in a batch or waiting at a coalesce. */
+  /** A token is part-way through the chain (a row was interrupted mid-way or waits for a retry). */
+  midItem(): boolean {
+    return this.queue.length > 0
+  }
+
   hasInFlight(): boolean {
     return this.queue.length > 0 || this.aggregations.bufferedCount() > 0 || this.coalesces.pendingCount() > 0
   }

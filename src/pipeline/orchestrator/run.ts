@@ -4,15 +4,20 @@
  * the run — completed, failed or interrupted — with a complete trail in every case.
  */
 import { type Chunk, Deferred, Effect, Exit, Queue, Stream } from "effect"
-import { CanonicalError } from "../../core/canonical.js"
-import type { RunId } from "../../core/ids.js"
-import { Recorder, type RecorderError } from "../../services/recorder.js"
+import { CanonicalError, canonicalJsonUnsafe } from "../../core/canonical.js"
+import { type EdgeId, newCheckpointId, type RunId } from "../../core/ids.js"
+import { stateJson } from "../../core/state-json.js"
+import { Recorder, RecorderError } from "../../services/recorder.js"
+import type { AuditRecord } from "../../services/records.js"
 import { Telemetry } from "../../services/telemetry.js"
 import type { PipelinePlan } from "../build.js"
-import type { PluginRunError, SourceItem } from "../plugins/protocol.js"
+import { crashPoint } from "../crash-points.js"
+import type { PluginRunError, SinkCommitted, SourceItem } from "../plugins/protocol.js"
+import { CHECKPOINT_STATE_VERSION, type CheckpointState, type SourceFileState } from "./checkpoint-state.js"
 import { graphRecords } from "./graph-records.js"
 import { Processor, type StepResult } from "./processor.js"
 import { commitSink, type OpenedSink, openSink, type SinkContext } from "./sinks.js"
+import { fingerprintSource } from "./source-file.js"
 import { ProcessingCrash } from "./tokens.js"
 import { AggregationFlushResult, PipelineRunError, type PipelineRunStatus, type RunResult, toRunResult } from "./types.js"
 
@@ -23,9 +28,27 @@ export interface RunPipelineOptions {
   readonly durabilityIntervalMs?: number
   /** Clock time between progress events. */
   readonly progressIntervalMs?: number
+  /** Continue a run from its last checkpoint instead of starting one (see resume.ts). */
+  readonly resume?: ResumeFrom
   /** Runs after the run is finalized; its status is recorded as export_status (see export.ts). */
   readonly afterRun?: (runId: RunId, status: PipelineRunStatus) => Effect.Effect<RunResult["export_status"], never, Recorder | Telemetry>
 }
+
+/** Where a resumed attempt starts: the run, its next attempt, and the checkpoint's state. */
+export interface ResumeFrom {
+  readonly runId: RunId
+  readonly attempt: number
+  /** Sequence number of the first checkpoint this attempt writes. */
+  readonly nextSequence: number
+  readonly state: CheckpointState
+  /** The run's edges as recorded: `from|label` → edge id. */
+  readonly edgeIds: ReadonlyMap<string, EdgeId>
+}
+
+/** Records staged for the next checkpoint beyond which a durability point is due (memory bound). */
+const MAX_STAGED_RECORDS = 20_000
+/** Rows waiting for sinks beyond which an aggregation_only run makes them durable anyway. */
+const AGGREGATION_ONLY_MAX_ROWS = 50_000
 
 const message = (e: unknown): string =>
   typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e)
@@ -40,18 +63,32 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const recorder = yield* Recorder
     const telemetry = yield* Telemetry
     const clock = yield* Effect.clock
-    const durabilityRows = options.durabilityRows ?? plan.settings.checkpoint?.every_n_rows ?? 2_000
-    const durabilityMs = options.durabilityIntervalMs ?? 1_000
+    const policy = plan.checkpoint
+    // With checkpoints, nothing reaches the Landscape between two of them: a crash leaves
+    // exactly the trail of the last checkpoint, which a resume continues from.
+    const strict = policy.enabled
+    const durabilityRows = options.durabilityRows ?? (policy.frequency === "aggregation_only" ? AGGREGATION_ONLY_MAX_ROWS : policy.interval)
+    const durabilityMs = options.durabilityIntervalMs ?? (policy.frequency === "aggregation_only" ? Number.POSITIVE_INFINITY : 1_000)
     const progressMs = options.progressIntervalMs ?? 1_000
+    const resume = options.resume
 
-    const runId = yield* recorder.beginRun({ settings: plan.settings, sourceSchema: plan.source.instance.schema })
+    const sourceFile: SourceFileState | null = resume !== undefined ? resume.state.source.file : yield* fingerprintSource(plan.settings)
+    const runId = resume !== undefined
+      ? resume.runId
+      : yield* recorder.beginRun({ settings: plan.settings, sourceSchema: plan.source.instance.schema })
+    const attempt = resume?.attempt ?? 1
     const startedMs = clock.unsafeCurrentTimeMillis()
     yield* telemetry.emit({ _tag: "RunStarted", runId, kind: "pipeline", at: new Date(startedMs).toISOString() })
 
-    // The graph, registered before any row.
+    // The graph, registered before any row (a resumed run has it already).
     const graph = graphRecords(plan, runId)
-    yield* recorder.append(graph.records)
-    yield* recorder.flush
+    const edgeIds = resume?.edgeIds ?? graph.edgeIds
+    if (resume === undefined) {
+      yield* recorder.append(graph.records)
+      yield* recorder.flush
+    }
+    const nodeHashes: Record<string, string> = {}
+    for (const r of graph.records) if (r._tag === "Node") nodeHashes[r.node_id] = r.config_hash
 
     // Timeouts of aggregations and coalesces fire on the Clock, idle source or not:
     // one fiber per aggregation/coalesce sleeps until the deadline it was handed.
@@ -59,7 +96,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const timerQueues = new Map<string, Queue.Queue<Wake>>()
     for (const step of plan.chain) if (step.kind === "aggregation") timerQueues.set(step.nodeId, yield* Queue.unbounded<Wake>())
     for (const c of plan.coalesces) timerQueues.set(c.nodeId, yield* Queue.unbounded<Wake>())
-    const proc: Processor = new Processor(plan, runId, clock, graph.edgeIds, {
+    const proc: Processor = new Processor(plan, runId, clock, edgeIds, {
       aggregation: (step, generation, deadlineMs) =>
         timerQueues.get(step.nodeId)!.unsafeOffer({ deadlineMs, fire: () => proc.aggregations.flushIfDue(step, generation) }),
       coalesce: (step, rowId, generation, deadlineMs) =>
@@ -72,15 +109,43 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const sinkProblems: Array<string> = []
     let crashMessage: string | undefined
 
+    if (resume !== undefined) {
+      const s = resume.state
+      proc.rowsProcessed = s.rowsProcessed
+      total = AggregationFlushResult.make(s.totals as Partial<AggregationFlushResult>)
+      proc.aggregations.restore(s.aggregations)
+      proc.coalesces.restore(s.coalesces)
+    }
+    /** What the last checkpoint covers: the RunResult of a run that stops now and is resumed later. */
+    let checkpointed = { rows: proc.rowsProcessed, total }
+    /** Where the source stands after the last fully processed item, when it says. */
+    let sourcePosition: unknown = resume?.state.source.position ?? null
+    let aggregationFlushesSeen = proc.aggregations.flushes
+    /** The Landscape could not be written: stop without writing more to the sinks. */
+    let landscapeFailed = false
+
+    let staged: Array<AuditRecord> = []
+    const stage = (records: ReadonlyArray<AuditRecord>): Effect.Effect<void, RecorderError> => {
+      if (!strict) return recorder.append(records)
+      for (const r of records) staged.push(r)
+      return Effect.void
+    }
+
     const appendDrained = Effect.suspend(() => {
       const { records, result } = proc.trail.drain()
       total = AggregationFlushResult.combine(total, result)
-      return records.length === 0 ? Effect.void : recorder.append(records)
+      return records.length === 0 ? Effect.void : stage(records)
     })
 
+    const interruptedCleanly = (exit: Exit.Exit<unknown, unknown>) => strict && (Exit.isInterrupted(exit) || landscapeFailed)
     const sinks: SinkContext = {
       runId,
       recorder,
+      append: stage,
+      commitOnClose: (exit) => !interruptedCleanly(exit),
+      ...(resume === undefined ? {} : {
+        resumeState: (name: string): SinkCommitted => resume.state.sinks[name] ?? { rows: 0, bytes: 0 }
+      }),
       clock,
       trail: proc.trail,
       count: (result) => {
@@ -93,24 +158,74 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
 
     let lastDurableMs = startedMs
     let lastProgressMs = startedMs
-    let checkpointSeq = 0
+    let checkpointSeq = resume?.nextSequence ?? 0
 
     const durabilityDue = () =>
-      proc.pendingRows() >= durabilityRows || clock.unsafeCurrentTimeMillis() - lastDurableMs >= durabilityMs
+      proc.pendingRows() >= durabilityRows ||
+      clock.unsafeCurrentTimeMillis() - lastDurableMs >= durabilityMs ||
+      (strict && staged.length >= MAX_STAGED_RECORDS) ||
+      (strict && policy.aggregationBoundaries && proc.aggregations.flushes !== aggregationFlushesSeen)
+
+    const checkpointRecord = (opened: ReadonlyArray<OpenedSink>) =>
+      Effect.gen(function*() {
+        const committed: Record<string, SinkCommitted> = {}
+        for (const o of opened) if (o.instance.committed !== undefined) committed[o.step.name] = yield* o.instance.committed
+        const state: CheckpointState = {
+          version: CHECKPOINT_STATE_VERSION,
+          attempt,
+          source: { items: proc.rowsProcessed, position: sourcePosition, file: sourceFile },
+          sinks: committed,
+          aggregations: proc.aggregations.snapshot(),
+          coalesces: proc.coalesces.snapshot(),
+          totals: { ...total },
+          rowsProcessed: proc.rowsProcessed,
+          topologyHash: plan.graph.topologyHash,
+          nodes: nodeHashes
+        }
+        const json = yield* Effect.try({
+          try: () => stateJson(state),
+          catch: (e) => new PipelineRunError({ runId, message: `the checkpoint cannot hold the run's state: ${message(e)}`, cause: e })
+        })
+        const record: AuditRecord = {
+          _tag: "Checkpoint",
+          checkpoint_id: newCheckpointId(),
+          run_id: runId,
+          token_id: null,
+          node_id: null,
+          sequence_number: checkpointSeq++,
+          aggregation_state_json: null,
+          sink_state_json: canonicalJsonUnsafe(committed),
+          topology_hash: plan.graph.topologyHash,
+          created_at: proc.trail.nowIso(),
+          state_json: json,
+          attempt
+        }
+        return record
+      })
 
     const durabilityPoint = (opened: ReadonlyArray<OpenedSink>) =>
       Effect.gen(function*() {
         yield* appendDrained
         for (const o of opened) yield* commitSink(sinks, o)
-        if (plan.settings.checkpoint?.enabled === true) {
-          yield* recorder.recordCheckpoint({
-            runId,
-            sequenceNumber: checkpointSeq++,
-            topologyHash: plan.graph.topologyHash,
-            sinkState: { rows_processed: proc.rowsProcessed }
-          })
+        if (strict) {
+          crashPoint("sink_flushed")
+          staged.push(yield* checkpointRecord(opened))
+          const batch = staged
+          staged = []
+          // One append, one flush: the rows' records and the checkpoint commit together.
+          yield* Effect.zipRight(recorder.append(batch), recorder.flush).pipe(
+            Effect.tapError(() =>
+              Effect.sync(() => {
+                landscapeFailed = true
+              })
+            )
+          )
+          checkpointed = { rows: proc.rowsProcessed, total }
+          aggregationFlushesSeen = proc.aggregations.flushes
+          crashPoint("checkpoint")
+        } else {
+          yield* recorder.flush
         }
-        yield* recorder.flush
         lastDurableMs = clock.unsafeCurrentTimeMillis()
       })
 
@@ -121,6 +236,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       for (const step of plan.sinks.values()) {
         if (reachable.has(step.nodeId)) opened.push(yield* openSink(sinks, step, proc.sinkQueues.get(step.name)!))
       }
+      if (resume !== undefined) crashPoint("resume_cut")
 
       /** Runs synchronous processor work; a crash fails its tokens and becomes a PipelineRunError. */
       const guarded = (work: () => void) =>
@@ -157,6 +273,20 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         }).pipe(Effect.catchAll((e) => Deferred.fail(fatal, e)))))
       }
 
+      // Ctrl-C with checkpoints: when no row is part-way, one last checkpoint keeps the
+      // work done since the previous one (runs before the sinks close).
+      yield* Effect.addFinalizer((exit) =>
+        strict && Exit.isInterrupted(exit) && !landscapeFailed
+          ? lock.withPermits(1)(Effect.suspend(() => (proc.midItem() ? Effect.void : durabilityPoint(opened)))).pipe(
+            Effect.catchAll((e) =>
+              Effect.sync(() => {
+                sinkProblems.push(`the last checkpoint failed: ${message(e)}`)
+              })
+            )
+          )
+          : Effect.void
+      )
+
       const processChunk = (items: Chunk.Chunk<SourceItem>) =>
         lock.withPermits(1)(Effect.gen(function*() {
           for (const item of items) {
@@ -171,16 +301,28 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
                 step.r = proc.run()
               })
             }
+            const position = (item as { readonly position?: unknown }).position
+            if (position !== undefined) sourcePosition = position
+            crashPoint("row")
+            if (durabilityDue()) yield* durabilityPoint(opened)
           }
           const now = clock.unsafeCurrentTimeMillis()
-          if (durabilityDue()) yield* durabilityPoint(opened)
           if (now - lastProgressMs >= progressMs) {
             lastProgressMs = now
             yield* telemetry.emit({ _tag: "Progress", runId, rows: proc.rowsProcessed, elapsedMs: now - startedMs })
           }
         }))
 
-      const consume = plan.source.instance.read.pipe(
+      const source = plan.source.instance as typeof plan.source.instance & {
+        readonly readFrom?: (at: { readonly items: number; readonly position: never }) => typeof plan.source.instance.read
+      }
+      const position = resume?.state.source.position
+      const read = resume === undefined
+        ? source.read
+        : source.readFrom !== undefined && position !== null && position !== undefined && resume.state.source.items > 0
+        ? source.readFrom({ items: resume.state.source.items, position: position as never })
+        : Stream.drop(source.read, resume.state.source.items)
+      const consume = read.pipe(
         Stream.mapError((e) => new PipelineRunError({ runId, message: `source '${plan.source.plugin}': ${e.message}`, cause: e })),
         Stream.runForEachChunk(processChunk)
       )
@@ -194,20 +336,46 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     let recorded: RunResult | undefined
     const finalize = (exit: Exit.Exit<unknown, unknown>) =>
       Effect.gen(function*() {
-        // Tokens still in flight (a crash, an interruption mid-row) end FAILED.
-        if (proc.hasInFlight()) proc.failInFlight(Exit.isInterrupted(exit) ? "run interrupted" : "run stopped")
-        yield* appendDrained
-        let status: PipelineRunStatus
-        if (Exit.isSuccess(exit)) status = sinkProblems.length === 0 ? "completed" : "failed"
-        else if (Exit.isInterrupted(exit)) status = "interrupted"
-        else status = "failed"
         if (Exit.isFailure(exit) && !Exit.isInterrupted(exit)) {
           const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
           crashMessage = failure === undefined ? String(exit.cause) : message(failure)
+          if (failure instanceof RecorderError && strict) landscapeFailed = true
+        }
+        let status: PipelineRunStatus
+        let result: RunResult
+        let reason: string | undefined
+        if (interruptedCleanly(exit)) {
+          // Resumable: the trail stays exactly as the last checkpoint left it, and the
+          // run's counts are the checkpoint's. Work since then is redone by `resume`.
+          staged = []
+          proc.trail.drain()
+          status = "interrupted"
+          if (landscapeFailed) {
+            reason = "landscape_write_failed"
+            crashMessage = `the Landscape could not be written (${crashMessage ?? "unknown cause"}); the run can be resumed from its last checkpoint once that is fixed`
+          }
+          result = toRunResult(runId, status, checkpointed.rows, checkpointed.total, null)
+        } else {
+          // Tokens still in flight (a crash, an interruption mid-row) end FAILED.
+          if (proc.hasInFlight()) proc.failInFlight(Exit.isInterrupted(exit) ? "run interrupted" : "run stopped")
+          yield* appendDrained
+          if (staged.length > 0) {
+            const batch = staged
+            staged = []
+            yield* recorder.append(batch)
+          }
+          if (Exit.isSuccess(exit)) status = sinkProblems.length === 0 ? "completed" : "failed"
+          else if (Exit.isInterrupted(exit)) status = "interrupted"
+          else status = "failed"
+          result = toRunResult(runId, status, proc.rowsProcessed, total, null)
         }
         const errorMessage = [crashMessage, ...sinkProblems].filter((m): m is string => m !== undefined).join("; ")
-        const result = toRunResult(runId, status, proc.rowsProcessed, total, null)
-        yield* recorder.completeRun(runId, errorMessage === "" ? { status, result } : { status, errorMessage, result })
+        yield* recorder.completeRun(runId, {
+          status,
+          result,
+          ...(errorMessage === "" ? {} : { errorMessage }),
+          ...(reason === undefined ? {} : { reason })
+        })
         recorded = result
         yield* telemetry.emit({ _tag: "RunFinished", runId, status, at: new Date(clock.unsafeCurrentTimeMillis()).toISOString() })
       }).pipe(

@@ -3,13 +3,14 @@
  * queued rows are committed at durability points — written and flushed first, and
  * only then are the held node states and outcomes appended to the trail.
  */
-import { type Clock, Effect } from "effect"
+import { type Clock, Effect, type Exit } from "effect"
 import { canonicalJsonUnsafe } from "../../core/canonical.js"
 import type { RunId } from "../../core/ids.js"
 import type { RecorderError, RecorderService } from "../../services/recorder.js"
 import type { AuditRecord } from "../../services/records.js"
 import type { SinkStep } from "../build.js"
-import type { PluginRunError, SinkInstance } from "../plugins/protocol.js"
+import type { PluginRunError, SinkCommitted, SinkInstance } from "../plugins/protocol.js"
+import { crashPoint } from "../crash-points.js"
 import type { SinkQueue } from "./processor.js"
 import { Tally } from "./tally.js"
 import type { TrailBuffer } from "./trail-buffer.js"
@@ -25,6 +26,17 @@ export interface OpenedSink {
 export interface SinkContext {
   readonly runId: RunId
   readonly recorder: RecorderService
+  /** Where a commit's records go: the recorder, or the records of the next checkpoint. */
+  readonly append: (records: ReadonlyArray<AuditRecord>) => Effect.Effect<void, RecorderError>
+  /**
+   * Whether the rows still queued when the sinks close are written and recorded. With
+   * checkpoints, an interrupted run leaves them for the resume instead: they were not
+   * covered by a checkpoint, so writing them would put rows in the file that the
+   * checkpoint does not know.
+   */
+  readonly commitOnClose: (exit: Exit.Exit<unknown, unknown>) => boolean
+  /** The committed state to cut a sink back to before any row is written (resume). */
+  readonly resumeState?: (sinkName: string) => SinkCommitted | undefined
   readonly clock: Clock.Clock
   /** Builds the FAILED outcomes of rows whose write failed. */
   readonly trail: TrailBuffer
@@ -50,7 +62,15 @@ export const commitSink = (ctx: SinkContext, opened: OpenedSink): Effect.Effect<
     const held = queue.held
     queue.rows = []
     queue.held = []
-    const written = yield* Effect.either(Effect.zipRight(instance.write(rows), instance.flush))
+    const written = yield* Effect.either(
+      Effect.zipRight(
+        instance.write(rows),
+        Effect.suspend(() => {
+          crashPoint("sink_write")
+          return instance.flush
+        })
+      )
+    )
     const tally = new Tally()
     const records: Array<AuditRecord> = []
     const doneAt = new Date(ctx.clock.unsafeCurrentTimeMillis()).toISOString()
@@ -74,7 +94,7 @@ export const commitSink = (ctx: SinkContext, opened: OpenedSink): Effect.Effect<
         tally.add("FAILED", undefined)
       }
     }
-    yield* ctx.recorder.append(records)
+    yield* ctx.append(records)
     const result = tally.toResult()
     ctx.count(result)
     if (written._tag === "Left") return yield* Effect.fail(written.left)
@@ -93,15 +113,30 @@ export const openSink = (ctx: SinkContext, step: SinkStep, queue: SinkQueue) =>
         Effect.mapError((e) => new PipelineRunError({ runId: ctx.runId, message: `sink '${step.name}': ${e.message}` }))
       )
       yield* instance.onStart.pipe(Effect.mapError((e) => new PipelineRunError({ runId: ctx.runId, message: e.message, cause: e })))
+      const cutTo = ctx.resumeState?.(step.name)
+      if (cutTo !== undefined) {
+        if (instance.truncateTo === undefined) {
+          return yield* Effect.fail(
+            new PipelineRunError({ runId: ctx.runId, message: `sink '${step.name}' (${instance.plugin}) cannot be cut back to its committed state, so the run cannot be resumed` })
+          )
+        }
+        yield* instance.truncateTo(cutTo).pipe(
+          Effect.mapError((e) => new PipelineRunError({ runId: ctx.runId, message: `resuming: ${e.message}`, cause: e }))
+        )
+      }
       return { step, instance, queue } satisfies OpenedSink
     }),
-    (opened) =>
+    (opened, exit) =>
       Effect.gen(function*() {
         const problem = (what: string) => (e: unknown) =>
           Effect.sync(() => {
             ctx.problem(`sink '${opened.step.name}' ${what}: ${message(e)}`)
           })
-        yield* commitSink(ctx, opened).pipe(Effect.catchAll(problem("write")))
+        if (ctx.commitOnClose(exit)) yield* commitSink(ctx, opened).pipe(Effect.catchAll(problem("write")))
+        else {
+          opened.queue.rows = []
+          opened.queue.held = []
+        }
         yield* opened.instance.onComplete.pipe(Effect.catchAll(problem("on_complete")))
         yield* opened.instance.close
         const artifact = yield* opened.instance.artifact.pipe(
