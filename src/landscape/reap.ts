@@ -3,7 +3,9 @@
  * a power cut, the OOM killer) is recorded `interrupted` with reason `process_crash`
  * the first time any command opens the Landscape — in the database, not only in what
  * `runs` shows — and the attempt that was running is closed the same way. Loop runs
- * too: the run, and its issues and stages still `running`.
+ * too: the run, and its issues and stages still `running`; its counts are taken from
+ * its issues. Whether the owner is gone is decided by `ownerIsGone`: only on the host
+ * that owns the run, never for the process doing the reaping.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
@@ -38,6 +40,14 @@ export const reapCrashedRuns = Effect.gen(function*() {
                  WHERE run_id = ${r.run_id} AND status = 'running'`
       yield* sql`UPDATE stage_results SET status = 'interrupted', reason = ${PROCESS_CRASH}
                  WHERE run_id = ${r.run_id} AND status = 'running'`
+      // The run never wrote its counts; they now say what its issues say.
+      yield* sql`UPDATE loop_runs SET
+                   total_count = (SELECT COUNT(*) FROM loop_issues WHERE run_id = ${r.run_id}),
+                   success_count = (SELECT COUNT(*) FROM loop_issues WHERE run_id = ${r.run_id} AND status = 'success'),
+                   failed_count = (SELECT COUNT(*) FROM loop_issues WHERE run_id = ${r.run_id} AND status = 'failed'),
+                   interrupted_count = (SELECT COUNT(*) FROM loop_issues WHERE run_id = ${r.run_id} AND status = 'interrupted'),
+                   skipped_count = (SELECT COUNT(*) FROM loop_issues WHERE run_id = ${r.run_id} AND status = 'skipped')
+                 WHERE run_id = ${r.run_id}`
     }))
   }
   return [...gone.map((r) => r.run_id), ...goneLoops.map((r) => r.run_id)]
