@@ -52,7 +52,8 @@ const encodeAt = (value: unknown, path: string, seen: Set<object>): unknown => {
         let tagged = false
         for (const [k, v] of Object.entries(value)) {
           if (k.startsWith("$")) tagged = true
-          out[k] = encodeAt(v, `${path}.${k}`, seen)
+          // defineProperty: an own "__proto__" key stays a field, not a prototype.
+          Object.defineProperty(out, k, { value: encodeAt(v, `${path}.${k}`, seen), enumerable: true, writable: true, configurable: true })
         }
         return tagged ? { $object: out } : out
       } finally {

@@ -57,3 +57,11 @@ describe("state JSON", () => {
     }))
   })
 })
+
+describe("state JSON and own __proto__ keys", () => {
+  it("keeps an own __proto__ field nested in a value (found by the property test)", () => {
+    const value = JSON.parse(`[{"": {"__proto__": {}}}]`) as unknown
+    expect(parseStateJson(stateJson(value))).toEqual(value)
+    expect(Object.keys((parseStateJson(stateJson(value)) as Array<Record<string, Record<string, unknown>>>)[0]![""]!)).toEqual(["__proto__"])
+  })
+})

@@ -28,6 +28,11 @@ export interface RunPipelineOptions {
   readonly durabilityIntervalMs?: number
   /** Clock time between progress events. */
   readonly progressIntervalMs?: number
+  /**
+   * `false` runs without checkpoints whatever the settings say (records reach the
+   * Landscape as they are made, and the run cannot be resumed).
+   */
+  readonly checkpoints?: boolean
   /** Continue a run from its last checkpoint instead of starting one (see resume.ts). */
   readonly resume?: ResumeFrom
   /** Runs after the run is finalized; its status is recorded as export_status (see export.ts). */
@@ -66,7 +71,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const policy = plan.checkpoint
     // With checkpoints, nothing reaches the Landscape between two of them: a crash leaves
     // exactly the trail of the last checkpoint, which a resume continues from.
-    const strict = policy.enabled
+    const strict = policy.enabled && options.checkpoints !== false
     const durabilityRows = options.durabilityRows ?? (policy.frequency === "aggregation_only" ? AGGREGATION_ONLY_MAX_ROWS : policy.interval)
     const durabilityMs = options.durabilityIntervalMs ?? (policy.frequency === "aggregation_only" ? Number.POSITIVE_INFINITY : 1_000)
     const progressMs = options.progressIntervalMs ?? 1_000

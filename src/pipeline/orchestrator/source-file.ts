@@ -30,10 +30,10 @@ const hashFile = (path: string): Promise<string> =>
  * Path, size and hash of the source file; null when the source reads no regular file
  * (no path, a FIFO, a device): such an input cannot be checked and is not resumable.
  */
-export const fingerprintSource = (settings: Pick<PipelineSettings, "source">): Effect.Effect<SourceFileState | null> =>
-  Effect.promise(async () => {
-    const path = sourcePathOf(settings)
-    if (path === undefined) return null
+export const fingerprintSource = (settings: Pick<PipelineSettings, "source">): Effect.Effect<SourceFileState | null> => {
+  const path = sourcePathOf(settings)
+  if (path === undefined) return Effect.succeed(null)
+  return Effect.promise(async () => {
     try {
       const info = await stat(path)
       if (!info.isFile()) return null
@@ -43,3 +43,4 @@ export const fingerprintSource = (settings: Pick<PipelineSettings, "source">): E
       return null
     }
   })
+}
