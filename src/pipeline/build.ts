@@ -8,9 +8,9 @@ import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { type CompiledExpression, parseExpression } from "../core/expression/index.js"
 import type { NodeId } from "../core/ids.js"
-import { RECORD_TYPES } from "../landscape/exporter.js"
+import { RECORD_TYPES } from "../services/export-store.js"
 import { type Graph, GraphBuilder, findCycle, unreachableSinks } from "./graph.js"
-import { csvExportDir } from "./orchestrator/export.js"
+import { csvExportDir } from "./orchestrator/export-file.js"
 import {
   validateRouteDestinations,
   validateSourceQuarantineDestination,

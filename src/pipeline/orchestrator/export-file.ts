@@ -102,3 +102,10 @@ export const outFile = (path: string) =>
     }),
     (file) => file.abort()
   )
+
+/** The directory of a CSV export: the export sink's path without its extension. */
+export const csvExportDir = (sinkPath: string): string => {
+  const abs = NodePath.resolve(sinkPath)
+  const ext = NodePath.extname(abs)
+  return ext === "" ? abs : abs.slice(0, -ext.length)
+}

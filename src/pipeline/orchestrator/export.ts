@@ -29,7 +29,7 @@ import { Telemetry } from "../../services/telemetry.js"
 import type { PipelinePlan } from "../build.js"
 import type { ArtifactInfo } from "../plugins/protocol.js"
 import { writeCsvExport } from "./export-csv.js"
-import type { WrittenFile } from "./export-file.js"
+import { csvExportDir, type WrittenFile } from "./export-file.js"
 import { writeJsonExport } from "./export-json.js"
 import { writeThroughSink } from "./export-sink.js"
 import type { PipelineRunStatus, RunResult } from "./types.js"
@@ -116,12 +116,6 @@ export const exportRun = (options: ExportRunOptions) =>
 // ---------------------------------------------------------------------------
 // Export as part of a run
 
-/** The directory of a CSV export: the export sink's path without its extension. */
-export const csvExportDir = (sinkPath: string): string => {
-  const abs = NodePath.resolve(sinkPath)
-  const ext = NodePath.extname(abs)
-  return ext === "" ? abs : abs.slice(0, -ext.length)
-}
 
 /**
  * The export a run's settings ask for, after the run is finalized. Records the

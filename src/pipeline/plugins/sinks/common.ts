@@ -8,7 +8,7 @@ import { decodeOptions, showValue } from "../options.js"
 import type { FieldType, PluginContext, Row, SchemaConfig } from "../protocol.js"
 import { PluginConfigError, PluginRunError } from "../protocol.js"
 import { parseSchemaConfig, validateStrict } from "../schema.js"
-import { faultsFor } from "./io.js"
+import { faultsFor, type SinkLabel } from "./io.js"
 
 // ---------------------------------------------------------------------------
 // Options
@@ -133,12 +133,7 @@ export const resolveEncoding = (plugin: string, name: string): Effect.Effect<Tex
 // ---------------------------------------------------------------------------
 // Errors
 
-/** Who is failing, for every message: `sink 'out' (csv, out/result.csv)`. */
-export interface SinkLabel {
-  readonly plugin: string
-  readonly nodeName: string
-  readonly target: string
-}
+export type { SinkLabel } from "./io.js"
 
 export const describeCause = (cause: unknown): string => {
   if (cause instanceof PluginRunError) return cause.message

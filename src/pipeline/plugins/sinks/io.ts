@@ -14,7 +14,13 @@
  */
 import type { SinkIoReason } from "../protocol.js"
 import { PluginConfigError, PluginRunError, SinkIoError } from "../protocol.js"
-import type { SinkLabel } from "./common.js"
+
+/** Who is failing, for every message: `sink 'out' (csv, out/result.csv)`. */
+export interface SinkLabel {
+  readonly plugin: string
+  readonly nodeName: string
+  readonly target: string
+}
 
 export const FAULT_ENV = "RUNLEDGER_TEST_FAULT"
 
