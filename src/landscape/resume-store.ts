@@ -59,6 +59,8 @@ export const makeResumeStore = Effect.gen(function*() {
       }
       const nodes = yield* sql<{ node_id: string; name: string; node_type: string; config_hash: string }>`
         SELECT node_id, name, node_type, config_hash FROM nodes WHERE run_id = ${runId} ORDER BY sequence`
+      const edges = yield* sql<{ edge_id: string; from_node_id: string; label: string }>`
+        SELECT edge_id, from_node_id, label FROM edges WHERE run_id = ${runId}`
       const checkpoints = yield* sql<CheckpointView>`
         SELECT sequence_number, attempt, created_at, topology_hash, state_json FROM checkpoints
         WHERE run_id = ${runId} ORDER BY sequence_number DESC LIMIT 1`
@@ -73,6 +75,7 @@ export const makeResumeStore = Effect.gen(function*() {
         source_schema_json: run.source_schema_json,
         live_owner: liveOwner(run),
         nodes,
+        edges,
         checkpoint: checkpoints[0] ?? null,
         attempts: yield* attempts(runId),
         rows_recorded: rows[0]?.n ?? 0

@@ -10,9 +10,11 @@ import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs"
 import * as NodePath from "node:path"
 import type { ExportStore } from "../services/export-store.js"
 import type { LoopRecorder } from "../services/loop-recorder.js"
+import type { ResumeStore } from "../services/resume-store.js"
 import { Recorder, RecorderError } from "../services/recorder.js"
 import { SqlExportStoreLive } from "./export-store.js"
 import { LoopRecorderSql } from "./loop-recorder.js"
+import { ResumeStoreSql } from "./resume-store.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
@@ -152,7 +154,8 @@ export const LandscapeSql = (url: string): Layer.Layer<SqlClient.SqlClient | Sql
   ).pipe(Layer.catchAll((e) => Layer.fail(e._tag === "ConfigError" ? new LandscapeUrlError({ url, message: String(e) }) : e))) as never
 
 /**
- * The default Landscape layer: the Recorder, the ExportStore and the LoopRecorder (and
+ * The default Landscape layer: the Recorder, the ExportStore, the LoopRecorder and the
+ * ResumeStore (and
  * the SqlClient under them) for a SQLite file or `:memory:`. One connection; provide it
  * once at the edge.
  */
@@ -160,10 +163,10 @@ export const SqliteLandscape = (
   url: string,
   options?: SqlRecorderOptions
 ): Layer.Layer<
-  Recorder | ExportStore | LoopRecorder | SqlClient.SqlClient | SqliteClient.SqliteClient,
+  Recorder | ExportStore | LoopRecorder | ResumeStore | SqlClient.SqlClient | SqliteClient.SqliteClient,
   RecorderError | LandscapeUrlError
 > =>
-  Layer.merge(SqlExportStoreLive, LoopRecorderSql).pipe(
+  Layer.mergeAll(SqlExportStoreLive, LoopRecorderSql, ResumeStoreSql).pipe(
     Layer.provideMerge(SqlRecorderLive(options)),
     Layer.provideMerge(LandscapeSql(url))
   )

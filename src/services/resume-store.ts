@@ -43,6 +43,7 @@ export interface ResumeCandidate {
   /** The live process that owns the run, when there is one (then it must not be resumed). */
   readonly live_owner: { readonly pid: number; readonly host: string } | null
   readonly nodes: ReadonlyArray<{ readonly node_id: string; readonly name: string; readonly node_type: string; readonly config_hash: string }>
+  readonly edges: ReadonlyArray<{ readonly edge_id: string; readonly from_node_id: string; readonly label: string }>
   readonly checkpoint: CheckpointView | null
   readonly attempts: ReadonlyArray<RunAttemptView>
   /** Rows of the run recorded in the trail (all of them covered by the checkpoint). */
