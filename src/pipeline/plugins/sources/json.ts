@@ -23,21 +23,20 @@
 import { readFile } from "node:fs/promises"
 import { Effect, Schema } from "effect"
 import { decodeOptions } from "../options.js"
-import type { Row, SchemaConfig, SourceInstance, SourceItem, SourcePlugin } from "../protocol.js"
+import type { Row, SchemaConfig, SourceInstance, SourceItem, SourcePlugin, SourcePosition } from "../protocol.js"
 import { coerceSourceRow, parseSchemaConfig } from "../schema.js"
 import type { TextEncoding } from "./common.js"
 import {
+  dataChunks,
   decodeChecked,
   decodeLossy,
   EncodingOption,
   fileError,
   pyStrip,
-  readChunks,
   resolveEncoding,
   SourceCommonFields,
   splitLines,
-  streamBatches,
-  stripUtf8Bom
+  streamBatches
 } from "./common.js"
 import type { JsonLimits, JsonParsed, LargeInteger } from "./json-parse.js"
 import { LineCounter, parseJsonText, scanList, showPath, skipWsBytes, valueExtent } from "./json-parse.js"
@@ -276,34 +275,46 @@ const findMember = (utf8: Buffer, open: number, key: string, encoding: TextEncod
     return { _tag: "Broken", message: `expected ',' or '}' at byte ${pos} of the root object` }
   }
 }
-/** Reads a JSON Lines file line by line (streamed). */
+/**
+ * Reads a JSON Lines file line by line (streamed), from the top or from where an
+ * earlier read left off. Lines are split on the file's bytes (a line terminator is the
+ * same byte in every supported encoding) and transcoded one by one, so positions are
+ * offsets in the file. What each read of the file brings is yielded at once.
+ */
 async function* readLinesFile(
   options: JsonOptions,
   schema: SchemaConfig,
-  encoding: TextEncoding
+  encoding: TextEncoding,
+  from?: SourcePosition
 ): AsyncGenerator<ReadonlyArray<SourceItem>> {
   const transcode = encoding.makeTranscoder()
-  const raw = readChunks(PLUGIN, options.path)
-  const unbommed = encoding.stripBom ? stripUtf8Bom(raw) : raw
-  async function* utf8(): AsyncGenerator<Buffer> {
-    for await (const chunk of unbommed) yield transcode(chunk)
+  const data = dataChunks(PLUGIN, options.path, { stripBom: encoding.stripBom, skipRows: 0, from: from?.bytes })
+  let origin: number | undefined
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for await (const chunk of data.chunks) {
+      origin ??= data.origin()
+      yield chunk
+    }
   }
-  for await (const lines of splitLines(utf8())) {
+  for await (const lines of splitLines(chunks(), { offset: 0, line: from?.line ?? 0 })) {
     const out: Array<SourceItem> = []
-    for (const { bytes, lineNumber } of lines) {
+    for (const { bytes: fileBytes, end, lineNumber } of lines) {
+      const bytes = transcode(fileBytes)
       const checked = encoding.needsCheck ? decodeChecked(bytes) : bytes.toString("utf8")
       const text = pyStrip(checked ?? decodeLossy(bytes))
       if (text === "") continue
+      const position: SourcePosition = { bytes: origin! + end, line: lineNumber }
       if (checked === undefined) {
         out.push({
           _tag: "Invalid",
           raw: rawPayload({}, "__raw_line__", rawTextOf(text), { __line_number__: lineNumber }),
-          error: `line ${lineNumber}: not valid ${encoding.name} text`
+          error: `line ${lineNumber}: not valid ${encoding.name} text`,
+          position
         })
         continue
       }
       const rawOf = (): Row => rawPayload({}, "__raw_line__", rawTextOf(text), { __line_number__: lineNumber })
-      out.push(toItem(schema, parseJsonText(text, LIMITS), `line ${lineNumber}`, rawOf))
+      out.push({ ...toItem(schema, parseJsonText(text, LIMITS), `line ${lineNumber}`, rawOf), position })
     }
     if (out.length > 0) yield out
   }
@@ -321,14 +332,23 @@ export const jsonSource: SourcePlugin = {
       const schema = yield* parseSchemaConfig(PLUGIN, options.schema)
       const encoding = resolveEncoding(options.encoding)!
       const format = options.format ?? defaultFormat(options.path)
+      if (format === "json") {
+        const instance: SourceInstance = {
+          plugin: PLUGIN,
+          onValidationFailure: options.on_validation_failure,
+          schema,
+          read: streamBatches(PLUGIN, () => readArrayFile(options, schema, encoding))
+        }
+        return instance
+      }
+      const read = streamBatches(PLUGIN, () => readLinesFile(options, schema, encoding))
       const instance: SourceInstance = {
         plugin: PLUGIN,
         onValidationFailure: options.on_validation_failure,
         schema,
-        read: streamBatches(
-          PLUGIN,
-          () => format === "json" ? readArrayFile(options, schema, encoding) : readLinesFile(options, schema, encoding)
-        )
+        read,
+        readFrom: (at) =>
+          at.items === 0 ? read : streamBatches(PLUGIN, () => readLinesFile(options, schema, encoding, at.position))
       }
       return instance
     })
