@@ -215,6 +215,80 @@ export const exactLookahead = <P extends Parser>(parser: P): P => {
 }
 
 /**
+ * Counts physical line breaks (`\n`, `\r\n`, a lone `\r`) in a byte stream, up to
+ * offsets that only grow. Chunks are added as they come and let go once counted.
+ *
+ * csv-parse's own line count takes a `\r\n` inside a quoted field for two lines, so
+ * the sources count lines here instead.
+ */
+class LineBreaks {
+  private readonly chunks: Array<Buffer> = []
+  /** Offset of the first byte of `chunks[0]`. */
+  private base = 0
+  /** Offset up to which breaks are counted. */
+  private at = 0
+  private count = 0
+  /** The byte before `at` is a `\r` (counted): a `\n` right after it is the same break. */
+  private afterCr = false
+  /** The byte before `at` is a line break. */
+  endsWithBreak = false
+  /** Next `\n` and `\r` in `chunks[0]` at or after `at` (chunk length when none). */
+  private nextLf = -1
+  private nextCr = -1
+
+  add(chunk: Buffer): void {
+    if (chunk.length > 0) this.chunks.push(chunk)
+  }
+
+  /** Line breaks in [0, to); an offset below the ones counted already counts as those. */
+  countTo(to: number): number {
+    while (this.at < to && this.chunks.length > 0) {
+      const chunk = this.chunks[0]!
+      const hi = Math.min(chunk.length, to - this.base)
+      let i = this.at - this.base
+      if (this.afterCr) {
+        this.afterCr = false
+        if (chunk[i] === 0x0a) i++
+      }
+      while (i < hi) {
+        if (this.nextLf < i) this.nextLf = indexIn(chunk, 0x0a, i)
+        if (this.nextCr < i) this.nextCr = indexIn(chunk, 0x0d, i)
+        const next = Math.min(this.nextLf, this.nextCr)
+        if (next >= hi) {
+          this.endsWithBreak = false
+          i = hi
+          break
+        }
+        this.count++
+        this.endsWithBreak = true
+        i = next + 1
+        if (chunk[next] === 0x0d) {
+          if (i < hi) {
+            if (chunk[i] === 0x0a) i++
+          } else {
+            this.afterCr = true
+          }
+        }
+      }
+      this.at = this.base + i
+      if (i === chunk.length) {
+        this.chunks.shift()
+        this.base += chunk.length
+        this.nextLf = -1
+        this.nextCr = -1
+      }
+    }
+    return this.count
+  }
+}
+
+/** Index of `byte` in `chunk` from `from` on, or the chunk's length. */
+const indexIn = (chunk: Buffer, byte: number, from: number): number => {
+  const i = chunk.indexOf(byte, from)
+  return i < 0 ? chunk.length : i
+}
+
+/**
  * csv-parse's stream, with each record tagged as it is pushed: its line count (the
  * parser's running `info.lines`, the line the record ends on) and the parse errors
  * reported since the previous record, so both come out in file order. Per-record
@@ -235,27 +309,41 @@ class LineTrackingParser extends Parser {
   /** Line on which the last record pushed ends (0 before any). */
   private recordLine = 0
   private readonly keep = INPUT_LIMITS.rawTextBytes + 4
+  private readonly breaks = new LineBreaks()
 
   constructor(
     options: CsvParseOptions,
-    private readonly tag: (fields: Array<Buffer>, lines: number, bytes: number) => ParsedRecord
+    private readonly tag: (fields: Array<Buffer>, line: number, bytes: number) => ParsedRecord
   ) {
     // The larger readable buffer lets one read take many records.
     super({ ...options, readableHighWaterMark: 1024 } as CsvParseOptions)
   }
+  /**
+   * The line on which input ending at `offset` ends: the line breaks before `offset`,
+   * plus the unterminated line it ends in, if any.
+   */
+  lineAt(offset: number): number {
+    const count = this.breaks.countTo(offset)
+    return offset > 0 && !this.breaks.endsWithBreak ? count + 1 : count
+  }
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
     if (chunk === null) return super.push(null, encoding)
-    this.recordEnd = this.info.bytes
-    this.recordLine = this.info.lines
-    return super.push(this.tag(chunk as Array<Buffer>, this.info.lines, this.info.bytes), encoding)
+    const end = this.info.bytes
+    this.recordEnd = end
+    this.recordLine = this.lineAt(end)
+    return super.push(this.tag(chunk as Array<Buffer>, this.recordLine, end), encoding)
   }
   override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
     this.retained.push({ start: this.received, bytes: chunk })
+    this.breaks.add(chunk)
     this.received += chunk.length
     super._transform(chunk, encoding, callback)
     // Drop what lies before the current record or beyond what its raw text keeps.
     const from = this.recordEnd
     this.retained = this.retained.filter((c) => c.start + c.bytes.length > from && c.start < from + this.keep)
+    // The parser holds back at most a few bytes, so every record still to come ends
+    // beyond this: count up to it, letting go of the chunks before.
+    this.breaks.countTo(this.received - 8)
   }
   /**
    * The raw text of the record after the last one pushed, up to the input read so
@@ -309,6 +397,25 @@ const whenReadable = (parser: Readable): Promise<void> =>
   })
 
 /**
+ * csv-parse's options for `delimiter`: bytes in, field bytes out; every record
+ * delimiter, lenient about quotes and column counts, blank lines skipped, a record
+ * that fails to parse skipped (and reported through `on_skip`).
+ */
+export const csvParseOptions = (delimiter: string): CsvParseOptions => ({
+  encoding: null,
+  delimiter,
+  quote: "\"",
+  escape: "\"",
+  record_delimiter: ["\r\n", "\n", "\r"],
+  relax_column_count: true,
+  relax_quotes: true,
+  skip_empty_lines: true,
+  skip_records_with_error: true,
+  trim: false,
+  bom: false
+})
+
+/**
  * Feeds the file into csv-parse and yields records (and the parse errors reported
  * before each) in order, in batches of whatever the parser has ready: a batch is
  * yielded as soon as the parser has taken all the input there is, never held for more.
@@ -328,44 +435,34 @@ async function* parseRecords(
   const lineOffset = from?.line ?? options.skip_rows
   const data = dataChunks(PLUGIN, path, { stripBom: encoding.stripBom, skipRows: options.skip_rows, from: from?.bytes })
   const offsets = offsetMapFor(encoding)
-  /** The file position of an offset in the (UTF-8) bytes the parser was given. */
-  const positionAt = (parsed: number, lines: number): SourcePosition => ({
+  /** The file position of an offset in the (UTF-8) bytes the parser was given, on `line` of them. */
+  const positionAt = (parsed: number, line: number): SourcePosition => ({
     bytes: data.origin() + offsets.inputOffset(parsed),
-    line: lines + lineOffset
+    line: line + lineOffset
   })
   const parserOptions: CsvParseOptions = {
-    encoding: null,
-    delimiter: options.delimiter,
-    quote: "\"",
-    escape: "\"",
-    record_delimiter: ["\r\n", "\n", "\r"],
-    relax_column_count: true,
-    relax_quotes: true,
-    skip_empty_lines: true,
-    skip_records_with_error: true,
-    trim: false,
-    bom: false,
+    ...csvParseOptions(options.delimiter),
     on_skip: (err) => {
-      const lines = Number(err?.lines ?? 0)
-      const line = lines + lineOffset
       const message = err?.message ?? "unknown error"
       // A quote left open runs to the end of the input: the rest of the file is that record.
       if (err?.code === "CSV_QUOTE_NOT_CLOSED") {
+        const end = positionAt(parser.received, parser.lineAt(parser.received))
         const pending = parser.pendingRecord()
         pendingErrors.push({
-          line,
+          line: end.line,
           message,
           raw: { text: pending.text, startLine: pending.startLine + lineOffset },
-          end: positionAt(parser.received, lines)
+          end
         })
       } else {
-        pendingErrors.push({ line, message, end: positionAt(parser.info.bytes, lines) })
+        const end = positionAt(parser.info.bytes, parser.lineAt(parser.info.bytes))
+        pendingErrors.push({ line: end.line, message, end })
       }
       return undefined
     }
   }
-  const parser = exactLookahead(new LineTrackingParser(parserOptions, (fields, lines, bytes) => {
-    const end = positionAt(bytes, lines)
+  const parser = exactLookahead(new LineTrackingParser(parserOptions, (fields, line, bytes) => {
+    const end = positionAt(bytes, line)
     return {
       fields,
       line: end.line,
