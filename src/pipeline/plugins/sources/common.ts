@@ -177,12 +177,13 @@ export const offsetMapFor = (encoding: TextEncoding): OffsetMap => {
         const end = Math.min(chunk.length, index + (at - output))
         for (let i = index; i < end; i++) {
           const b = chunk[i]!
-          if (continuation > 0) {
-            continuation--
-            continue
+          // ASCII never falls inside a sequence (the output is UTF-8 but for lone bytes).
+          if (b < 0x80) input++
+          else if (continuation > 0) continuation--
+          else {
+            input++
+            if (b >= 0xc0) continuation = b >= 0xf0 ? 3 : b >= 0xe0 ? 2 : 1
           }
-          input++
-          if (b >= 0xc0) continuation = b >= 0xf0 ? 3 : b >= 0xe0 ? 2 : 1
         }
         output += end - index
         index = end

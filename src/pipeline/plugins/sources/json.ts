@@ -32,6 +32,7 @@ import {
   decodeLossy,
   EncodingOption,
   fileError,
+  offsetMapFor,
   pyStrip,
   resolveEncoding,
   SourceCommonFields,
@@ -82,27 +83,31 @@ const largeIntegerProblem = (
 
 /**
  * Turns one parse result into an item. `rawOf` gives the quarantine payload for input
- * that could not become a value (its raw text and position).
+ * that could not become a value (its raw text and position); `position`, where known,
+ * is where the item's line ends in the file.
  */
 const toItem = (
   schema: SchemaConfig,
   parsed: JsonParsed,
   where: string,
-  rawOf: () => Row
+  rawOf: () => Row,
+  position?: SourcePosition
 ): SourceItem => {
+  const at = position === undefined ? undefined : { position }
   if (!parsed.ok) {
     const label = parsed.kind === "syntax" ? "invalid JSON" : parsed.kind === "depth" ? "too deeply nested" : "unusable number"
-    return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${label}: ${parsed.message}` }
+    return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${label}: ${parsed.message}`, ...at }
   }
   const value = parsed.value
   if (parsed.largeIntegers.length > 0) {
     const problem = largeIntegerProblem(schema, value, parsed.largeIntegers)
     if (problem !== undefined) {
-      return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${problem.message}`, fieldErrors: [problem] }
+      return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${problem.message}`, fieldErrors: [problem], ...at }
     }
   }
   const r = coerceSourceRow(schema, value)
-  return r.ok ? { _tag: "Valid", row: r.row } : { _tag: "Invalid", raw: value, error: r.error, fieldErrors: r.fieldErrors }
+  if (!r.ok) return { _tag: "Invalid", raw: value, error: r.error, fieldErrors: r.fieldErrors, ...at }
+  return position === undefined ? { _tag: "Valid", row: r.row } : { _tag: "Valid", row: r.row, position }
 }
 
 const BATCH = 256
@@ -277,9 +282,7 @@ const findMember = (utf8: Buffer, open: number, key: string, encoding: TextEncod
 }
 /**
  * Reads a JSON Lines file line by line (streamed), from the top or from where an
- * earlier read left off. Lines are split on the file's bytes (a line terminator is the
- * same byte in every supported encoding) and transcoded one by one, so positions are
- * offsets in the file. What each read of the file brings is yielded at once.
+ * earlier read left off. What each read of the file brings is yielded at once.
  */
 async function* readLinesFile(
   options: JsonOptions,
@@ -287,23 +290,23 @@ async function* readLinesFile(
   encoding: TextEncoding,
   from?: SourcePosition
 ): AsyncGenerator<ReadonlyArray<SourceItem>> {
-  const transcode = encoding.makeTranscoder()
   const data = dataChunks(PLUGIN, options.path, { stripBom: encoding.stripBom, skipRows: 0, from: from?.bytes })
-  let origin: number | undefined
-  async function* chunks(): AsyncGenerator<Buffer> {
+  const offsets = offsetMapFor(encoding)
+  async function* utf8(): AsyncGenerator<Buffer> {
+    const transcode = encoding.makeTranscoder()
     for await (const chunk of data.chunks) {
-      origin ??= data.origin()
-      yield chunk
+      const out = transcode(chunk)
+      offsets.note(out)
+      yield out
     }
   }
-  for await (const lines of splitLines(chunks(), { offset: 0, line: from?.line ?? 0 })) {
+  for await (const lines of splitLines(utf8(), { offset: 0, line: from?.line ?? 0 })) {
     const out: Array<SourceItem> = []
-    for (const { bytes: fileBytes, end, lineNumber } of lines) {
-      const bytes = transcode(fileBytes)
+    for (const { bytes, end, lineNumber } of lines) {
       const checked = encoding.needsCheck ? decodeChecked(bytes) : bytes.toString("utf8")
       const text = pyStrip(checked ?? decodeLossy(bytes))
       if (text === "") continue
-      const position: SourcePosition = { bytes: origin! + end, line: lineNumber }
+      const position: SourcePosition = { bytes: data.origin() + offsets.inputOffset(end), line: lineNumber }
       if (checked === undefined) {
         out.push({
           _tag: "Invalid",
@@ -314,7 +317,7 @@ async function* readLinesFile(
         continue
       }
       const rawOf = (): Row => rawPayload({}, "__raw_line__", rawTextOf(text), { __line_number__: lineNumber })
-      out.push({ ...toItem(schema, parseJsonText(text, LIMITS), `line ${lineNumber}`, rawOf), position })
+      out.push(toItem(schema, parseJsonText(text, LIMITS), `line ${lineNumber}`, rawOf, position))
     }
     if (out.length > 0) yield out
   }
