@@ -8,8 +8,16 @@
  * the read nor silently alters data.
  *
  * Line numbers are physical lines of the file counting from 1 (skipped and blank
- * lines included) and name the line on which a record ends. Row numbers count data
- * records from 1 (the header excluded, blank lines not counted).
+ * lines included, `\r\n` one line also inside quotes) and name the line on which a
+ * record ends. Row numbers count data records from 1 (the header excluded, blank
+ * lines not counted).
+ *
+ * Records are yielded as soon as their delimiter has been read (see `exactLookahead`),
+ * whatever follows. Each item carries its position: the offset in the file's bytes
+ * after its record (offsets in the transcoded bytes are mapped back) and the line it
+ * ends on. `readFrom` starts a fresh parser there — a record boundary, where csv-parse
+ * and the single-byte transcoders hold no state — taking the header from the top of
+ * the file, and numbers lines and rows on from the position.
  */
 import type { TransformCallback } from "node:stream"
 import { Readable, pipeline } from "node:stream"
