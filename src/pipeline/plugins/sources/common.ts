@@ -111,8 +111,8 @@ export async function* readChunks(plugin: string, path: string, start = 0): Asyn
  * The data bytes of a text file, either from the start — a UTF-8 byte order mark
  * removed when `stripBom`, the first `skipRows` physical lines dropped — or from byte
  * `from` on, where such a read left off (nothing is removed then). `origin()` is the
- * file offset of the first data byte, known once the first data chunk has come (0
- * before, when there is none).
+ * file offset of the first data byte, known once the first data chunk has come (before
+ * that, and when there is none, the offset reading started at).
  */
 export const dataChunks = (
   plugin: string,

@@ -297,11 +297,12 @@ const indexIn = (chunk: Buffer, byte: number, from: number): number => {
 }
 
 /**
- * csv-parse's stream, with each record tagged as it is pushed: its line count (the
- * parser's running `info.lines`, the line the record ends on) and the parse errors
- * reported since the previous record, so both come out in file order. Per-record
- * `info`/`on_record` would do the same but build a large context object per record.
- * With `encoding: null` records are arrays of Buffers.
+ * csv-parse's stream, with each record tagged as it is pushed: the line it ends on
+ * (physical lines, counted here), the offset after it (the parser's running
+ * `info.bytes`) and the parse errors reported since the previous record, so all come
+ * out in file order. Per-record `info`/`on_record` would give csv-parse's own counts
+ * but build a large context object per record. With `encoding: null` records are
+ * arrays of Buffers.
  *
  * It also keeps the input bytes since the end of the last record (up to the raw text
  * limit), so that a record that fails to parse can be quarantined with its raw text;
