@@ -69,9 +69,29 @@ export class PluginRunError extends Data.TaggedError("PluginRunError")<{
 // ---------------------------------------------------------------------------
 // Sources
 
-/** One item read by a source: a validated row or an invalid one to quarantine. */
+/**
+ * Where a source item's record ends in its file: the place a later read can restart
+ * from to yield the items after it (see `SourceInstance.readFrom`).
+ */
+export interface SourcePosition {
+  /**
+   * Byte offset in the file, as stored (before any transcoding), just after the item's
+   * record and its line terminator: where reading the next item starts.
+   */
+  readonly bytes: number
+  /**
+   * Physical lines consumed up to there (lines skipped by `skip_rows`, blank lines and
+   * lines inside quoted fields included): the next line read is line `line + 1`.
+   */
+  readonly line: number
+}
+
+/**
+ * One item read by a source: a validated row or an invalid one to quarantine. File
+ * sources that can restart mid-file (CSV, JSON Lines) set `position` on every item.
+ */
 export type SourceItem =
-  | { readonly _tag: "Valid"; readonly row: Row }
+  | { readonly _tag: "Valid"; readonly row: Row; readonly position?: SourcePosition }
   | {
     readonly _tag: "Invalid"
     /** The raw, uncoerced payload (may be a non-object for JSON sources). */
@@ -80,15 +100,36 @@ export type SourceItem =
     readonly error: string
     /** Per-field details where known. */
     readonly fieldErrors?: ReadonlyArray<{ readonly field: string; readonly message: string }>
+    readonly position?: SourcePosition
   }
+
+/** Where `SourceInstance.readFrom` continues: after `items` items, the last at `position`. */
+export interface SourceRestart {
+  /** Items a read yielded before this point (at least 1; 0 means `read` itself). */
+  readonly items: number
+  /** The `position` of the last of those items. */
+  readonly position: SourcePosition
+}
 
 export interface SourceInstance {
   readonly plugin: string
   /** `discard` or a sink name. */
   readonly onValidationFailure: string
   readonly schema: SchemaConfig
-  /** Streams items in file order; memory stays flat in the size of the input. */
+  /**
+   * Streams items in file order; memory stays flat in the size of the input. Items are
+   * emitted as soon as they are read: a source never holds parsed items back while it
+   * waits for more input (a pipe that delivers rows slowly).
+   */
   readonly read: Stream.Stream<SourceItem, PluginRunError>
+  /**
+   * Continues a read after its first `at.items` items, reading the file from
+   * `at.position.bytes` (the header, if any, is taken from the start of the file). It
+   * yields exactly the items `read` yields after those — payloads, errors, line and row
+   * numbers and positions alike — provided the file is unchanged. With `items: 0` it is
+   * `read`. Undefined for a source that cannot restart mid-file (a JSON array file).
+   */
+  readonly readFrom?: (at: SourceRestart) => Stream.Stream<SourceItem, PluginRunError>
   /** Original header names by final field name (CSV), for `restore_source_headers`. */
   readonly sourceHeaders?: () => ReadonlyMap<string, string> | undefined
 }

@@ -6,6 +6,7 @@ import type { FileHandle } from "node:fs/promises"
 import { open } from "node:fs/promises"
 import { Schema, Stream } from "effect"
 import { resolveEncoding, SUPPORTED_ENCODINGS } from "../../../core/python/codecs.js"
+import type { TextEncoding } from "../../../core/python/codecs.js"
 import { Destination } from "../options.js"
 import type { SourceItem } from "../protocol.js"
 import { PluginRunError } from "../protocol.js"
@@ -85,13 +86,15 @@ export const openForReading = async (plugin: string, path: string): Promise<File
 }
 
 /**
- * Reads `path` chunk by chunk. The file is closed when the consumer stops early or
- * reading ends.
+ * Reads `path` chunk by chunk, from byte `start` on. The file is closed when the
+ * consumer stops early or reading ends. Each chunk is what one read returned, so on a
+ * pipe that delivers slowly a chunk is whatever has arrived.
  */
-export async function* readChunks(plugin: string, path: string): AsyncGenerator<Buffer> {
+export async function* readChunks(plugin: string, path: string, start = 0): AsyncGenerator<Buffer> {
   const handle = await openForReading(plugin, path)
   try {
-    const stream = handle.createReadStream({ highWaterMark: 64 * 1024, autoClose: false })
+    // A start position makes every read positional, which a pipe refuses: only when needed.
+    const stream = handle.createReadStream({ highWaterMark: 64 * 1024, autoClose: false, ...(start > 0 ? { start } : {}) })
     try {
       for await (const chunk of stream) yield chunk as Buffer
     } catch (error) {
@@ -101,6 +104,96 @@ export async function* readChunks(plugin: string, path: string): AsyncGenerator<
     }
   } finally {
     await handle.close().catch(() => undefined)
+  }
+}
+
+/**
+ * The data bytes of a text file, either from the start — a UTF-8 byte order mark
+ * removed when `stripBom`, the first `skipRows` physical lines dropped — or from byte
+ * `from` on, where such a read left off (nothing is removed then). `origin()` is the
+ * file offset of the first data byte, known once the first data chunk has come (before
+ * that, and when there is none, the offset reading started at).
+ */
+export const dataChunks = (
+  plugin: string,
+  path: string,
+  options: { readonly stripBom: boolean; readonly skipRows: number; readonly from: number | undefined }
+): { readonly chunks: AsyncGenerator<Buffer>; readonly origin: () => number } => {
+  const start = options.from ?? 0
+  let read = 0
+  let origin: number | undefined
+  async function* counted(): AsyncGenerator<Buffer> {
+    for await (const chunk of readChunks(plugin, path, start)) {
+      read += chunk.length
+      yield chunk
+    }
+  }
+  async function* data(): AsyncGenerator<Buffer> {
+    const raw = counted()
+    const kept = options.from !== undefined
+      ? raw
+      : skipLines(options.stripBom ? stripUtf8Bom(raw) : raw, options.skipRows)
+    for await (const chunk of kept) {
+      // The stages before pass every byte they read on, the current chunk's included,
+      // except the ones they drop: what was read before this chunk's bytes is the prefix.
+      if (origin === undefined) origin = start + read - chunk.length
+      yield chunk
+    }
+  }
+  return { chunks: data(), origin: () => origin ?? start }
+}
+
+/**
+ * Maps offsets in the UTF-8 bytes a transcoder produced back to offsets in the bytes
+ * it was given. `note` each output chunk in order as it is produced; `inputOffset`
+ * takes offsets at character boundaries, never smaller than the one before.
+ */
+export interface OffsetMap {
+  readonly note: (output: Buffer) => void
+  readonly inputOffset: (outputOffset: number) => number
+}
+
+/**
+ * The offset map for `encoding`: the identity for UTF-8 (passed on unchanged); for the
+ * single-byte encodings each input byte became one character of output — a UTF-8
+ * sequence, or (cp1252's undefined bytes) the byte itself, a lone continuation byte
+ * where a character starts — so input offsets count the characters of the output.
+ */
+export const offsetMapFor = (encoding: TextEncoding): OffsetMap => {
+  if (encoding.name === "utf-8" || encoding.name === "utf-8-sig") return { note: () => undefined, inputOffset: (at) => at }
+  const pending: Array<Buffer> = []
+  let index = 0
+  let output = 0
+  let input = 0
+  let continuation = 0
+  return {
+    note: (chunk) => {
+      if (chunk.length > 0) pending.push(chunk)
+    },
+    inputOffset: (at) => {
+      while (output < at) {
+        const chunk = pending[0]
+        if (chunk === undefined) throw new Error(`offset ${at} lies beyond the transcoded input (${output} bytes)`)
+        const end = Math.min(chunk.length, index + (at - output))
+        for (let i = index; i < end; i++) {
+          const b = chunk[i]!
+          // ASCII never falls inside a sequence (the output is UTF-8 but for lone bytes).
+          if (b < 0x80) input++
+          else if (continuation > 0) continuation--
+          else {
+            input++
+            if (b >= 0xc0) continuation = b >= 0xf0 ? 3 : b >= 0xe0 ? 2 : 1
+          }
+        }
+        output += end - index
+        index = end
+        if (index === chunk.length) {
+          pending.shift()
+          index = 0
+        }
+      }
+      return input
+    }
   }
 }
 
@@ -129,45 +222,63 @@ export interface RawLine {
   readonly bytes: Buffer
   /** 1-based physical line number. */
   readonly lineNumber: number
+  /** Offset just after the line's terminator (`start.offset` plus the bytes before it). */
+  readonly end: number
 }
 
 /**
  * Splits bytes into physical lines. `\n`, `\r\n` and a lone `\r` all end a line (as
  * text files are read in universal-newline mode). A final line without terminator is
- * a line; an empty file has none.
+ * a line; an empty file has none. Lines are yielded as each chunk comes, except that
+ * a line whose `\r` ends a chunk waits for the next chunk, which may start with its `\n`.
+ *
+ * `start` continues a split that stopped after a line: the offset of the first byte
+ * given and the number of lines before it.
  */
-export async function* splitLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<Array<RawLine>> {
+export async function* splitLines(
+  chunks: AsyncIterable<Buffer>,
+  start: { readonly offset: number; readonly line: number } = { offset: 0, line: 0 }
+): AsyncGenerator<Array<RawLine>> {
   let rest: Buffer = Buffer.alloc(0)
-  let lineNumber = 0
-  let pendingCr = false
-  for await (const input of chunks) {
-    let chunk = input
-    if (pendingCr && chunk.length > 0) {
-      pendingCr = false
-      if (chunk[0] === 0x0a) chunk = chunk.subarray(1)
-    }
+  let lineNumber = start.line
+  /** Offset of the current chunk's first byte. */
+  let base = start.offset
+  /** A line ended by a `\r` that ended the last chunk. */
+  let held: RawLine | undefined
+  for await (const chunk of chunks) {
+    if (chunk.length === 0) continue
     const out: Array<RawLine> = []
-    let start = 0
-    for (let i = 0; i < chunk.length; i++) {
+    let from = 0
+    if (held !== undefined) {
+      if (chunk[0] === 0x0a) {
+        held = { ...held, end: held.end + 1 }
+        from = 1
+      }
+      out.push(held)
+      held = undefined
+    }
+    for (let i = from; i < chunk.length; i++) {
       const b = chunk[i]
       if (b !== 0x0a && b !== 0x0d) continue
-      const piece = chunk.subarray(start, i)
+      const piece = chunk.subarray(from, i)
       const bytes = rest.length > 0 ? Buffer.concat([rest, piece]) : Buffer.from(piece)
       rest = Buffer.alloc(0)
-      out.push({ bytes, lineNumber: ++lineNumber })
-      if (b === 0x0d) {
-        if (i + 1 < chunk.length) {
-          if (chunk[i + 1] === 0x0a) i++
-        } else {
-          pendingCr = true
-        }
+      if (b === 0x0d && i + 1 === chunk.length) {
+        held = { bytes, lineNumber: ++lineNumber, end: base + i + 1 }
+      } else {
+        if (b === 0x0d && chunk[i + 1] === 0x0a) i++
+        out.push({ bytes, lineNumber: ++lineNumber, end: base + i + 1 })
       }
-      start = i + 1
+      from = i + 1
     }
-    if (start < chunk.length) rest = rest.length > 0 ? Buffer.concat([rest, chunk.subarray(start)]) : Buffer.from(chunk.subarray(start))
+    if (from < chunk.length) {
+      rest = rest.length > 0 ? Buffer.concat([rest, chunk.subarray(from)]) : Buffer.from(chunk.subarray(from))
+    }
+    base += chunk.length
     if (out.length > 0) yield out
   }
-  if (rest.length > 0) yield [{ bytes: rest, lineNumber: ++lineNumber }]
+  if (held !== undefined) yield [held]
+  else if (rest.length > 0) yield [{ bytes: rest, lineNumber: ++lineNumber, end: base }]
 }
 
 /**

@@ -23,21 +23,21 @@
 import { readFile } from "node:fs/promises"
 import { Effect, Schema } from "effect"
 import { decodeOptions } from "../options.js"
-import type { Row, SchemaConfig, SourceInstance, SourceItem, SourcePlugin } from "../protocol.js"
+import type { Row, SchemaConfig, SourceInstance, SourceItem, SourcePlugin, SourcePosition } from "../protocol.js"
 import { coerceSourceRow, parseSchemaConfig } from "../schema.js"
 import type { TextEncoding } from "./common.js"
 import {
+  dataChunks,
   decodeChecked,
   decodeLossy,
   EncodingOption,
   fileError,
+  offsetMapFor,
   pyStrip,
-  readChunks,
   resolveEncoding,
   SourceCommonFields,
   splitLines,
-  streamBatches,
-  stripUtf8Bom
+  streamBatches
 } from "./common.js"
 import type { JsonLimits, JsonParsed, LargeInteger } from "./json-parse.js"
 import { LineCounter, parseJsonText, scanList, showPath, skipWsBytes, valueExtent } from "./json-parse.js"
@@ -83,27 +83,31 @@ const largeIntegerProblem = (
 
 /**
  * Turns one parse result into an item. `rawOf` gives the quarantine payload for input
- * that could not become a value (its raw text and position).
+ * that could not become a value (its raw text and position); `position`, where known,
+ * is where the item's line ends in the file.
  */
 const toItem = (
   schema: SchemaConfig,
   parsed: JsonParsed,
   where: string,
-  rawOf: () => Row
+  rawOf: () => Row,
+  position?: SourcePosition
 ): SourceItem => {
+  const at = position === undefined ? undefined : { position }
   if (!parsed.ok) {
     const label = parsed.kind === "syntax" ? "invalid JSON" : parsed.kind === "depth" ? "too deeply nested" : "unusable number"
-    return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${label}: ${parsed.message}` }
+    return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${label}: ${parsed.message}`, ...at }
   }
   const value = parsed.value
   if (parsed.largeIntegers.length > 0) {
     const problem = largeIntegerProblem(schema, value, parsed.largeIntegers)
     if (problem !== undefined) {
-      return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${problem.message}`, fieldErrors: [problem] }
+      return { _tag: "Invalid", raw: rawOf(), error: `${where}: ${problem.message}`, fieldErrors: [problem], ...at }
     }
   }
   const r = coerceSourceRow(schema, value)
-  return r.ok ? { _tag: "Valid", row: r.row } : { _tag: "Invalid", raw: value, error: r.error, fieldErrors: r.fieldErrors }
+  if (!r.ok) return { _tag: "Invalid", raw: value, error: r.error, fieldErrors: r.fieldErrors, ...at }
+  return position === undefined ? { _tag: "Valid", row: r.row } : { _tag: "Valid", row: r.row, position }
 }
 
 const BATCH = 256
@@ -276,34 +280,44 @@ const findMember = (utf8: Buffer, open: number, key: string, encoding: TextEncod
     return { _tag: "Broken", message: `expected ',' or '}' at byte ${pos} of the root object` }
   }
 }
-/** Reads a JSON Lines file line by line (streamed). */
+/**
+ * Reads a JSON Lines file line by line (streamed), from the top or from where an
+ * earlier read left off. What each read of the file brings is yielded at once.
+ */
 async function* readLinesFile(
   options: JsonOptions,
   schema: SchemaConfig,
-  encoding: TextEncoding
+  encoding: TextEncoding,
+  from?: SourcePosition
 ): AsyncGenerator<ReadonlyArray<SourceItem>> {
-  const transcode = encoding.makeTranscoder()
-  const raw = readChunks(PLUGIN, options.path)
-  const unbommed = encoding.stripBom ? stripUtf8Bom(raw) : raw
+  const data = dataChunks(PLUGIN, options.path, { stripBom: encoding.stripBom, skipRows: 0, from: from?.bytes })
+  const offsets = offsetMapFor(encoding)
   async function* utf8(): AsyncGenerator<Buffer> {
-    for await (const chunk of unbommed) yield transcode(chunk)
+    const transcode = encoding.makeTranscoder()
+    for await (const chunk of data.chunks) {
+      const out = transcode(chunk)
+      offsets.note(out)
+      yield out
+    }
   }
-  for await (const lines of splitLines(utf8())) {
+  for await (const lines of splitLines(utf8(), { offset: 0, line: from?.line ?? 0 })) {
     const out: Array<SourceItem> = []
-    for (const { bytes, lineNumber } of lines) {
+    for (const { bytes, end, lineNumber } of lines) {
       const checked = encoding.needsCheck ? decodeChecked(bytes) : bytes.toString("utf8")
       const text = pyStrip(checked ?? decodeLossy(bytes))
       if (text === "") continue
+      const position: SourcePosition = { bytes: data.origin() + offsets.inputOffset(end), line: lineNumber }
       if (checked === undefined) {
         out.push({
           _tag: "Invalid",
           raw: rawPayload({}, "__raw_line__", rawTextOf(text), { __line_number__: lineNumber }),
-          error: `line ${lineNumber}: not valid ${encoding.name} text`
+          error: `line ${lineNumber}: not valid ${encoding.name} text`,
+          position
         })
         continue
       }
       const rawOf = (): Row => rawPayload({}, "__raw_line__", rawTextOf(text), { __line_number__: lineNumber })
-      out.push(toItem(schema, parseJsonText(text, LIMITS), `line ${lineNumber}`, rawOf))
+      out.push(toItem(schema, parseJsonText(text, LIMITS), `line ${lineNumber}`, rawOf, position))
     }
     if (out.length > 0) yield out
   }
@@ -321,14 +335,23 @@ export const jsonSource: SourcePlugin = {
       const schema = yield* parseSchemaConfig(PLUGIN, options.schema)
       const encoding = resolveEncoding(options.encoding)!
       const format = options.format ?? defaultFormat(options.path)
+      if (format === "json") {
+        const instance: SourceInstance = {
+          plugin: PLUGIN,
+          onValidationFailure: options.on_validation_failure,
+          schema,
+          read: streamBatches(PLUGIN, () => readArrayFile(options, schema, encoding))
+        }
+        return instance
+      }
+      const read = streamBatches(PLUGIN, () => readLinesFile(options, schema, encoding))
       const instance: SourceInstance = {
         plugin: PLUGIN,
         onValidationFailure: options.on_validation_failure,
         schema,
-        read: streamBatches(
-          PLUGIN,
-          () => format === "json" ? readArrayFile(options, schema, encoding) : readLinesFile(options, schema, encoding)
-        )
+        read,
+        readFrom: (at) =>
+          at.items === 0 ? read : streamBatches(PLUGIN, () => readLinesFile(options, schema, encoding, at.position))
       }
       return instance
     })

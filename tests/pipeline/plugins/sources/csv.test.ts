@@ -67,6 +67,13 @@ describe("csv source: reading", () => {
     expect(items[0]).toMatchObject({ _tag: "Invalid", raw: { __raw_line__: "x\ny", __line_number__: 3, __row_number__: 1 } })
   })
 
+  it("a CRLF or CR inside a quoted field is one physical line", async () => {
+    const path = tmp.file("multiline-crlf.csv", "a,b\r\n\"x\r\ny\r\nz\"\r\n\"p\rq\"\r\n1\r\n2,\"open\r\n")
+    const items = await readAll(csv(path))
+    expect(invalid(items).map((i) => (i.raw as Record<string, unknown>)["__line_number__"])).toEqual([4, 6, 7, 8])
+    expect(invalid(items)[3]!.error).toContain("starting at line 8 is never closed")
+  })
+
   it("is lenient about stray quotes inside unquoted fields", async () => {
     const path = tmp.file("stray.csv", "a,b\n5\" tall,x\n")
     expect(valid(await readAll(csv(path)))).toEqual([{ a: "5\" tall", b: "x" }])

@@ -2,7 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Chunk, Effect, Either, Stream } from "effect"
-import type { PluginConfigError, PluginRunError, SourceInstance, SourceItem, SourcePlugin } from "../../../../src/pipeline/plugins/protocol.js"
+import type {
+  PluginConfigError,
+  PluginRunError,
+  SourceInstance,
+  SourceItem,
+  SourcePlugin,
+  SourceRestart
+} from "../../../../src/pipeline/plugins/protocol.js"
 
 export const makeTempDir = () => {
   const dir = mkdtempSync(join(tmpdir(), "runledger-sources-"))
@@ -26,8 +33,28 @@ export const createError = (plugin: SourcePlugin, options: unknown): PluginConfi
   return r.left
 }
 
+const collect = (stream: Stream.Stream<SourceItem, PluginRunError>): Promise<Array<SourceItem>> =>
+  Effect.runPromise(Stream.runCollect(stream)).then((c) => [...Chunk.toReadonlyArray(c)])
+
+/** Drops an item's `position` (tests of content compare items without it). */
+export const withoutPosition = (item: SourceItem): SourceItem => {
+  if (item.position === undefined) return item
+  const { position: _, ...rest } = item
+  return rest
+}
+
+/** The items `read` yields, without their positions (see `readItems` for those). */
 export const readAll = (source: SourceInstance): Promise<Array<SourceItem>> =>
-  Effect.runPromise(Stream.runCollect(source.read)).then((c) => [...Chunk.toReadonlyArray(c)])
+  collect(source.read).then((items) => items.map(withoutPosition))
+
+/** The items `read` yields, positions included. */
+export const readItems = (source: SourceInstance): Promise<Array<SourceItem>> => collect(source.read)
+
+/** The items `readFrom(at)` yields, positions included. */
+export const readItemsFrom = (source: SourceInstance, at: SourceRestart): Promise<Array<SourceItem>> => {
+  if (source.readFrom === undefined) throw new Error(`source ${source.plugin} cannot restart`)
+  return collect(source.readFrom(at))
+}
 
 export const readError = async (source: SourceInstance): Promise<PluginRunError> => {
   const r = await Effect.runPromise(Effect.either(Stream.runCollect(source.read)))
