@@ -4,8 +4,7 @@
  * `state_json` column of the checkpoint, in the same transaction as the audit records
  * of the rows it covers.
  */
-/** Mirrors the sink protocol's committed state. */
-interface SinkCommitted { readonly rows: number; readonly bytes: number; readonly tableRows?: number }
+import type { SinkCommitted, SourcePosition } from "../plugins/protocol.js"
 
 export const CHECKPOINT_STATE_VERSION = 1
 
@@ -61,7 +60,7 @@ export interface CheckpointState {
      * last processed item (the byte offset after it and the lines read); null when the
      * source does not say — then a resume reads and skips `items` items.
      */
-    readonly position: unknown
+    readonly position: SourcePosition | null
     readonly file: SourceFileState | null
   }
   /** Committed state of each sink, by sink name. */

@@ -12,7 +12,7 @@ import type { AuditRecord } from "../../services/records.js"
 import { Telemetry } from "../../services/telemetry.js"
 import type { PipelinePlan } from "../build.js"
 import { crashPoint } from "../crash-points.js"
-import type { PluginRunError, SinkCommitted, SourceItem } from "../plugins/protocol.js"
+import type { PluginRunError, SinkCommitted, SourceItem, SourcePosition } from "../plugins/protocol.js"
 import { CHECKPOINT_STATE_VERSION, type CheckpointState, type SourceFileState } from "./checkpoint-state.js"
 import { graphRecords } from "./graph-records.js"
 import { Processor, type StepResult } from "./processor.js"
@@ -124,7 +124,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     /** What the last checkpoint covers: the RunResult of a run that stops now and is resumed later. */
     let checkpointed = { rows: proc.rowsProcessed, total }
     /** Where the source stands after the last fully processed item, when it says. */
-    let sourcePosition: unknown = resume?.state.source.position ?? null
+    let sourcePosition: SourcePosition | null = resume?.state.source.position ?? null
     let aggregationFlushesSeen = proc.aggregations.flushes
     /** The Landscape could not be written: stop without writing more to the sinks. */
     let landscapeFailed = false
@@ -306,8 +306,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
                 step.r = proc.run()
               })
             }
-            const position = (item as { readonly position?: unknown }).position
-            if (position !== undefined) sourcePosition = position
+            if (item.position !== undefined) sourcePosition = item.position
             crashPoint("row")
             if (durabilityDue()) yield* durabilityPoint(opened)
           }
@@ -318,14 +317,14 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
           }
         }))
 
-      const source = plan.source.instance as typeof plan.source.instance & {
-        readonly readFrom?: (at: { readonly items: number; readonly position: never }) => typeof plan.source.instance.read
-      }
+      const source = plan.source.instance
       const position = resume?.state.source.position
+      // A resume seeks to where the last covered row ended when the source says where
+      // that is; otherwise it reads the covered rows again and skips them.
       const read = resume === undefined
         ? source.read
         : source.readFrom !== undefined && position !== null && position !== undefined && resume.state.source.items > 0
-        ? source.readFrom({ items: resume.state.source.items, position: position as never })
+        ? source.readFrom({ items: resume.state.source.items, position })
         : Stream.drop(source.read, resume.state.source.items)
       const consume = read.pipe(
         Stream.mapError((e) => new PipelineRunError({ runId, message: `source '${plan.source.plugin}': ${e.message}`, cause: e })),
