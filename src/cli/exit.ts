@@ -5,6 +5,7 @@
  * printed on stderr. Commands pipe their program through `exitOnError`; `bin.ts` turns
  * the command's Exit into the process exit code with `exitCodeOf`.
  */
+import type { ResumeRefused } from "../pipeline/resume.js"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { Cause, Data, Effect, Exit, Option } from "effect"
 import type { ExportError } from "../landscape/exporter.js"
@@ -60,6 +61,7 @@ export type MappedError =
   | IssueSourceError
   | WorkspaceError
   | LoopRecordError
+  | ResumeRefused
 
 type Tag = MappedError["_tag"]
 
@@ -92,6 +94,7 @@ const mapping: { readonly [T in Tag]: (e: Extract<MappedError, { _tag: T }>) => 
   // Pipelines: invalid settings (file, key, message), a run that failed.
   SettingsError: (e) => usageError(e.text),
   PipelineRunError: (e) => new CliExit({ code: ExitCodes.failed, message: `run ${e.runId} failed: ${e.message}` }),
+  ResumeRefused: (e) => usageError(`cannot resume: ${e.message}`),
   // Issue loops.
   LoopConfigError: (e) => usageError(formatLoopConfigError(e)),
   IssueSourceError: (e) => usageError(`${e.file}: ${e.key}: ${e.message}`),

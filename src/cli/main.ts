@@ -4,6 +4,7 @@ import { explainCommand } from "./explain.js"
 import { loopCommand } from "./loop.js"
 import { pluginsCommand } from "./plugins.js"
 import { runCommand, validateCommand } from "./run.js"
+import { resumeCommand } from "./resume.js"
 import { runsCommand } from "./runs.js"
 import { verifyCommand } from "./verify.js"
 
@@ -14,7 +15,7 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, loopCommand])
+  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, loopCommand])
 )
 
 export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })

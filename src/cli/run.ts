@@ -17,7 +17,7 @@ export const settingsOption = Options.file("settings").pipe(
   Options.withDescription("Pipeline settings file (YAML); paths inside it resolve against the working directory")
 )
 
-const quietOption = Options.boolean("quiet").pipe(
+export const quietOption = Options.boolean("quiet").pipe(
   Options.withAlias("q"),
   Options.withDescription("No progress line, no summary; errors only")
 )
@@ -39,7 +39,7 @@ export const loadPlan = (file: string, db: Option.Option<string> = Option.none()
     )
   )
 
-const summary = (plan: PipelinePlan, result: RunResult) =>
+export const summary = (plan: PipelinePlan, result: RunResult) =>
   Effect.gen(function*() {
     const counts = yield* outcomeCountsBySink(result.run_id)
     const lines = [
