@@ -22,9 +22,15 @@ export const reapCrashedRuns = Effect.gen(function*() {
   for (const r of gone) {
     yield* sql.withTransaction(Effect.gen(function*() {
       // The guard on status keeps a run that a live process took over in the meantime.
-      yield* sql`UPDATE runs SET status = 'interrupted', status_reason = ${PROCESS_CRASH}
+      // When it died is not known; its last sign of life is its last checkpoint (or its start).
+      const lastSeen = yield* sql<{ at: string }>`
+        SELECT COALESCE(
+          (SELECT MAX(created_at) FROM checkpoints WHERE run_id = ${r.run_id}),
+          (SELECT started_at FROM runs WHERE run_id = ${r.run_id})) AS at`
+      const at = lastSeen[0]?.at ?? null
+      yield* sql`UPDATE runs SET status = 'interrupted', status_reason = ${PROCESS_CRASH}, completed_at = ${at}
                  WHERE run_id = ${r.run_id} AND status = 'running' AND owner_pid = ${r.owner_pid}`
-      yield* sql`UPDATE run_attempts SET status = 'interrupted', reason = ${PROCESS_CRASH}
+      yield* sql`UPDATE run_attempts SET status = 'interrupted', reason = ${PROCESS_CRASH}, ended_at = ${at}
                  WHERE run_id = ${r.run_id} AND status = 'running' AND owner_pid = ${r.owner_pid}`
     }))
   }

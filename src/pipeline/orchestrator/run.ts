@@ -242,6 +242,9 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         if (reachable.has(step.nodeId)) opened.push(yield* openSink(sinks, step, proc.sinkQueues.get(step.name)!))
       }
       if (resume !== undefined) crashPoint("resume_cut")
+      // Checkpoint 0, before any row: a run that dies before its first durability point
+      // is resumable too (from the start, its sinks cut back to what they held before).
+      if (strict && resume === undefined) yield* durabilityPoint(opened)
 
       /** Runs synchronous processor work; a crash fails its tokens and becomes a PipelineRunError. */
       const guarded = (work: () => void) =>
