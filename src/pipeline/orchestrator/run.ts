@@ -281,6 +281,20 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         }).pipe(Effect.catchAll((e) => Deferred.fail(fatal, e)))))
       }
 
+      // Rows that reached the sinks while the source waits (a pipe, a file still being
+      // written) become durable on the clock too, not only when the next row comes.
+      if (Number.isFinite(durabilityMs)) {
+        yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+          yield* Effect.sleep(durabilityMs)
+          yield* lock.withPermits(1)(Effect.suspend(() =>
+            !proc.midItem() && (proc.pendingRows() > 0 || staged.length > 0) &&
+              clock.unsafeCurrentTimeMillis() - lastDurableMs >= durabilityMs
+              ? durabilityPoint(opened)
+              : Effect.void
+          ))
+        })).pipe(Effect.catchAll((e) => Deferred.fail(fatal, e))))
+      }
+
       // Ctrl-C with checkpoints: when no row is part-way, one last checkpoint keeps the
       // work done since the previous one (runs before the sinks close).
       yield* Effect.addFinalizer((exit) =>

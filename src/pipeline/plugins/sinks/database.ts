@@ -317,7 +317,21 @@ const makeDatabaseSink = (
       plugin: PLUGIN,
       inputSchema: schema,
       ...(filename === ":memory:" || filename === "" ? {} : { outputFile: { key: "url", path: filename, part: `table ${options.table.toLowerCase()}` } }),
-      committed: life.exclusive(Effect.sync(committed)),
+      committed: life.exclusive(Effect.suspend(() =>
+        // Before the first write of an appending sink, what is committed is the table as
+        // it was: a resume from here must remove rows a crashed attempt added to it.
+        baseline !== undefined || options.if_exists !== "append" || filename === ":memory:" || filename === ""
+          ? Effect.succeed(committed())
+          : Effect.gen(function*() {
+            connection ??= yield* connect
+            const { sql } = connection
+            const [exists] = yield* sql<{ readonly n: number }>`
+              SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ${options.table}`
+            if (Number(exists?.n ?? 0) === 0) return { ...committed(), tableRows: 0 }
+            const [counted] = yield* sql<{ readonly n: number }>`SELECT COUNT(*) AS n FROM ${sql(options.table)}`
+            return { ...committed(), tableRows: Number(counted?.n ?? 0) }
+          }).pipe(Effect.orElseSucceed(committed))
+      )),
       truncateTo,
       onStart: life.guard("on_start", prepare),
       write,
@@ -340,7 +354,8 @@ const makeDatabaseSink = (
       ),
       artifact: life.exclusive(
         Effect.sync(() =>
-          columns === undefined
+          // A continued table (resume) has an artifact even when nothing was added to it.
+          columns === undefined && baseline === undefined
             ? undefined
             : { pathOrUri: options.url, contentHash: hash.copy().digest("hex"), sizeBytes: size }
         )
