@@ -1,3 +1,5 @@
+import type { RunId } from "../core/ids.js"
+import { ResumeStore, type RunAttemptView } from "../services/resume-store.js"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Either, Option } from "effect"
@@ -105,6 +107,14 @@ const countTokens = (tokens: ReadonlyArray<LineageToken>): number =>
   tokens.reduce((n, t) => n + 1 + countTokens(t.children), 0)
 
 /** The lineage as a story: source row → each step → the outcome and the sink. */
+/** The attempts of a run, when there was more than one (a resumed run). */
+const historyText = (history: ReadonlyArray<RunAttemptView>): string =>
+  history.length <= 1
+    ? ""
+    : "\n\nrun history\n" + history.map((a) =>
+      `  attempt ${a.attempt} ${a.kind}${a.from_checkpoint === null ? "" : ` from checkpoint ${a.from_checkpoint}`} at ${a.started_at} (pid ${a.owner_pid ?? "?"}): ${a.status}${a.reason === null ? "" : ` (${a.reason})`}${a.ended_at === null ? "" : ` at ${a.ended_at}`}`
+    ).join("\n")
+
 export const narrate = (l: Lineage): string => {
   const lines: Array<string> = []
   lines.push(`run ${l.run.run_id} (${l.run.status})`)
@@ -169,8 +179,17 @@ export const explainCommand = Command.make(
       ...Option.match(sink, { onNone: () => ({}), onSome: (name) => ({ sink: name }) })
     }
     return requireLandscape(url).pipe(
-      Effect.zipRight(explain(query).pipe(Effect.provide(landscapeRead(url)))),
-      Effect.flatMap((lineage) => (json ? printJson(lineage) : printHuman(narrate(lineage)))),
+      Effect.zipRight(
+        Effect.gen(function*() {
+          const lineage = yield* explain(query)
+          // The run's history: its start, each crash or Ctrl-C, each resume.
+          const history = yield* Effect.flatMap(ResumeStore, (store) => store.attempts(lineage.run.run_id as RunId))
+          return { lineage, history }
+        }).pipe(Effect.provide(landscapeRead(url)))
+      ),
+      Effect.flatMap(({ history, lineage }) =>
+        json ? printJson({ ...lineage, run_history: history }) : printHuman(narrate(lineage) + historyText(history))
+      ),
       // With --json the candidates of an ambiguous row are the document on stdout.
       Effect.tapErrorTag("AmbiguousLineage", (e) =>
         json

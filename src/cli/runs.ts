@@ -2,6 +2,7 @@ import * as Command from "@effect/cli/Command"
 import { Effect } from "effect"
 import { listLoopRuns } from "../services/loop-recorder.js"
 import { RecorderError } from "../services/recorder.js"
+import { ResumeStore, type RunAttemptView } from "../services/resume-store.js"
 import { Recorder, type RunView } from "../services/recorder.js"
 import { dbOption, dbUrl, jsonOption, printHuman, printJson, table } from "./common.js"
 import { exitOnError } from "./exit.js"
@@ -15,6 +16,8 @@ export interface RunListEntry {
   readonly started_at: string
   readonly completed_at: string | null
   readonly counts: Readonly<Record<string, number>>
+  /** Pipeline runs: the start and every resume, with pids, times and how each ended. */
+  readonly attempts?: ReadonlyArray<RunAttemptView>
 }
 
 const pipelineEntry = (run: RunView): RunListEntry => ({
@@ -34,13 +37,21 @@ const pipelineEntry = (run: RunView): RunListEntry => ({
  */
 export const listAllRuns = Effect.gen(function*() {
   const recorder = yield* Recorder
-  const pipelines = (yield* recorder.listRuns).map(pipelineEntry)
+  const store = yield* ResumeStore
+  const pipelines: Array<RunListEntry> = []
+  for (const run of yield* recorder.listRuns) {
+    pipelines.push({ ...pipelineEntry(run), attempts: yield* store.attempts(run.run_id) })
+  }
   const loopRuns = yield* listLoopRuns().pipe(
     Effect.mapError((e) => new RecorderError({ reason: "Database", message: `listing loop runs: ${String((e as { message?: unknown }).message ?? e)}`, cause: e }))
   )
   const loops: Array<RunListEntry> = loopRuns.map((r) => ({ ...r, counts: { ...r.counts } }))
   return [...pipelines, ...loops].sort((a, b) => a.started_at.localeCompare(b.started_at))
 })
+
+/** `1` for a run that never stopped; `3 (interrupted, interrupted, completed)` for a resumed one. */
+const attemptsText = (attempts: ReadonlyArray<RunAttemptView>): string =>
+  attempts.length <= 1 ? String(attempts.length) : `${attempts.length} (${attempts.map((a) => a.status).join(", ")})`
 
 const summarize = (counts: Record<string, number>): string =>
   Object.entries(counts).map(([k, v]) => `${k.toLowerCase()}=${v}`).join(" ")
@@ -51,8 +62,16 @@ export const runsCommand = Command.make("runs", { db: dbOption, json: jsonOption
     if (json) return yield* printJson(runs)
     if (runs.length === 0) return yield* printHuman("no runs yet")
     yield* printHuman(table(
-      ["RUN", "KIND", "STATUS", "STARTED", "COUNTS", "REASON"],
-      runs.map((r) => [r.run_id, r.kind, r.status, r.started_at, summarize(r.counts), r.reason ?? ""])
+      ["RUN", "KIND", "STATUS", "STARTED", "ATTEMPTS", "COUNTS", "REASON"],
+      runs.map((r) => [
+        r.run_id,
+        r.kind,
+        r.status,
+        r.started_at,
+        r.attempts === undefined ? "-" : attemptsText(r.attempts),
+        summarize(r.counts),
+        r.reason ?? ""
+      ])
     ))
   }).pipe(Effect.provide(landscapeRead(dbUrl(db))), exitOnError)
 ).pipe(Command.withDescription("List the runs recorded in a Landscape (pipelines and issue loops) with status and counts."))
