@@ -9,7 +9,9 @@
  * are refused for a run that does not exist or has ended.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Clock, Effect, Layer } from "effect"
+import { SqlError } from "@effect/sql/SqlError"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import { Clock, Effect, Layer, Option } from "effect"
 import { hostname } from "node:os"
 import { CANONICAL_VERSION, sha256Hex } from "../core/canonical.js"
 import { newArtifactId, newCheckpointId, newRunId } from "../core/ids.js"
@@ -34,6 +36,9 @@ const RUN_STATUSES: ReadonlyArray<RunStatus> = ["running", "completed", "failed"
 export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    // The database's file, to name it when a write fails (a full disk); absent for other clients.
+    const sqlite = yield* Effect.serviceOption(SqliteClient.SqliteClient)
+    const where = Option.match(sqlite, { onNone: () => "", onSome: (c) => (c.config.filename === ":memory:" ? "" : ` of ${c.config.filename}`) })
     const maxBuffered = options.maxBufferedRecords ?? 10_000
     const flushLock = yield* Effect.makeSemaphore(1)
     let buffer = new WriteBuffer()
@@ -83,7 +88,12 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
 
     const writeInTransaction = (b: WriteBuffer): Effect.Effect<void, RecorderError> =>
       sql.withTransaction(writeBuffer(b)).pipe(
-        Effect.catchTag("SqlError", (error) => Effect.fail(fromSql("writing the audit trail")(error)))
+        Effect.catchTag("SqlError", (error) => Effect.fail(fromSql(`writing the audit trail${where}`)(error))),
+        // A transaction whose ROLLBACK fails too (a full disk) dies with the SqlError: it
+        // is still a failed write of the audit trail, not a broken invariant.
+        Effect.catchSomeDefect((defect) =>
+          defect instanceof SqlError ? Option.some(Effect.fail(fromSql(`writing the audit trail${where}`)(defect))) : Option.none()
+        )
       )
 
     const flushBuffer = (b: WriteBuffer): Effect.Effect<void, RecorderError> =>
