@@ -14,7 +14,7 @@ import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Clock, Effect, Layer, Option } from "effect"
 import { hostname } from "node:os"
 import { CANONICAL_VERSION, sha256Hex } from "../core/canonical.js"
-import { newArtifactId, newCheckpointId, newRunId } from "../core/ids.js"
+import { newArtifactId, newRunId } from "../core/ids.js"
 import { Recorder, RecorderError, type RecorderService } from "../services/recorder.js"
 import type { AuditRecord, RunStatus } from "../services/records.js"
 import { fromSql, invalid, jsonOf, missingRun } from "./recorder-errors.js"
@@ -210,27 +210,6 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
             content_hash: input.contentHash,
             size_bytes: input.sizeBytes,
             created_at: yield* nowIso
-          }])
-        }),
-
-      recordCheckpoint: (input) =>
-        Effect.gen(function*() {
-          if (!isIndex(input.sequenceNumber)) return yield* Effect.fail(invalid(`checkpoint sequence must be a non-negative integer`))
-          const agg = input.aggregationState === undefined ? null : yield* jsonOf("aggregation state", input.aggregationState)
-          const sink = input.sinkState === undefined ? null : yield* jsonOf("sink state", input.sinkState)
-          yield* append([{
-            _tag: "Checkpoint",
-            checkpoint_id: newCheckpointId(),
-            run_id: input.runId,
-            token_id: input.tokenId ?? null,
-            node_id: input.nodeId ?? null,
-            sequence_number: input.sequenceNumber,
-            aggregation_state_json: agg,
-            sink_state_json: sink,
-            topology_hash: input.topologyHash,
-            created_at: yield* nowIso,
-            state_json: null,
-            attempt: null
           }])
         }),
 

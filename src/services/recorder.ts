@@ -1,6 +1,6 @@
 import { Context, Data } from "effect"
 import type { Effect } from "effect"
-import type { NodeId, RunId, TokenId } from "../core/ids.js"
+import type { NodeId, RunId } from "../core/ids.js"
 import type { AuditRecord, Outcome, RunStatus } from "./records.js"
 
 export class RecorderError extends Data.TaggedError("RecorderError")<{
@@ -93,15 +93,6 @@ export interface RecorderService {
     readonly pathOrUri: string
     readonly contentHash: string
     readonly sizeBytes: number
-  }) => Effect.Effect<void, RecorderError>
-  readonly recordCheckpoint: (input: {
-    readonly runId: RunId
-    readonly sequenceNumber: number
-    readonly topologyHash: string
-    readonly tokenId?: TokenId
-    readonly nodeId?: NodeId
-    readonly aggregationState?: unknown
-    readonly sinkState?: unknown
   }) => Effect.Effect<void, RecorderError>
   readonly setExportStatus: (runId: RunId, update: ExportStatusUpdate) => Effect.Effect<void, RecorderError>
 

@@ -195,9 +195,7 @@ describe("SqlRecorder", () => {
         ["bad artifact size", rec.recordArtifact({ runId, sinkNodeId: SINK, sinkName: "out", artifactType: "file", pathOrUri: "x", contentHash: "h", sizeBytes: -3 })],
         ["running as an end status", rec.completeRun(runId, { status: "running" as never })],
         ["function in settings", rec.beginRun({ settings: { f: () => 1 } })],
-        ["empty run id", rec.beginRun({ runId: "" as RunId, settings: {} })],
-        ["bad checkpoint sequence", rec.recordCheckpoint({ runId, sequenceNumber: Number.NaN, topologyHash: "t" })],
-        ["cyclic checkpoint state", rec.recordCheckpoint({ runId, sequenceNumber: 0, topologyHash: "t", sinkState: (() => { const a: Record<string, unknown> = {}; a.a = a; return a })() })]
+        ["empty run id", rec.beginRun({ runId: "" as RunId, settings: {} })]
       ]
       for (const [name, effect] of cases) {
         const e = errorOf(yield* Effect.exit(effect))

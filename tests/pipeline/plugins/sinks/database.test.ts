@@ -221,7 +221,7 @@ describe("database sink: committed state", () => {
       yield* runSink(databaseSink, { url: file, table: "t", schema }, [rows(0, 4)])
       const sink = yield* databaseSink.create({ url: file, table: "t", schema }, ctx())
       yield* sink.onStart
-      expect(yield* sink.committed!).toEqual({ rows: 0, bytes: 0 })
+      expect(yield* sink.committed!).toEqual({ rows: 0, bytes: 0, tableRows: 4 }) // the table as it was: a resume from here removes rows added later
       yield* sink.write(rows(4, 3))
       yield* sink.flush
       const after = yield* sink.committed!
