@@ -77,7 +77,12 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const progressMs = options.progressIntervalMs ?? 1_000
     const resume = options.resume
 
-    const sourceFile: SourceFileState | null = resume !== undefined ? resume.state.source.file : yield* fingerprintSource(plan.settings)
+    // Only a checkpointed run can be resumed, so only it needs the input's fingerprint.
+    const sourceFile: SourceFileState | null = resume !== undefined
+      ? resume.state.source.file
+      : strict
+      ? yield* fingerprintSource(plan.settings)
+      : null
     const runId = resume !== undefined
       ? resume.runId
       : yield* recorder.beginRun({ settings: plan.settings, sourceSchema: plan.source.instance.schema })
