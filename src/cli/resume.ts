@@ -2,12 +2,12 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
-import { checkExportSigningKey, exportAfterRun } from "../pipeline/orchestrator/export.js"
+import { checkExportSigningKey } from "../pipeline/orchestrator/export.js"
 import { prepareResume, type ResumePreview, resumeRun } from "../pipeline/resume.js"
 import { DEFAULT_DB, dbUrl, printHuman, printJson, table } from "./common.js"
 import { exitOnError, usageError } from "./exit.js"
 import { pipelineRun, pipelineTelemetry } from "./layers.js"
-import { loadPlan, quietOption, settingsOption, summary } from "./run.js"
+import { loadPlan, quietOption, runAndReport, settingsOption } from "./run.js"
 
 const runArg = Args.text({ name: "RUN_ID" }).pipe(
   Args.withDescription("The run to continue, or `latest` for the most recently started run")
@@ -99,13 +99,7 @@ export const resumeCommand = Command.make(
             `resuming run ${prepared.preview.run_id} from checkpoint ${prepared.preview.checkpoint.sequence}: ${prepared.preview.rows_done} rows done, ${prepared.preview.rows_left} left`
           )
         }
-        const onFailure = (message: string) => printHuman(`runledger: export failed: ${message}`)
-        const afterRun = yield* exportAfterRun(plan, { onFailure })
-        const result = yield* resumeRun(plan, prepared, afterRun === undefined ? {} : { afterRun }).pipe(
-          Effect.tapErrorTag("PipelineRunError", (e) => (json && e.result !== undefined ? printJson(e.result) : Effect.void))
-        )
-        if (json) yield* printJson(result)
-        if (!quiet && !json) yield* summary(plan, result)
+        yield* runAndReport(plan, { json, quiet }, (options) => resumeRun(plan, prepared, options))
       }).pipe(Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json }))))
     }).pipe(exitOnError)
 ).pipe(

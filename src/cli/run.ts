@@ -5,7 +5,7 @@ import { outcomeCountsBySink } from "../landscape/queries.js"
 import { buildPipeline, type PipelinePlan } from "../pipeline/build.js"
 import { builtinRegistry } from "../pipeline/plugins/registry.js"
 import { checkExportSigningKey, exportAfterRun } from "../pipeline/orchestrator/export.js"
-import { runPipeline } from "../pipeline/orchestrator/run.js"
+import { runPipeline, type RunPipelineOptions } from "../pipeline/orchestrator/run.js"
 import type { RunResult } from "../pipeline/orchestrator/types.js"
 import { loadPipelineSettings } from "../pipeline/settings.js"
 import { dbOption, dbUrl, DEFAULT_DB, jsonOption, printHuman, printJson, table } from "./common.js"
@@ -39,7 +39,7 @@ export const loadPlan = (file: string, db: Option.Option<string> = Option.none()
     )
   )
 
-export const summary = (plan: PipelinePlan, result: RunResult) =>
+const summary = (plan: PipelinePlan, result: RunResult) =>
   Effect.gen(function*() {
     const counts = yield* outcomeCountsBySink(result.run_id)
     const lines = [
@@ -55,6 +55,32 @@ export const summary = (plan: PipelinePlan, result: RunResult) =>
     yield* printHuman(lines.join("\n"))
   })
 
+/**
+ * Runs `start` with the export of the settings after it, then prints the RunResult
+ * (`--json`, also for a failed run) or the summary: what `run` and `resume` share.
+ */
+export const runAndReport = <E, R>(
+  plan: PipelinePlan,
+  output: { readonly json: boolean; readonly quiet: boolean },
+  start: (options: Pick<RunPipelineOptions, "afterRun">) => Effect.Effect<RunResult, E, R>
+) =>
+  Effect.gen(function*() {
+    // A failed export leaves the run completed (exit 0); its error goes to stderr.
+    const onFailure = (message: string) => printHuman(`runledger: export failed: ${message}`)
+    const afterRun = yield* exportAfterRun(plan, { onFailure })
+    const result = yield* start(afterRun === undefined ? {} : { afterRun }).pipe(
+      // With --json a failed run still prints its RunResult.
+      Effect.tapError((e) =>
+        output.json && typeof e === "object" && e !== null && (e as { _tag?: unknown })._tag === "PipelineRunError" &&
+          (e as { result?: RunResult }).result !== undefined
+          ? printJson((e as { result?: RunResult }).result)
+          : Effect.void
+      )
+    )
+    if (output.json) yield* printJson(result)
+    if (!output.quiet && !output.json) yield* summary(plan, result)
+  })
+
 export const runCommand = Command.make(
   "run",
   { settings: settingsOption, db: dbOption, json: jsonOption, quiet: quietOption },
@@ -66,17 +92,9 @@ export const runCommand = Command.make(
       if (keyProblem !== undefined) return yield* Effect.fail(keyProblem)
       if (!quiet) for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
       const url = dbUrl(db, plan.settings.landscape?.url ?? DEFAULT_DB)
-      // A failed export leaves the run completed (exit 0); its error goes to stderr.
-      const onFailure = (message: string) => printHuman(`runledger: export failed: ${message}`)
-      yield* Effect.gen(function*() {
-        const afterRun = yield* exportAfterRun(plan, { onFailure })
-        const result = yield* runPipeline(plan, afterRun === undefined ? {} : { afterRun }).pipe(
-          // With --json a failed run still prints its RunResult.
-          Effect.tapErrorTag("PipelineRunError", (e) => (json && e.result !== undefined ? printJson(e.result) : Effect.void))
-        )
-        if (json) yield* printJson(result)
-        if (!quiet && !json) yield* summary(plan, result)
-      }).pipe(Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json }))))
+      yield* runAndReport(plan, { json, quiet }, (options) => runPipeline(plan, options)).pipe(
+        Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json })))
+      )
     }).pipe(exitOnError)
 ).pipe(
   Command.withDescription(

@@ -213,13 +213,6 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
           }])
         }),
 
-      setExportStatus: Effect.fn("Recorder.setExportStatus")(function*(runId, update) {
-        yield* Queries.requireRun(sql, runId)
-        yield* Statements.updateExportStatus(sql, runId, update).pipe(
-          Effect.mapError(fromSql(`recording export of run ${runId}`))
-        )
-      }),
-
       listRuns: Effect.zipRight(flush, Queries.listRuns(sql)),
 
       getRun: Effect.fn("Recorder.getRun")(function*(runId) {

@@ -6,7 +6,7 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
-import type { ExportStatusUpdate } from "../services/recorder.js"
+import type { ExportStatusUpdate } from "../services/export-store.js"
 import type { AuditRecord, BatchUpdate, NodeStateCompletion, RunStatus } from "../services/records.js"
 import type { TableSpec } from "./tables.js"
 

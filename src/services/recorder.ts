@@ -49,19 +49,11 @@ export interface RunView {
   }
 }
 
-export interface ExportStatusUpdate {
-  readonly export_status: "pending" | "completed" | "failed"
-  readonly export_error?: string | null
-  readonly export_format?: string | null
-  readonly export_sink?: string | null
-  readonly exported_at?: string | null
-}
-
 /**
  * The audit-trail port. The engine builds the records of its nodes, edges, rows, tokens,
  * node states, routing events, outcomes, batches and errors itself and hands them over
- * with `append`; the port adds the run's own row, artifacts, checkpoints and the export
- * status. Writes are buffered and reach the database in chunked inserts inside short
+ * with `append`; the port adds the run's own row and artifacts (the export status goes
+ * through the ExportStore). Writes are buffered and reach the database in chunked inserts inside short
  * transactions: at `flush`, when the buffer is full, and when the run completes. A
  * failed audit write fails the run (the trail is the legal record).
  */
@@ -94,7 +86,6 @@ export interface RecorderService {
     readonly contentHash: string
     readonly sizeBytes: number
   }) => Effect.Effect<void, RecorderError>
-  readonly setExportStatus: (runId: RunId, update: ExportStatusUpdate) => Effect.Effect<void, RecorderError>
 
   readonly listRuns: Effect.Effect<ReadonlyArray<RunView>, RecorderError>
   readonly getRun: (runId: RunId) => Effect.Effect<RunView, RecorderError>

@@ -168,8 +168,6 @@ describe("SqlRecorder", () => {
       assert.strictEqual(closed.reason, "RunNotRunning")
       const getMissing = errorOf(yield* Effect.exit(rec.getRun("run_missing" as RunId)))
       assert.strictEqual(getMissing.reason, "MissingRun")
-      const export1 = errorOf(yield* Effect.exit(rec.setExportStatus("run_missing" as RunId, { export_status: "failed" })))
-      assert.strictEqual(export1.reason, "MissingRun")
     }).pipe(Effect.provide(MemoryLandscape())))
 
   it.scoped("rejects bad input with typed errors, never a crash", () =>
