@@ -31,6 +31,11 @@ const BENCHES: Readonly<Record<string, BenchEntry>> = {
     exportName: "runExportBench",
     description: "audit export throughput"
   },
+  checkpoint: {
+    module: "./checkpoint.js",
+    exportName: "runCheckpointBench",
+    description: "checkpoint overhead (off / every 1,000 / default) and resume after a kill at 90%, built CLI, 1M rows (--rows=N, --trials=N)"
+  },
   loop: {
     module: "./loop.js",
     exportName: "runLoopBench",
