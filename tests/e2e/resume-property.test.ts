@@ -336,7 +336,7 @@ const arbAgain: fc.Arbitrary<Crash | undefined> = fc.option(
   { nil: undefined, freq: 2 }
 )
 
-/** How often the uninterrupted run passed each point (estimates for the sink points). */
+/** How often the uninterrupted run passed each point (as its checkpoints tell). */
 interface Passes {
   readonly row: number
   readonly checkpoint: number
@@ -416,6 +416,18 @@ const runId = (dir: string): string => {
   return row.run_id
 }
 
+/** Terminal outcomes by kind, the source rows recorded, and the run's attempts. */
+const trailOf = (dir: string) => {
+  const audit = new Database(join(dir, "runs/audit.db"), { readonly: true })
+  const outcomes = audit.prepare(
+    "SELECT outcome, sink_name, COUNT(*) AS n FROM token_outcomes WHERE is_terminal = 1 GROUP BY outcome, sink_name ORDER BY outcome, sink_name"
+  ).all()
+  const { rows } = audit.prepare("SELECT COUNT(*) AS rows FROM rows").get() as { rows: number }
+  const attempts = audit.prepare("SELECT kind, status, reason FROM run_attempts ORDER BY attempt").all()
+  audit.close()
+  return { outcomes, rows, attempts }
+}
+
 const checkpointsOf = (dir: string, id: string): number => {
   const audit = new Database(join(dir, "runs/audit.db"), { readonly: true })
   const { n } = audit.prepare("SELECT COUNT(*) AS n FROM checkpoints WHERE run_id = ?").get(id) as { n: number }
@@ -425,10 +437,15 @@ const checkpointsOf = (dir: string, id: string): number => {
 
 const passesOf = (dir: string, rows: number): Passes => {
   const audit = new Database(join(dir, "runs/audit.db"), { readonly: true })
-  const { n } = audit.prepare("SELECT COUNT(*) AS n FROM checkpoints").get() as { n: number }
+  const states = (audit.prepare("SELECT sink_state_json FROM checkpoints ORDER BY sequence_number").all() as Array<{ sink_state_json: string | null }>)
+    .map((c) => JSON.parse(c.sink_state_json ?? "{}") as Record<string, { rows: number }>)
   audit.close()
-  const sinks = Object.keys(outputs(dir)).length
-  return { row: rows, checkpoint: n, sinkWrite: Math.max(1, n * sinks) }
+  // A sink writes (and passes sink_write) at a durability point where it has rows queued.
+  let writes = 0
+  states.forEach((state, i) => {
+    for (const [sink, { rows }] of Object.entries(state)) if (rows > (states[i - 1]?.[sink]?.rows ?? 0)) writes++
+  })
+  return { row: rows, checkpoint: states.length, sinkWrite: Math.max(1, writes) }
 }
 
 let cases = 0
@@ -452,6 +469,7 @@ const check = async (pipeline: Pipeline, input: Input, crash: Crash, again: Cras
   const want = outputs(reference)
   const wantResult = withoutId(ref.stdout)
   const passes = passesOf(reference, input.rows)
+  const wantTrail = trailOf(reference)
 
   const dir = freshDir(`${n}-crash`, csv, yaml)
   const point = crashEnv(crash, passes)
@@ -464,6 +482,7 @@ const check = async (pipeline: Pipeline, input: Input, crash: Crash, again: Cras
     expect(first.status, `${context()}\n${first.stderr}`).toBe(0)
     expect(withoutId(first.stdout), context()).toEqual(wantResult)
     expectSameOutputs(dir, want, context())
+    expect(trailOf(dir).outcomes, context()).toEqual(wantTrail.outcomes)
     await checkInvariantsIn(join(dir, "runs/audit.db"), runId(dir))
     rmSync(reference, { recursive: true, force: true })
     rmSync(dir, { recursive: true, force: true })
@@ -484,11 +503,13 @@ const check = async (pipeline: Pipeline, input: Input, crash: Crash, again: Cras
   }
 
   let done: Cli | undefined
+  let resumeKilled = false
   if (again !== undefined) {
     const second = crashEnv(again, { row: Math.max(1, passes.row - 1), checkpoint: passes.checkpoint, sinkWrite: passes.sinkWrite })
     const r = await cli(dir, ["resume", "latest", "-s", "s.yaml", "--json"], second)
     if (r.signal === "SIGKILL") {
       steps.push(`resume killed at ${second}`)
+      resumeKilled = true
     } else {
       steps.push(`resume armed at ${second} (not reached)`)
       expect(r.status, `${context()}\n${r.stderr}`).toBe(0)
@@ -504,6 +525,15 @@ const check = async (pipeline: Pipeline, input: Input, crash: Crash, again: Cras
   expect(result.run_id, context()).toBe(id)
   expect(withoutId(done.stdout), `RunResult ${context()}`).toEqual(wantResult)
   expectSameOutputs(dir, want, context())
+  const got = trailOf(dir)
+  expect(got.outcomes, `outcomes ${context()}`).toEqual(wantTrail.outcomes)
+  expect(got.rows, `source rows ${context()}`).toBe(input.rows)
+  const crashed = { kind: "resumed", status: "interrupted", reason: "process_crash" }
+  expect(got.attempts, `attempts ${context()}`).toEqual([
+    { ...crashed, kind: "started" },
+    ...(resumeKilled ? [crashed] : []),
+    { kind: "resumed", status: "completed", reason: null }
+  ])
   await checkInvariantsIn(join(dir, "runs/audit.db"), id)
   rmSync(reference, { recursive: true, force: true })
   rmSync(dir, { recursive: true, force: true })
