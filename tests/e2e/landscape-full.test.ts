@@ -4,7 +4,7 @@
  * to the same outputs as an uninterrupted run. Uses a small tmpfs mounted by the test
  * (skipped, with the reason printed, where mounting is not permitted).
  */
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import Database from "better-sqlite3"
@@ -23,8 +23,17 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true })
 })
 
+/** Runs the built CLI without blocking the test worker. */
 const cli = (dir: string, args: ReadonlyArray<string>) =>
-  spawnSync(process.execPath, [BIN, ...args], { cwd: dir, encoding: "utf8", timeout: 120_000 })
+  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d) => (stdout += String(d)))
+    child.stderr.on("data", (d) => (stderr += String(d)))
+    child.on("error", reject)
+    child.on("close", (status) => resolve({ status, stdout, stderr }))
+  })
 
 const settings = (db: string) => `
 source:
@@ -58,11 +67,11 @@ const project = (name: string, db: string): string => {
 describe.skipIf(!mounted)("a full disk under the Landscape", () => {
   it("stops the run naming the database, and resume finishes it once space is freed", async () => {
     const reference = project("reference", "sqlite:///runs/audit.db")
-    expect(cli(reference, ["run", "-s", "settings.yaml", "--quiet"]).status).toBe(0)
+    expect((await cli(reference, ["run", "-s", "settings.yaml", "--quiet"])).status).toBe(0)
 
     const db = join(mnt, "audit.db")
     const dir = project("full", `sqlite:///${db}`)
-    const full = cli(dir, ["run", "-s", "settings.yaml", "--quiet"])
+    const full = await cli(dir, ["run", "-s", "settings.yaml", "--quiet"])
     expect(full.status, full.stderr).toBe(1)
     expect(full.stderr).toContain(`writing the audit trail of ${db}: database or disk is full`)
     expect(full.stderr).toContain("can be resumed from its last checkpoint")
@@ -77,7 +86,7 @@ describe.skipIf(!mounted)("a full disk under the Landscape", () => {
     expect(inFile - recorded).toBeLessThanOrEqual(1_000)
 
     expect(spawnSync("mount", ["-o", "remount,size=200m", mnt]).status).toBe(0)
-    const resumed = cli(dir, ["resume", "latest", "-s", "settings.yaml", "--json"])
+    const resumed = await cli(dir, ["resume", "latest", "-s", "settings.yaml", "--json"])
     expect(resumed.status, resumed.stderr).toBe(0)
     for (const f of ["output/regular.csv", "output/large.json"]) {
       expect(readFileSync(join(dir, f), "latin1"), f).toBe(readFileSync(join(reference, f), "latin1"))

@@ -70,15 +70,22 @@ interface Cli {
   readonly stderr: string
 }
 
-const cli = (dir: string, args: ReadonlyArray<string>, crash?: string): Cli => {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    cwd: dir,
-    env: { ...process.env, RUNLEDGER_TEST_CRASH: crash ?? "" },
-    encoding: "utf8",
-    timeout: 60_000
+/** Runs the built CLI without blocking the test worker (a run takes seconds). */
+const cli = (dir: string, args: ReadonlyArray<string>, crash?: string): Promise<Cli> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: dir,
+      env: { ...process.env, RUNLEDGER_TEST_CRASH: crash ?? "" },
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 60_000
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d) => (stdout += String(d)))
+    child.stderr.on("data", (d) => (stderr += String(d)))
+    child.on("error", reject)
+    child.on("close", (status, signal) => resolve({ status, signal, stdout, stderr }))
   })
-  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
-}
 
 const FILES = ["out/out.csv", "out/high.json", "out/bad.jsonl"] as const
 
@@ -124,10 +131,10 @@ const runStatus = (dir: string): { run_id: string; status: string; status_reason
 
 const references = new Map<boolean, Snapshot>()
 
-beforeAll(() => {
+beforeAll(async () => {
   for (const boundaries of [false, true]) {
     const dir = freshDir(`reference-${boundaries}`, boundaries)
-    const r = cli(dir, ["run", "-s", "s.yaml", "--json"])
+    const r = await cli(dir, ["run", "-s", "s.yaml", "--json"])
     expect(r.status, r.stderr).toBe(0)
     references.set(boundaries, snapshot(dir, JSON.parse(r.stdout) as Record<string, unknown>))
   }
@@ -136,24 +143,24 @@ beforeAll(() => {
 /** Crashes the run at `crash`, then resumes, crashing the resumes at `again` in turn, until one completes. */
 const crashAndResume = async (name: string, boundaries: boolean, crash: string, again: ReadonlyArray<string> = []) => {
   const dir = freshDir(name, boundaries)
-  const first = cli(dir, ["run", "-s", "s.yaml", "--json"], crash)
+  const first = await cli(dir, ["run", "-s", "s.yaml", "--json"], crash)
   expect(first.signal, `the run was to be killed at ${crash}: ${first.stderr}`).toBe("SIGKILL")
   const { run_id } = runStatus(dir)
   let attempts = 1
   for (const point of again) {
-    const r = cli(dir, ["resume", run_id, "-s", "s.yaml", "--json"], point)
+    const r = await cli(dir, ["resume", run_id, "-s", "s.yaml", "--json"], point)
     expect(r.signal, `the resume was to be killed at ${point}: ${r.stderr}`).toBe("SIGKILL")
     attempts++
   }
   // The crashed run is recorded as such by the next command; its trail holds exactly its last checkpoint.
-  const dry = cli(dir, ["resume", "latest", "-s", "s.yaml", "--dry-run", "--json"])
+  const dry = await cli(dir, ["resume", "latest", "-s", "s.yaml", "--dry-run", "--json"])
   expect(dry.status, dry.stderr).toBe(0)
   const preview = JSON.parse(dry.stdout) as { status: string; status_reason: string; rows_done: number; rows_left: number; next_attempt: number }
   expect(preview).toMatchObject({ status: "interrupted", status_reason: "process_crash", next_attempt: attempts + 1 })
   expect(preview.rows_done + preview.rows_left).toBe(ROWS)
   await checkInvariantsIn(join(dir, "runs/audit.db"), run_id)
 
-  const done = cli(dir, ["resume", run_id, "-s", "s.yaml", "--json"])
+  const done = await cli(dir, ["resume", run_id, "-s", "s.yaml", "--json"])
   expect(done.status, done.stderr).toBe(0)
   const result = JSON.parse(done.stdout) as Record<string, unknown>
   expect(result.run_id).toBe(run_id)
@@ -246,7 +253,7 @@ describe("Ctrl-C and resume", () => {
     const status = runStatus(dir)
     expect(status.status).toBe("interrupted")
     // The source is not a regular file: the run cannot be checked, so resume refuses it.
-    const refused = cli(dir, ["resume", "latest", "-s", "s.yaml"])
+    const refused = await cli(dir, ["resume", "latest", "-s", "s.yaml"])
     expect(refused.status).toBe(2)
     expect(refused.stderr).toContain("is not a regular file")
     await checkInvariantsIn(join(dir, "runs/audit.db"), status.run_id)
@@ -262,7 +269,7 @@ describe("Ctrl-C and resume", () => {
     mkdirSync(reference, { recursive: true })
     cpSync(join(dir, "in.csv"), join(reference, "in.csv"))
     cpSync(join(dir, "s.yaml"), join(reference, "s.yaml"))
-    const ref = cli(reference, ["run", "-s", "s.yaml", "--json"])
+    const ref = await cli(reference, ["run", "-s", "s.yaml", "--json"])
     expect(ref.status, ref.stderr).toBe(0)
     const want = snapshot(reference, JSON.parse(ref.stdout) as Record<string, unknown>)
 
@@ -296,7 +303,7 @@ describe("Ctrl-C and resume", () => {
     expect(code, stderr).toBe(130)
     expect(status.status).toBe("interrupted")
     await checkInvariantsIn(join(dir, "runs/audit.db"), status.run_id)
-    const done = cli(dir, ["resume", "latest", "-s", "s.yaml", "--json"])
+    const done = await cli(dir, ["resume", "latest", "-s", "s.yaml", "--json"])
     expect(done.status, done.stderr).toBe(0)
     const got = snapshot(dir, JSON.parse(done.stdout) as Record<string, unknown>)
     for (const f of FILES) expect(got.files[f], f).toBe(want.files[f])
@@ -307,37 +314,37 @@ describe("Ctrl-C and resume", () => {
 })
 
 describe("resume refuses, exit 2, changing nothing", () => {
-  const crashed = (name: string) => {
+  const crashed = async (name: string) => {
     const dir = freshDir(name, false)
-    const r = cli(dir, ["run", "-s", "s.yaml"], "row:1000")
+    const r = await cli(dir, ["run", "-s", "s.yaml"], "row:1000")
     expect(r.signal).toBe("SIGKILL")
     return dir
   }
   const sizes = (dir: string) => FILES.map((f) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f)).length : -1))
 
-  it("a completed run", () => {
+  it("a completed run", async () => {
     const dir = freshDir("refuse-completed", false)
-    expect(cli(dir, ["run", "-s", "s.yaml", "--quiet"]).status).toBe(0)
-    const r = cli(dir, ["resume", "latest", "-s", "s.yaml"])
+    expect((await cli(dir, ["run", "-s", "s.yaml", "--quiet"])).status).toBe(0)
+    const r = await cli(dir, ["resume", "latest", "-s", "s.yaml"])
     expect(r.status).toBe(2)
     expect(r.stderr).toMatch(/cannot resume: run run_\w+ completed; there is nothing to resume/)
   })
 
-  it("changed settings (a node's configuration) — and names the node", () => {
-    const dir = crashed("refuse-settings")
+  it("changed settings (a node's configuration) — and names the node", async () => {
+    const dir = await crashed("refuse-settings")
     const before = sizes(dir)
     writeFileSync(join(dir, "s.yaml"), readFileSync(join(dir, "s.yaml"), "utf8").replace("row['sum'] > 2600", "row['sum'] > 2700"))
-    const r = cli(dir, ["resume", "latest", "-s", "s.yaml"])
+    const r = await cli(dir, ["resume", "latest", "-s", "s.yaml"])
     expect(r.status).toBe(2)
     expect(r.stderr).toContain("gate 'big' has a different configuration")
     expect(sizes(dir)).toEqual(before)
     expect(runStatus(dir).status).toBe("interrupted")
   })
 
-  it("a changed source file", () => {
-    const dir = crashed("refuse-source")
+  it("a changed source file", async () => {
+    const dir = await crashed("refuse-source")
     writeFileSync(join(dir, "in.csv"), input() + "3000,extra,1\n")
-    const r = cli(dir, ["resume", "latest", "-s", "s.yaml"])
+    const r = await cli(dir, ["resume", "latest", "-s", "s.yaml"])
     expect(r.status).toBe(2)
     expect(r.stderr).toMatch(/the source file .*in\.csv changed since run/)
   })
@@ -355,17 +362,17 @@ describe("resume refuses, exit 2, changing nothing", () => {
     const deadline = Date.now() + 20_000
     while (!existsSync(join(dir, "runs/audit.db")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
     await new Promise((r) => setTimeout(r, 500))
-    const r = cli(dir, ["resume", "latest", "-s", "s.yaml"])
+    const r = await cli(dir, ["resume", "latest", "-s", "s.yaml"])
     expect(r.status).toBe(2)
     expect(r.stderr).toMatch(/is still running in process \d+/)
     writer.end()
     await exited
   }, 60_000)
 
-  it("--dry-run changes nothing", () => {
-    const dir = crashed("dry-run")
+  it("--dry-run changes nothing", async () => {
+    const dir = await crashed("dry-run")
     const before = sizes(dir)
-    const r = cli(dir, ["resume", "latest", "-s", "s.yaml", "--dry-run"])
+    const r = await cli(dir, ["resume", "latest", "-s", "s.yaml", "--dry-run"])
     expect(r.status, r.stderr).toBe(0)
     // Human output goes to stderr (stdout is for --json).
     expect(r.stderr).toMatch(/can be resumed as attempt 2/)
