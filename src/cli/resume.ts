@@ -37,7 +37,7 @@ const formatOption = Options.choice("format", ["text", "json"]).pipe(
 const previewText = (p: ResumePreview): string =>
   [
     `run ${p.run_id} (${p.status}${p.status_reason === null ? "" : `, ${p.status_reason}`}) can be resumed as attempt ${p.next_attempt}`,
-    `checkpoint ${p.checkpoint.sequence} of ${p.checkpoint.created_at}: ${p.rows_done} rows done, ${p.rows_left} rows left`,
+    `checkpoint ${p.checkpoint.sequence} of ${p.checkpoint.created_at}: ${p.rows_done} rows done, ${p.rows_left ?? "?"} rows left`,
     `restored: ${p.open_batches} open aggregation batch(es) holding ${p.buffered_tokens} token(s), ${p.pending_coalesce_tokens} token(s) waiting at coalesces`,
     "",
     p.sinks.length === 0
@@ -89,14 +89,15 @@ export const resumeCommand = Command.make(
       const url = dbUrl(args.db, plan.settings.landscape?.url ?? DEFAULT_DB)
       const quiet = args.quiet || args.dryRun
       yield* Effect.gen(function*() {
-        const prepared = yield* prepareResume(plan, args.run)
+        // Counting the rows left reads the rest of the source: only the preview needs it.
+        const prepared = yield* prepareResume(plan, args.run, { countRowsLeft: args.dryRun })
         if (args.dryRun) {
           if (json) return yield* printJson({ dry_run: true, ...prepared.preview })
           return yield* printHuman(previewText(prepared.preview))
         }
         if (!quiet && !json) {
           yield* printHuman(
-            `resuming run ${prepared.preview.run_id} from checkpoint ${prepared.preview.checkpoint.sequence}: ${prepared.preview.rows_done} rows done, ${prepared.preview.rows_left} left`
+            `resuming run ${prepared.preview.run_id} from checkpoint ${prepared.preview.checkpoint.sequence}: ${prepared.preview.rows_done} rows done`
           )
         }
         yield* runAndReport(plan, { json, quiet }, (options) => resumeRun(plan, prepared, options))

@@ -47,8 +47,8 @@ export interface ResumePreview {
   readonly checkpoint: { readonly sequence: number; readonly created_at: string; readonly attempt: number | null }
   /** Source rows the checkpoint covers (not read again). */
   readonly rows_done: number
-  /** Source rows after them (counted by reading the source). */
-  readonly rows_left: number
+  /** Source rows after them (counted by reading the source; null when not asked for). */
+  readonly rows_left: number | null
   readonly sinks: ReadonlyArray<SinkCut>
   readonly open_batches: number
   readonly buffered_tokens: number
@@ -103,7 +103,7 @@ const fileSize = (path: string | null) =>
   })
 
 /** Checks that `idOrLatest` can be resumed with `plan`, and says what a resume will do. Changes nothing. */
-export const prepareResume = (plan: PipelinePlan, idOrLatest: string) =>
+export const prepareResume = (plan: PipelinePlan, idOrLatest: string, options: { readonly countRowsLeft?: boolean } = {}) =>
   Effect.gen(function*() {
     const recorder = yield* Recorder
     const store = yield* ResumeStore
@@ -165,9 +165,9 @@ export const prepareResume = (plan: PipelinePlan, idOrLatest: string) =>
         committed_rows: committed.rows
       })
     }
-    const rowsLeft = yield* Stream.runCount(Stream.drop(plan.source.instance.read, state.source.items)).pipe(
-      Effect.mapError((e) => new ResumeRefused({ runId, message: `the source cannot be read: ${e.message}` }))
-    )
+    const rowsLeft = options.countRowsLeft === false ? null : yield* Stream.runCount(
+      Stream.drop(plan.source.instance.read, state.source.items)
+    ).pipe(Effect.mapError((e) => new ResumeRefused({ runId, message: `the source cannot be read: ${e.message}` })))
     const preview: ResumePreview = {
       run_id: runId,
       status: c.status,
