@@ -18,13 +18,12 @@ import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { fileURLToPath } from "node:url"
-import { generateCsv } from "./pipeline.js"
+import { benchPipelineYaml, generateCsv } from "./pipeline.js"
 import { fmtInt, fmtMb, fmtMs, makeTempDir, removeDir } from "./support.js"
 
 /** The built CLI, relative to this file's compiled copy in `.bench-build/bench/`. */
 const cliBin = (): string => fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
 
-const FIELDS = ["id: int", "name: str", "amount: int", "category: str"]
 const SINK_FILES = ["out/normal.csv", "out/high_values.csv"] as const
 
 interface Variant {
@@ -39,34 +38,11 @@ const VARIANTS: ReadonlyArray<Variant> = [
   { name: "default (every_n 2,000)", checkpoint: undefined }
 ]
 
-const settingsYaml = (csv: string, checkpoint: string | undefined): string => {
-  const schema = JSON.stringify({ mode: "fixed", fields: FIELDS })
-  return [
-    "source:",
-    "  plugin: csv",
-    "  options:",
-    `    path: ${JSON.stringify(csv)}`,
-    `    schema: ${schema}`,
-    "    on_validation_failure: discard",
-    "gates:",
-    "  - name: amount_threshold",
-    `    condition: "row['amount'] > 1000"`,
-    "    routes:",
-    `      "true": high_values`,
-    `      "false": continue`,
-    "sinks:",
-    "  output:",
-    "    plugin: csv",
-    `    options: {path: ${SINK_FILES[0]}, schema: ${schema}}`,
-    "  high_values:",
-    "    plugin: csv",
-    `    options: {path: ${SINK_FILES[1]}, schema: ${schema}}`,
-    "default_sink: output",
+const settingsYaml = (csv: string, checkpoint: string | undefined): string =>
+  benchPipelineYaml(csv, { normal: SINK_FILES[0], high: SINK_FILES[1] }, [
     "landscape: {url: sqlite:///runs/audit.db}",
-    ...(checkpoint === undefined ? [] : [checkpoint]),
-    ""
-  ].join("\n")
-}
+    ...(checkpoint === undefined ? [] : [checkpoint])
+  ])
 
 interface CliRun {
   readonly code: number | null

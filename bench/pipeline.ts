@@ -71,7 +71,15 @@ export const generateCsv = (file: string, rows: number): void => {
 
 const FIELDS = ["id: int", "name: str", "amount: int", "category: str"]
 
-const settingsYaml = (csv: string, out: string): string => {
+/**
+ * The benchmarked pipeline's settings: csv → gate → two csv sinks at `sinks` (paths as
+ * written into the YAML), then any `extra` top-level lines (landscape, checkpoint).
+ */
+export const benchPipelineYaml = (
+  csv: string,
+  sinks: { readonly normal: string; readonly high: string },
+  extra: ReadonlyArray<string> = []
+): string => {
   const schema = JSON.stringify({ mode: "fixed", fields: FIELDS })
   return [
     "source:",
@@ -89,14 +97,18 @@ const settingsYaml = (csv: string, out: string): string => {
     "sinks:",
     "  output:",
     "    plugin: csv",
-    `    options: {path: ${JSON.stringify(NodePath.join(out, "normal.csv"))}, schema: ${schema}}`,
+    `    options: {path: ${JSON.stringify(sinks.normal)}, schema: ${schema}}`,
     "  high_values:",
     "    plugin: csv",
-    `    options: {path: ${JSON.stringify(NodePath.join(out, "high_values.csv"))}, schema: ${schema}}`,
+    `    options: {path: ${JSON.stringify(sinks.high)}, schema: ${schema}}`,
     "default_sink: output",
+    ...extra,
     ""
   ].join("\n")
 }
+
+const settingsYaml = (csv: string, out: string): string =>
+  benchPipelineYaml(csv, { normal: NodePath.join(out, "normal.csv"), high: NodePath.join(out, "high_values.csv") })
 
 export interface WorkerResult {
   readonly workload: "engine" | "baseline"

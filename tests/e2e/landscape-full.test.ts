@@ -4,12 +4,12 @@
  * to the same outputs as an uninterrupted run. Uses a small tmpfs mounted by the test
  * (skipped, with the reason printed, where mounting is not permitted).
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import Database from "better-sqlite3"
 import { afterAll, describe, expect, it } from "vitest"
-import { BIN } from "../support/cli.js"
+import { runCliIn } from "../support/cli.js"
 import { checkInvariantsIn } from "../support/db.js"
 import { tempDir } from "../support/pipeline.js"
 
@@ -23,17 +23,7 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true })
 })
 
-/** Runs the built CLI without blocking the test worker. */
-const cli = (dir: string, args: ReadonlyArray<string>) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => (stdout += String(d)))
-    child.stderr.on("data", (d) => (stderr += String(d)))
-    child.on("error", reject)
-    child.on("close", (status) => resolve({ status, stdout, stderr }))
-  })
+const cli = (dir: string, args: ReadonlyArray<string>) => runCliIn(dir, args, undefined, 120_000)
 
 const settings = (db: string) => `
 source:

@@ -18,13 +18,12 @@
  * Reproduce a failure with RUNLEDGER_PROPERTY_SEED=<seed> (and RUNLEDGER_PROPERTY_PATH=<path>)
  * as printed by fast-check; RUNLEDGER_PROPERTY_RUNS sets the number of cases.
  */
-import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import Database from "better-sqlite3"
 import fc from "fast-check"
 import { afterAll, describe, expect, it } from "vitest"
-import { BIN } from "../support/cli.js"
+import { type CliRun as Cli, runCliIn } from "../support/cli.js"
 import { checkInvariantsIn } from "../support/db.js"
 import { tempDir } from "../support/pipeline.js"
 
@@ -357,29 +356,7 @@ const crashEnv = (c: Crash, passes: Passes): string => {
 // ---------------------------------------------------------------------------
 // Running and comparing
 
-interface Cli {
-  readonly status: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** Runs the built CLI in `dir`; asynchronously, so the test worker stays responsive. */
-const cli = (dir: string, args: ReadonlyArray<string>, crash?: string): Promise<Cli> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: dir,
-      env: { ...process.env, RUNLEDGER_TEST_CRASH: crash ?? "" },
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 60_000
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d))
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d))
-    child.on("error", reject)
-    child.on("close", (status, signal) => resolve({ status, signal, stdout, stderr }))
-  })
+const cli = runCliIn
 
 const outputs = (dir: string): Record<string, Buffer> => {
   const out = join(dir, "out")

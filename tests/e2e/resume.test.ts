@@ -11,7 +11,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } fr
 import { join } from "node:path"
 import Database from "better-sqlite3"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { BIN } from "../support/cli.js"
+import { BIN, runCliIn } from "../support/cli.js"
 import { checkInvariantsIn } from "../support/db.js"
 import { tempDir } from "../support/pipeline.js"
 
@@ -63,29 +63,7 @@ checkpoint: {frequency: every_n, checkpoint_interval: 40, aggregation_boundaries
 landscape: {url: sqlite:///runs/audit.db}
 `
 
-interface Cli {
-  readonly status: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** Runs the built CLI without blocking the test worker (a run takes seconds). */
-const cli = (dir: string, args: ReadonlyArray<string>, crash?: string): Promise<Cli> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: dir,
-      env: { ...process.env, RUNLEDGER_TEST_CRASH: crash ?? "" },
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 60_000
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => (stdout += String(d)))
-    child.stderr.on("data", (d) => (stderr += String(d)))
-    child.on("error", reject)
-    child.on("close", (status, signal) => resolve({ status, signal, stdout, stderr }))
-  })
+const cli = runCliIn
 
 const FILES = ["out/out.csv", "out/high.json", "out/bad.jsonl"] as const
 
@@ -127,6 +105,25 @@ const runStatus = (dir: string): { run_id: string; status: string; status_reason
   const row = audit.prepare("SELECT run_id, status, status_reason FROM runs").get() as { run_id: string; status: string; status_reason: string | null }
   audit.close()
   return row
+}
+
+/** Waits until the run in `dir` has recorded `rows` source rows (its Landscape may not exist yet). */
+const waitForRows = async (dir: string, rows: number, timeoutMs: number, why: () => string) => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (existsSync(join(dir, "runs/audit.db"))) {
+      try {
+        const audit = new Database(join(dir, "runs/audit.db"), { readonly: true })
+        const n = (audit.prepare("SELECT COUNT(*) AS n FROM rows").get() as { n: number }).n
+        audit.close()
+        if (n >= rows) return
+      } catch {
+        // the schema may not be there yet
+      }
+    }
+    if (Date.now() > deadline) throw new Error(why())
+    await new Promise((r) => setTimeout(r, 20))
+  }
 }
 
 const references = new Map<boolean, Snapshot>()
@@ -231,21 +228,7 @@ describe("Ctrl-C and resume", () => {
     const writer = (await import("node:fs")).createWriteStream(fifo)
     writer.write(lines.slice(0, 1201).join("\n") + "\n")
     // Wait until a checkpoint covers some rows, then press Ctrl-C while the source waits.
-    const deadline = Date.now() + 20_000
-    for (;;) {
-      if (existsSync(join(dir, "runs/audit.db"))) {
-        try {
-          const audit = new Database(join(dir, "runs/audit.db"), { readonly: true })
-          const n = (audit.prepare("SELECT COUNT(*) AS n FROM rows").get() as { n: number }).n
-          audit.close()
-          if (n >= 1000) break
-        } catch {
-          // the schema may not be there yet
-        }
-      }
-      if (Date.now() > deadline) throw new Error(`no checkpoint in time: ${stderr}`)
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    await waitForRows(dir, 1000, 20_000, () => `no checkpoint in time: ${stderr}`)
     child.kill("SIGINT")
     // A read of a pipe blocks until its writer writes or closes: close it (see docs/resume.md).
     writer.end()
@@ -277,21 +260,7 @@ describe("Ctrl-C and resume", () => {
     let stderr = ""
     child.stderr.on("data", (d) => (stderr += String(d)))
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-    const deadline = Date.now() + 30_000
-    for (;;) {
-      if (existsSync(join(dir, "runs/audit.db"))) {
-        try {
-          const audit = new Database(join(dir, "runs/audit.db"), { readonly: true })
-          const n = (audit.prepare("SELECT COUNT(*) AS n FROM rows").get() as { n: number }).n
-          audit.close()
-          if (n >= 2_000) break
-        } catch {
-          // the schema may not be there yet
-        }
-      }
-      if (Date.now() > deadline) throw new Error(`no rows in time: ${stderr}`)
-      await new Promise((r) => setTimeout(r, 20))
-    }
+    await waitForRows(dir, 2_000, 30_000, () => `no rows in time: ${stderr}`)
     child.kill("SIGINT")
     const code = await exited
     const status = runStatus(dir)

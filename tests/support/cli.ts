@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { join, resolve } from "node:path"
 
 export const REPO = resolve(__dirname, "../..")
@@ -23,3 +23,27 @@ export const runCli = (args: ReadonlyArray<string>, options: { cwd?: string; env
 
 /** The external compat corpus is located in one place: ./compat.ts. */
 export { COMPAT, compatCopy, HAS_COMPAT } from "./compat.js"
+
+export interface CliRun extends CliResult {
+  readonly signal: NodeJS.Signals | null
+}
+
+/**
+ * Runs the built CLI in `cwd` without blocking the test worker (for tests that run it
+ * many times or for seconds). `crash` sets RUNLEDGER_TEST_CRASH (see crash-points.ts).
+ */
+export const runCliIn = (cwd: string, args: ReadonlyArray<string>, crash?: string, timeoutMs = 60_000): Promise<CliRun> =>
+  new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd,
+      env: { ...process.env, RUNLEDGER_TEST_CRASH: crash ?? "" },
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: timeoutMs
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d))
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d))
+    child.on("error", reject)
+    child.on("close", (status, signal) => resolvePromise({ status, signal, stdout, stderr }))
+  })
