@@ -21,6 +21,7 @@ import type {
   BatchTransformInstance,
   PluginConfigError,
   PluginContext,
+  SchemaConfig,
   RowTransformInstance,
   SinkInstance,
   SinkPlugin,
@@ -30,6 +31,7 @@ import { builtinRegistry, type PluginRegistry } from "./plugins/registry.js"
 import { sqliteFilename } from "./plugins/sinks/database.js"
 import { findPathConflict, type PathClaim } from "./path-safety.js"
 import { checkCompatibility } from "./plugins/schema.js"
+import { coalesceBranches, type Connection, type Dest, kindKey, type NodeRef, type RouteDest, type Wiring, wire } from "./wiring.js"
 import {
   type AggregationSettings,
   type CoalesceSettings,
@@ -39,11 +41,25 @@ import {
   SettingsError
 } from "./settings.js"
 
+/**
+ * Where a token goes after a node: a step of the chain, a coalesce (arriving on one of
+ * its branches), a sink, or — in the positional form — the end of the chain (the sink
+ * named like the token's branch, else `default_sink`).
+ */
+export type Target =
+  | { readonly _tag: "Step"; readonly index: number }
+  | { readonly _tag: "Coalesce"; readonly index: number; readonly branch: string }
+  | { readonly _tag: "Sink"; readonly name: string }
+  | { readonly _tag: "End" }
+
+export type RouteTarget = Target | { readonly _tag: "Fork" }
+
 export interface SourceStep {
   readonly nodeId: NodeId
   readonly name: string
   readonly plugin: string
   readonly instance: SourceInstance
+  readonly onSuccess: Target
 }
 
 export interface TransformStep {
@@ -52,7 +68,12 @@ export interface TransformStep {
   readonly name: string
   readonly plugin: string
   readonly step: number
+  /** Index in `transforms:` of the settings. */
+  readonly index: number
   readonly instance: RowTransformInstance
+  readonly onSuccess: Target
+  /** `discard`, a sink name, or undefined (an error result then fails the run). */
+  readonly onError: string | undefined
 }
 
 export interface AggregationStep {
@@ -65,6 +86,9 @@ export interface AggregationStep {
   readonly instance: BatchTransformInstance
   readonly settings: AggregationSettings
   readonly condition: CompiledExpression | undefined
+  readonly onSuccess: Target
+  /** `discard` or a sink name for the rows of a batch the plugin rejects; undefined: they end FAILED. */
+  readonly onError: string | undefined
 }
 
 export interface GateStep {
@@ -75,6 +99,10 @@ export interface GateStep {
   readonly index: number
   readonly settings: GateSettings
   readonly condition: CompiledExpression
+  /** Route label → where it sends the token. */
+  readonly routes: ReadonlyMap<string, RouteTarget>
+  /** Fork branches in order, each with where its copy goes. */
+  readonly branches: ReadonlyArray<{ readonly branch: string; readonly target: Target }>
 }
 
 export interface CoalesceStep {
@@ -83,13 +111,16 @@ export interface CoalesceStep {
   readonly name: string
   readonly index: number
   readonly settings: CoalesceSettings
-  /** The coalesce point sits right after this step index (the last gate forking into it). */
+  /** Branch names, in the order the settings list them. */
+  readonly branches: ReadonlyArray<string>
+  /** The coalesce point sits right after this step (the last step feeding it); its node states carry it. */
   readonly afterStep: number
   /**
    * The step of the first gate forking into it: siblings are the descendants of the
    * token forked there (its id is the group key).
    */
   readonly keyStep: number
+  readonly onSuccess: Target
 }
 
 export interface SinkStep {
@@ -97,6 +128,8 @@ export interface SinkStep {
   readonly name: string
   readonly plugin: SinkPlugin
   readonly options: unknown
+  /** `discard` or a sink name (the explicit form's `on_write_failure`); undefined in the positional form. */
+  readonly onWriteFailure: string | undefined
   /** A fresh, unopened instance each call: pipeline and export never share one. */
   readonly create: () => Effect.Effect<SinkInstance, PluginConfigError>
 }
@@ -108,11 +141,20 @@ export interface PipelinePlan {
   readonly settings: PipelineSettings
   readonly warnings: ReadonlyArray<string>
   readonly source: SourceStep
-  /** transforms, then aggregations, then gates: the linear chain, step = index + 1. */
+  /**
+   * Transforms, aggregations and gates in execution order, step = index + 1: list order
+   * (transforms, then aggregations, then gates) in the positional form, an order that
+   * follows the connections in the explicit form.
+   */
   readonly chain: ReadonlyArray<ChainStep>
   readonly coalesces: ReadonlyArray<CoalesceStep>
   readonly sinks: ReadonlyMap<string, SinkStep>
-  readonly defaultSink: string
+  /** The positional form's `default_sink`; undefined in the explicit form. */
+  readonly defaultSink: string | undefined
+  /** Whether the settings use explicit wiring (`source.on_success`). */
+  readonly explicit: boolean
+  /** The named connections of the explicit form (empty in the positional form). */
+  readonly connections: ReadonlyArray<Connection>
   readonly graph: Graph
   /** The `checkpoint:` settings, resolved. */
   readonly checkpoint: CheckpointPolicy
@@ -155,7 +197,8 @@ export const buildPipeline = (
     const checkpoint = yield* checkpointPolicyOf(file, settings)
     const sinkNames = new Set(Object.keys(settings.sinks))
     if (sinkNames.size === 0) return yield* fail("sinks", "at least one sink is required")
-    if (!sinkNames.has(settings.default_sink)) {
+    const wiring = yield* wiringOf(file, settings)
+    if (settings.default_sink !== undefined && !sinkNames.has(settings.default_sink)) {
       const hint = didYouMean(settings.default_sink, sinkNames)
       return yield* fail(
         "default_sink",
@@ -188,9 +231,9 @@ export const buildPipeline = (
     const graph = new GraphBuilder()
     const sourceNodeId = graph.node("source", sourcePlugin.name, "source", settings.source)
 
-    // Transforms
-    const chain: Array<ChainStep> = []
-    const transformRoutes: Array<{ name: string; onError: string | undefined; key: string }> = []
+    // Transforms (node ids in list order, whatever the wiring: ids stay stable).
+    type Pending<T> = Omit<T, "step" | "onSuccess" | "routes" | "branches">
+    const transformSteps: Array<Pending<TransformStep>> = []
     for (const [i, entry] of (settings.transforms ?? []).entries()) {
       const key = `transforms[${i}]`
       const plugin = registry.transforms.get(entry.plugin)
@@ -204,16 +247,14 @@ export const buildPipeline = (
       const instance = yield* plugin.create(entry.options, ctx(name)).pipe(Effect.mapError(fromPluginError(file, `${key}.options`)))
       if (instance._tag !== "RowTransform") return yield* fail(`${key}.plugin`, `'${entry.plugin}' is not a row transform`)
       const nodeId = graph.node("transform", plugin.name, name, entry)
-      chain.push({ kind: "transform", nodeId, name, plugin: plugin.name, step: chain.length + 1, instance })
-      transformRoutes.push({ name, onError: instance.onError, key: `${key}.options.on_error` })
+      transformSteps.push({ kind: "transform", nodeId, name, plugin: plugin.name, index: i, instance, onError: entry.on_error ?? instance.onError })
     }
 
     // Aggregations
-    const aggregationNames = new Set<string>()
+    const aggregationSteps: Array<Pending<AggregationStep>> = []
     for (const [i, entry] of (settings.aggregations ?? []).entries()) {
       const key = `aggregations[${i}]`
-      if (aggregationNames.has(entry.name)) return yield* fail(`${key}.name`, `duplicate aggregation name '${entry.name}'`)
-      aggregationNames.add(entry.name)
+      if (aggregationSteps.some((a) => a.name === entry.name)) return yield* fail(`${key}.name`, `duplicate aggregation name '${entry.name}'`)
       const plugin = registry.transforms.get(entry.plugin)
       if (plugin === undefined || !plugin.batchAware) {
         return yield* fail(
@@ -239,26 +280,24 @@ export const buildPipeline = (
       const instance = yield* plugin.create(entry.options, ctx(entry.name)).pipe(Effect.mapError(fromPluginError(file, `${key}.options`)))
       if (instance._tag !== "BatchTransform") return yield* fail(`${key}.plugin`, `'${entry.plugin}' is not a batch transform`)
       const nodeId = graph.node("aggregation", plugin.name, entry.name, entry)
-      chain.push({
+      aggregationSteps.push({
         kind: "aggregation",
         nodeId,
         name: entry.name,
         plugin: plugin.name,
-        step: chain.length + 1,
         index: i,
         instance,
         settings: entry,
-        condition
+        condition,
+        onError: entry.on_error
       })
     }
 
     // Gates
-    const gateNames = new Set<string>()
-    const gates: Array<GateStep> = []
+    const gateSteps: Array<Pending<GateStep>> = []
     for (const [i, entry] of (settings.gates ?? []).entries()) {
       const key = `gates[${i}]`
-      if (gateNames.has(entry.name)) return yield* fail(`${key}.name`, `duplicate gate name '${entry.name}'`)
-      gateNames.add(entry.name)
+      if (gateSteps.some((g) => g.name === entry.name)) return yield* fail(`${key}.name`, `duplicate gate name '${entry.name}'`)
       const condition = yield* compile(file, `${key}.condition`, entry.condition)
       const labels = Object.keys(entry.routes)
       if (labels.length === 0) return yield* fail(`${key}.routes`, "a gate needs at least one route")
@@ -276,61 +315,64 @@ export const buildPipeline = (
       if (forks.length === 0 && entry.fork_to !== undefined) {
         return yield* fail(`${key}.fork_to`, "fork_to is only allowed when a route's destination is fork")
       }
+      for (const [j, b] of (entry.fork_to ?? []).entries()) {
+        if (b === "continue") return yield* fail(`${key}.fork_to[${j}]`, "'continue' is reserved and cannot be a branch")
+      }
       const nodeId = graph.node("gate", "gate", entry.name, entry)
-      const gate: GateStep = { kind: "gate", nodeId, name: entry.name, step: chain.length + 1, index: i, settings: entry, condition }
-      gates.push(gate)
-      chain.push(gate)
+      gateSteps.push({ kind: "gate", nodeId, name: entry.name, index: i, settings: entry, condition })
     }
 
-    // Coalesce
-    const coalesces: Array<CoalesceStep> = []
-    const coalesceByBranch = new Map<string, string>()
-    const forkBranches = new Map<string, number>()
-    for (const g of gates) {
-      const seen = new Set<string>()
-      for (const [j, b] of (g.settings.fork_to ?? []).entries()) {
-        if (b === "continue") return yield* fail(`gates[${g.index}].fork_to[${j}]`, "'continue' is reserved and cannot be a branch")
-        if (seen.has(b)) return yield* fail(`gates[${g.index}].fork_to[${j}]`, `duplicate branch '${b}'`)
-        seen.add(b)
-        forkBranches.set(b, g.step)
-      }
-    }
+    // Coalesce: the checks both forms share (the positional form's branch checks follow).
+    const coalescePending: Array<{ nodeId: NodeId; index: number; settings: CoalesceSettings; branches: ReadonlyArray<string> }> = []
     for (const [i, entry] of (settings.coalesce ?? []).entries()) {
       const key = `coalesce[${i}]`
-      if (entry.branches.length < 2) return yield* fail(`${key}.branches`, "a coalesce needs at least 2 branches")
+      const branches = coalesceBranches(entry).map(([b]) => b)
+      if (Array.isArray(entry.branches)) {
+        const dup = branches.find((b, j) => branches.indexOf(b) !== j)
+        if (dup !== undefined) return yield* fail(`${key}.branches`, `branch '${dup}' is listed twice`)
+      }
+      if (branches.length < 2) return yield* fail(`${key}.branches`, "a coalesce needs at least 2 branches")
       const policy = entry.policy ?? "require_all"
       if (policy === "best_effort" && entry.timeout_seconds === undefined) {
         return yield* fail(`${key}.timeout_seconds`, "policy best_effort needs timeout_seconds")
       }
       if (policy === "quorum") {
         if (entry.quorum_count === undefined) return yield* fail(`${key}.quorum_count`, "policy quorum needs quorum_count")
-        if (entry.quorum_count > entry.branches.length) {
-          return yield* fail(`${key}.quorum_count`, `quorum_count ${entry.quorum_count} exceeds the ${entry.branches.length} branches`)
+        if (entry.quorum_count > branches.length) {
+          return yield* fail(`${key}.quorum_count`, `quorum_count ${entry.quorum_count} exceeds the ${branches.length} branches`)
         }
       }
       if ((entry.merge ?? "union") === "select") {
         if (entry.select_branch === undefined) return yield* fail(`${key}.select_branch`, "merge select needs select_branch")
-        if (!entry.branches.includes(entry.select_branch)) {
-          return yield* fail(`${key}.select_branch`, `'${entry.select_branch}' is not one of the branches [${entry.branches.join(", ")}]`)
+        if (!branches.includes(entry.select_branch)) {
+          return yield* fail(`${key}.select_branch`, `'${entry.select_branch}' is not one of the branches [${branches.join(", ")}]`)
         }
       }
-      let afterStep = 0
-      let keyStep = Number.POSITIVE_INFINITY
-      for (const [j, b] of entry.branches.entries()) {
-        if (coalesceByBranch.has(b)) return yield* fail(`${key}.branches[${j}]`, `branch '${b}' is already coalesced by '${coalesceByBranch.get(b)}'`)
-        const step = forkBranches.get(b)
-        if (step === undefined) return yield* fail(`${key}.branches[${j}]`, `no gate forks to branch '${b}'`)
-        coalesceByBranch.set(b, entry.name)
-        afterStep = Math.max(afterStep, step)
-        keyStep = Math.min(keyStep, step)
-      }
-      const nodeId = graph.node("coalesce", "coalesce", entry.name, entry)
-      coalesces.push({ kind: "coalesce", nodeId, name: entry.name, index: i, settings: entry, afterStep, keyStep })
+      coalescePending.push({ nodeId: graph.node("coalesce", "coalesce", entry.name, entry), index: i, settings: entry, branches })
     }
-    for (const g of gates) {
-      for (const [j, b] of (g.settings.fork_to ?? []).entries()) {
-        if (!coalesceByBranch.has(b) && !sinkNames.has(b)) {
-          return yield* fail(`gates[${g.index}].fork_to[${j}]`, `branch '${b}' is neither coalesced nor the name of a sink`)
+    if (!wiring.explicit) {
+      const forkBranches = new Set<string>()
+      for (const g of gateSteps) {
+        const seen = new Set<string>()
+        for (const [j, b] of (g.settings.fork_to ?? []).entries()) {
+          if (seen.has(b)) return yield* fail(`gates[${g.index}].fork_to[${j}]`, `duplicate branch '${b}'`)
+          seen.add(b)
+          forkBranches.add(b)
+        }
+      }
+      const coalesced = new Map<string, string>()
+      for (const c of coalescePending) {
+        for (const [j, b] of c.branches.entries()) {
+          if (coalesced.has(b)) return yield* fail(`coalesce[${c.index}].branches[${j}]`, `branch '${b}' is already coalesced by '${coalesced.get(b)}'`)
+          if (!forkBranches.has(b)) return yield* fail(`coalesce[${c.index}].branches[${j}]`, `no gate forks to branch '${b}'`)
+          coalesced.set(b, c.settings.name)
+        }
+      }
+      for (const g of gateSteps) {
+        for (const [j, b] of (g.settings.fork_to ?? []).entries()) {
+          if (!coalesced.has(b) && !sinkNames.has(b)) {
+            return yield* fail(`gates[${g.index}].fork_to[${j}]`, `branch '${b}' is neither coalesced nor the name of a sink`)
+          }
         }
       }
     }
@@ -345,7 +387,14 @@ export const buildPipeline = (
       }
       const create = () => plugin.create(entry.options, ctx(name))
       const checked = yield* create().pipe(Effect.mapError(fromPluginError(file, `sinks.${name}.options`)))
-      sinks.set(name, { nodeId: graph.node("sink", plugin.name, name, entry), name, plugin, options: entry.options, create })
+      sinks.set(name, {
+        nodeId: graph.node("sink", plugin.name, name, entry),
+        name,
+        plugin,
+        options: entry.options,
+        onWriteFailure: entry.on_write_failure,
+        create
+      })
       const configuredPath = entry.options?.path
       const output = checked.outputFile ??
         (typeof configuredPath === "string" && configuredPath !== "" ? { key: "path", path: configuredPath } : undefined)
@@ -361,8 +410,14 @@ export const buildPipeline = (
     }
 
     // Route validation before any row is read.
-    const routeError = validateRouteDestinations(gates.map((g) => ({ name: g.name, routes: g.settings.routes })), sinkNames) ??
-      validateTransformErrorSinks(transformRoutes, sinkNames) ??
+    const transformRoutes = transformSteps.map((t) => ({
+      name: t.name,
+      onError: t.onError,
+      key: settings.transforms![t.index]!.on_error !== undefined ? `transforms[${t.index}].on_error` : `transforms[${t.index}].options.on_error`
+    }))
+    const aggregationRoutes = aggregationSteps.map((a) => ({ name: a.name, onError: a.onError, key: `aggregations[${a.index}].on_error` }))
+    const routeError = (wiring.explicit ? undefined : validateRouteDestinations(gateSteps.map((g) => ({ name: g.name, routes: g.settings.routes })), sinkNames)) ??
+      validateTransformErrorSinks([...transformRoutes, ...aggregationRoutes], sinkNames) ??
       validateSourceQuarantineDestination({ name: sourcePlugin.name, onValidationFailure: sourceInstance.onValidationFailure }, sinkNames)
     if (routeError !== undefined) return yield* fail(routeError.key, routeError.message)
 
@@ -395,59 +450,126 @@ export const buildPipeline = (
     const conflict = findPathConflict(claims)
     if (conflict !== undefined) return yield* fail(conflict.claim.key, conflict.message)
 
-    // Schema contracts between consecutive data nodes (gates are transparent).
-    let producer = { key: "source", schema: sourceInstance.schema }
-    for (const step of chain) {
-      if (step.kind === "gate") continue
-      const consumerKey = step.kind === "transform" ? `transforms[${step.step - 1}]` : `aggregations[${step.index}]`
-      const problem = checkCompatibility(producer.schema, step.instance.inputSchema)
-      if (problem !== undefined) return yield* fail(`${consumerKey}.options.schema`, `does not fit the output of ${producer.key}: ${problem}`)
-      producer = { key: consumerKey, schema: step.instance.outputSchema }
+    // The chain in execution order, and every destination as a target.
+    const position = new Map<string, number>()
+    wiring.chain.forEach((ref, i) => position.set(`${ref.kind}:${ref.index}`, i))
+    const target = (d: Dest): Target => {
+      switch (d._tag) {
+        case "Sink":
+          return d
+        case "End":
+          return d
+        case "Node":
+          return d.node.kind === "coalesce"
+            ? { _tag: "Coalesce", index: d.node.index, branch: d.branch ?? "" }
+            : { _tag: "Step", index: position.get(`${d.node.kind}:${d.node.index}`)! }
+      }
     }
-    const defaultSinkInstance = yield* sinks.get(settings.default_sink)!.create().pipe(
-      Effect.mapError(fromPluginError(file, `sinks.${settings.default_sink}.options`))
-    )
-    const sinkProblem = checkCompatibility(producer.schema, defaultSinkInstance.inputSchema)
-    if (sinkProblem !== undefined) {
-      return yield* fail(`sinks.${settings.default_sink}.options.schema`, `does not fit the output of ${producer.key}: ${sinkProblem}`)
+    const routeTarget = (d: RouteDest): RouteTarget => (d._tag === "Fork" ? d : target(d))
+    const chain: Array<ChainStep> = wiring.chain.map((ref, i): ChainStep => {
+      const step = i + 1
+      switch (ref.kind) {
+        case "transform":
+          return { ...transformSteps[ref.index]!, step, onSuccess: target(wiring.transforms[ref.index]!) }
+        case "aggregation":
+          return { ...aggregationSteps[ref.index]!, step, onSuccess: target(wiring.aggregations[ref.index]!) }
+        case "gate": {
+          const g = wiring.gates[ref.index]!
+          return {
+            ...gateSteps[ref.index]!,
+            step,
+            routes: new Map(Array.from(g.routes, ([label, d]) => [label, routeTarget(d)] as const)),
+            branches: g.branches.map((b) => ({ branch: b.branch, target: target(b.dest) }))
+          }
+        }
+        case "coalesce":
+          throw new Error("coalesces are not chain steps")
+      }
+    })
+    const stepOf = (ref: NodeRef): number => position.get(`${ref.kind}:${ref.index}`)! + 1
+    const coalesces: Array<CoalesceStep> = coalescePending.map((c) => {
+      const w = wiring.coalesces[c.index]!
+      const gateSteps = w.gates.map((g) => stepOf({ kind: "gate", index: g }))
+      // The steps feeding it: its fork gates and, in the explicit form, the last node of each branch.
+      const feeding = chain.filter((st) => {
+        const targets: ReadonlyArray<RouteTarget> = st.kind === "gate" ? [...st.routes.values(), ...st.branches.map((b) => b.target)] : [st.onSuccess]
+        return targets.some((t) => t._tag === "Coalesce" && t.index === c.index)
+      }).map((st) => st.step)
+      return {
+        kind: "coalesce",
+        nodeId: c.nodeId,
+        name: c.settings.name,
+        index: c.index,
+        settings: c.settings,
+        branches: c.branches,
+        afterStep: Math.max(0, ...gateSteps, ...feeding),
+        keyStep: gateSteps.length === 0 ? 0 : Math.min(...gateSteps),
+        onSuccess: target(w.dest)
+      }
+    })
+    const source: SourceStep = {
+      nodeId: sourceNodeId,
+      name: "source",
+      plugin: sourcePlugin.name,
+      instance: sourceInstance,
+      onSuccess: target(wiring.source)
     }
 
-    // Edges: the linear chain, gate routes, error and quarantine diversions, forks.
+    // Schema contracts along every edge that moves rows (gates and coalesces pass their input's schema on).
+    yield* checkSchemas(file, settings, sourceInstance, chain, coalesces, sinks, source, wiring)
+
+    // Graph edges.
     const sinkId = (name: string) => sinks.get(name)!.nodeId
-    const nextAfter = (index: number): NodeId => chain[index + 1]?.nodeId ?? sinkId(settings.default_sink)
-    graph.edge(sourceNodeId, chain[0]?.nodeId ?? sinkId(settings.default_sink), "continue", "move")
+    if (wiring.explicit) {
+      const nodeIdOf = (t: Target): NodeId =>
+        t._tag === "Step" ? chain[t.index]!.nodeId : t._tag === "Coalesce" ? coalesces[t.index]!.nodeId : t._tag === "Sink" ? sinkId(t.name) : sinkId(settings.default_sink!)
+      graph.edge(sourceNodeId, nodeIdOf(source.onSuccess), "continue", "move")
+      for (const st of chain) {
+        if (st.kind === "gate") {
+          for (const [label, t] of st.routes) if (t._tag !== "Fork") graph.edge(st.nodeId, nodeIdOf(t), label, "move")
+          for (const b of st.branches) graph.edge(st.nodeId, nodeIdOf(b.target), `fork:${b.branch}`, "copy")
+        } else {
+          graph.edge(st.nodeId, nodeIdOf(st.onSuccess), "continue", "move")
+        }
+      }
+      for (const c of coalesces) graph.edge(c.nodeId, nodeIdOf(c.onSuccess), "continue", "move")
+    } else {
+      // The positional form: the linear chain, gate routes, forks (edges as they always were).
+      const nextAfter = (index: number): NodeId => chain[index + 1]?.nodeId ?? sinkId(settings.default_sink!)
+      graph.edge(sourceNodeId, chain[0]?.nodeId ?? sinkId(settings.default_sink!), "continue", "move")
+      for (const [i, step] of chain.entries()) {
+        if (step.kind === "gate") {
+          for (const [label, destination] of Object.entries(step.settings.routes)) {
+            if (destination === "continue") graph.edge(step.nodeId, nextAfter(i), label, "move")
+            else if (destination === "fork") {
+              for (const b of step.branches) {
+                graph.edge(step.nodeId, b.target._tag === "Coalesce" ? coalesces[b.target.index]!.nodeId : nextAfter(i), `fork:${b.branch}`, "copy")
+              }
+            } else graph.edge(step.nodeId, sinkId(destination), label, "move")
+          }
+        } else graph.edge(step.nodeId, nextAfter(i), "continue", "move")
+      }
+      for (const c of coalesces) {
+        const after = chain.findIndex((s) => s.step === c.afterStep)
+        graph.edge(c.nodeId, nextAfter(after), "continue", "move")
+      }
+      for (const g of chain) {
+        if (g.kind !== "gate") continue
+        for (const b of g.branches) {
+          if (b.target._tag !== "Coalesce") {
+            // A fork child completes to the sink named like its branch.
+            graph.edge(chain[chain.length - 1]!.nodeId, sinkId(b.branch), `branch:${b.branch}`, "move")
+          }
+        }
+      }
+    }
+    // Diversions: quarantine, transform and batch errors, write failures.
     if (sourceInstance.onValidationFailure !== "discard") {
       graph.edge(sourceNodeId, sinkId(sourceInstance.onValidationFailure), "on_validation_failure", "divert")
     }
-    for (const [i, step] of chain.entries()) {
-      if (step.kind === "gate") {
-        for (const [label, destination] of Object.entries(step.settings.routes)) {
-          if (destination === "continue") graph.edge(step.nodeId, nextAfter(i), label, "move")
-          else if (destination === "fork") {
-            for (const branch of step.settings.fork_to ?? []) {
-              const coalesce = coalesces.find((c) => c.settings.branches.includes(branch))
-              graph.edge(step.nodeId, coalesce?.nodeId ?? nextAfter(i), `fork:${branch}`, "copy")
-            }
-          } else graph.edge(step.nodeId, sinkId(destination), label, "move")
-        }
-      } else {
-        graph.edge(step.nodeId, nextAfter(i), "continue", "move")
-        const onError = step.instance.onError
-        if (onError !== undefined && onError !== "discard") graph.edge(step.nodeId, sinkId(onError), "on_error", "divert")
-      }
-    }
-    for (const c of coalesces) {
-      const after = chain.findIndex((s) => s.step === c.afterStep)
-      graph.edge(c.nodeId, nextAfter(after), "continue", "move")
-    }
-    for (const g of gates) {
-      for (const branch of g.settings.fork_to ?? []) {
-        if (!coalesceByBranch.has(branch)) {
-          // A fork child completes to the sink named like its branch.
-          const last = chain[chain.length - 1]!
-          graph.edge(last.nodeId, sinkId(branch), `branch:${branch}`, "move")
-        }
-      }
+    for (const st of chain) {
+      if (st.kind === "gate") continue
+      if (st.onError !== undefined && st.onError !== "discard") graph.edge(st.nodeId, sinkId(st.onError), "on_error", "divert")
     }
     const built = graph.build()
     const cycle = findCycle(built)
@@ -458,7 +580,9 @@ export const buildPipeline = (
       if (n.name === exportSink) continue
       return yield* fail(
         `sinks.${n.name}`,
-        `no route, on_error, on_validation_failure, fork branch or default_sink reaches this sink; remove it or route rows to it`
+        wiring.explicit
+          ? `no on_success, route, on_error, on_validation_failure, on_write_failure or fork branch reaches this sink; remove it or send rows to it`
+          : `no route, on_error, on_validation_failure, fork branch or default_sink reaches this sink; remove it or route rows to it`
       )
     }
     // A JSON export writes through the export sink: into that sink's own file, if it has one.
@@ -474,12 +598,112 @@ export const buildPipeline = (
       file,
       settings,
       warnings: loaded.warnings,
-      source: { nodeId: sourceNodeId, name: "source", plugin: sourcePlugin.name, instance: sourceInstance },
+      source,
       chain,
       coalesces,
       sinks,
       defaultSink: settings.default_sink,
+      explicit: wiring.explicit,
+      connections: wiring.connections,
       graph: built,
       checkpoint
     } satisfies PipelinePlan
+  })
+
+const wiringOf = (file: string, settings: PipelineSettings): Effect.Effect<Wiring, SettingsError> =>
+  Effect.try({
+    try: () => wire(file, settings),
+    catch: (e) => {
+      if (e instanceof SettingsError) return e
+      throw e
+    }
+  })
+
+/**
+ * Schema contracts. The positional form checks consecutive data nodes and the
+ * default sink, as it always has; the explicit form checks every edge that moves rows
+ * into a transform, an aggregation or a sink (a gate or coalesce passes on the schema
+ * of what feeds it).
+ */
+const checkSchemas = (
+  file: string,
+  settings: PipelineSettings,
+  sourceInstance: SourceInstance,
+  chain: ReadonlyArray<ChainStep>,
+  coalesces: ReadonlyArray<CoalesceStep>,
+  sinks: ReadonlyMap<string, SinkStep>,
+  source: SourceStep,
+  wiring: Wiring
+): Effect.Effect<void, SettingsError> =>
+  Effect.gen(function*() {
+    const fail = (key: string, message: string) => Effect.fail(new SettingsError({ file, key, message }))
+    const stepKey = (step: TransformStep | AggregationStep) => kindKey({ kind: step.kind, index: step.index })
+    if (!wiring.explicit) {
+      let producer = { key: "source", schema: sourceInstance.schema }
+      for (const step of chain) {
+        if (step.kind === "gate") continue
+        const problem = checkCompatibility(producer.schema, step.instance.inputSchema)
+        if (problem !== undefined) return yield* fail(`${stepKey(step)}.options.schema`, `does not fit the output of ${producer.key}: ${problem}`)
+        producer = { key: stepKey(step), schema: step.instance.outputSchema }
+      }
+      const defaultSink = settings.default_sink!
+      const instance = yield* sinks.get(defaultSink)!.create().pipe(Effect.mapError(fromPluginError(file, `sinks.${defaultSink}.options`)))
+      const sinkProblem = checkCompatibility(producer.schema, instance.inputSchema)
+      if (sinkProblem !== undefined) {
+        return yield* fail(`sinks.${defaultSink}.options.schema`, `does not fit the output of ${producer.key}: ${sinkProblem}`)
+      }
+      return
+    }
+    // What each node emits: its own output schema, or (gates, coalesces) what feeds it.
+    type Out = { readonly key: string; readonly schema: SchemaConfig } | undefined
+    const emitted = new Map<string, Out>()
+    const feeds = new Map<string, Array<Out>>()
+    const targetKey = (t: Target): string | undefined =>
+      t._tag === "Step" ? `step:${t.index}` : t._tag === "Coalesce" ? `coalesce:${t.index}` : t._tag === "Sink" ? `sink:${t.name}` : undefined
+    const send = (from: Out, t: RouteTarget) => {
+      if (t._tag === "Fork") return
+      const k = targetKey(t)
+      if (k === undefined) return
+      feeds.set(k, [...(feeds.get(k) ?? []), from])
+    }
+    const sourceOut: Out = { key: "source", schema: sourceInstance.schema }
+    send(sourceOut, source.onSuccess)
+    // The chain is in execution order: everything feeding a step was sent before it.
+    const sinkChecks: Array<{ sink: string; from: Out }> = []
+    const visitCoalesces = (): void => {
+      for (const c of coalesces) {
+        const k = `coalesce:${c.index}`
+        if (emitted.has(k)) continue
+        const inputs = feeds.get(k) ?? []
+        if (inputs.length < c.branches.length) continue
+        // A merged row's shape depends on the merge; its schema is not checked downstream.
+        emitted.set(k, undefined)
+        send(undefined, c.onSuccess)
+      }
+    }
+    for (const [i, step] of chain.entries()) {
+      visitCoalesces()
+      const inputs = feeds.get(`step:${i}`) ?? []
+      if (step.kind === "gate") {
+        for (const input of inputs) {
+          for (const t of step.routes.values()) send(input, t)
+          for (const b of step.branches) send(input, b.target)
+        }
+        continue
+      }
+      for (const input of inputs) {
+        if (input === undefined) continue
+        const problem = checkCompatibility(input.schema, step.instance.inputSchema)
+        if (problem !== undefined) return yield* fail(`${stepKey(step)}.options.schema`, `does not fit the output of ${input.key}: ${problem}`)
+      }
+      send({ key: stepKey(step), schema: step.instance.outputSchema }, step.onSuccess)
+    }
+    visitCoalesces()
+    for (const [name] of sinks) for (const from of feeds.get(`sink:${name}`) ?? []) sinkChecks.push({ sink: name, from })
+    for (const { sink, from } of sinkChecks) {
+      if (from === undefined) continue
+      const instance = yield* sinks.get(sink)!.create().pipe(Effect.mapError(fromPluginError(file, `sinks.${sink}.options`)))
+      const problem = checkCompatibility(from.schema, instance.inputSchema)
+      if (problem !== undefined) return yield* fail(`sinks.${sink}.options.schema`, `does not fit the output of ${from.key}: ${problem}`)
+    }
   })

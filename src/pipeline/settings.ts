@@ -22,19 +22,31 @@ export class SettingsError extends Data.TaggedError("SettingsError")<{
 
 const PluginOptions = Schema.Record({ key: Schema.String, value: Schema.Unknown })
 
+/**
+ * Two forms are read (docs/pipelines.md): the explicit wiring of ELSPETH's current
+ * format — every node names its `input` connection and where its output goes
+ * (`on_success`) — and the older positional form, where list order wires the chain and
+ * `default_sink` receives what reaches the end. `source.on_success` selects the
+ * explicit form; wiring.ts checks that a file does not mix them.
+ */
 const SourceEntry = Schema.Struct({
   plugin: Schema.String,
+  on_success: Schema.optional(Schema.String),
   options: Schema.optional(PluginOptions)
 })
 
 const TransformEntry = Schema.Struct({
   plugin: Schema.String,
   name: Schema.optional(Schema.String),
+  input: Schema.optional(Schema.String),
+  on_success: Schema.optional(Schema.String),
+  on_error: Schema.optional(Schema.String),
   options: Schema.optional(PluginOptions)
 })
 
 const GateEntry = Schema.Struct({
   name: Schema.String,
+  input: Schema.optional(Schema.String),
   condition: Schema.String,
   routes: Schema.Record({ key: Schema.String, value: Schema.String }),
   fork_to: Schema.optional(Schema.Array(Schema.String))
@@ -58,6 +70,9 @@ const TriggerEntry = Schema.Struct({
 const AggregationEntry = Schema.Struct({
   name: Schema.String,
   plugin: Schema.String,
+  input: Schema.optional(Schema.String),
+  on_success: Schema.optional(Schema.String),
+  on_error: Schema.optional(Schema.String),
   trigger: TriggerEntry,
   output_mode: Schema.optional(Schema.Literal("transform", "passthrough")),
   expected_output_count: Schema.optional(PositiveInt),
@@ -66,7 +81,9 @@ const AggregationEntry = Schema.Struct({
 
 const CoalesceEntry = Schema.Struct({
   name: Schema.String,
-  branches: Schema.Array(Schema.String),
+  /** A list of branch names, or `{branch: input connection}` when a branch has transforms. */
+  branches: Schema.Union(Schema.Array(Schema.String), Schema.Record({ key: Schema.String, value: Schema.String })),
+  on_success: Schema.optional(Schema.String),
   policy: Schema.optional(Schema.Literal("require_all", "quorum", "best_effort", "first")),
   merge: Schema.optional(Schema.Literal("union", "nested", "select")),
   timeout_seconds: Schema.optional(PositiveNumber),
@@ -76,6 +93,7 @@ const CoalesceEntry = Schema.Struct({
 
 const SinkEntry = Schema.Struct({
   plugin: Schema.String,
+  on_write_failure: Schema.optional(Schema.String),
   options: Schema.optional(PluginOptions)
 })
 
@@ -123,7 +141,7 @@ export const PipelineSettingsSchema = Schema.Struct({
   aggregations: Schema.optional(Schema.Array(AggregationEntry)),
   coalesce: Schema.optional(Schema.Array(CoalesceEntry)),
   sinks: Schema.Record({ key: Schema.String, value: SinkEntry }),
-  default_sink: Schema.String,
+  default_sink: Schema.optional(Schema.String),
   landscape: Schema.optional(LandscapeSettings),
   checkpoint: Schema.optional(CheckpointSettings),
   retry: Schema.optional(RetrySettings),
@@ -267,7 +285,18 @@ export const parseSettings = (
         }
         return new SettingsError({ file, key: e.key, message: e.message.replace(/\boption\b/g, "key") })
       }),
-      Effect.map((settings) => ({ file, settings, warnings }))
+      Effect.flatMap((settings) =>
+        settings.source.on_success === undefined && settings.default_sink === undefined
+          ? Effect.fail(
+            new SettingsError({
+              file,
+              key: "default_sink",
+              message:
+                "missing: name where rows go — source.on_success with input/on_success on every node (the explicit form), or default_sink (the positional form)"
+            })
+          )
+          : Effect.succeed({ file, settings, warnings })
+      )
     )
   })
 

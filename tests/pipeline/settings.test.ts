@@ -21,7 +21,7 @@ describe.skipIf(!HAS_COMPAT)("pipeline settings: the ELSPETH compat examples", (
     (name) => {
       const r = Effect.runSync(Effect.either(loadPipelineSettings(join(COMPAT, "examples", name, "settings.yaml"))))
       if (Either.isLeft(r)) throw new Error(r.left.text)
-      expect(r.right.settings.default_sink in r.right.settings.sinks).toBe(true)
+      expect(r.right.settings.default_sink! in r.right.settings.sinks).toBe(true)
     }
   )
 })
@@ -30,7 +30,7 @@ describe("pipeline settings", () => {
   it.each(["orders", "baskets", "ledger"])("loads the pipeline fixture %s", (name) => {
     const r = Effect.runSync(Effect.either(loadPipelineSettings(join(PIPELINE_FIXTURES, name, "settings.yaml"))))
     if (Either.isLeft(r)) throw new Error(r.left.text)
-    expect(r.right.settings.default_sink in r.right.settings.sinks).toBe(true)
+    expect(r.right.settings.default_sink! in r.right.settings.sinks).toBe(true)
     expect(r.right.warnings).toEqual([])
   })
 

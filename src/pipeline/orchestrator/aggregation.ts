@@ -21,7 +21,7 @@ import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { evaluateExpression, isTruthy } from "../../core/expression/index.js"
 import { newBatchId, newGroupId } from "../../core/ids.js"
 import type { NodeStateRecord, TriggerType } from "../../services/records.js"
-import type { AggregationStep, PipelinePlan } from "../build.js"
+import type { AggregationStep, PipelinePlan, Target } from "../build.js"
 import type { Row } from "../plugins/protocol.js"
 import { ProcessingCrash, type ScheduleTimeout, type Token } from "./tokens.js"
 import type { BatchState } from "./checkpoint-state.js"
@@ -53,7 +53,7 @@ export class Aggregations {
     private readonly plan: PipelinePlan,
     private readonly trail: TrailBuffer,
     /** Sends a flushed batch's output tokens on down the chain (the processor's queue). */
-    private readonly enqueue: (token: Token) => void,
+    private readonly enqueue: (token: Token, target: Target) => void,
     private readonly scheduleTimeout: ScheduleTimeout
   ) {}
 
@@ -258,7 +258,7 @@ export class Aggregations {
     }
     const outputs: ReadonlyArray<Row> = result.rows
     const mode = step.settings.output_mode ?? "transform"
-    const next = step.step // chain index of the following step
+    const next = step.step // replaced by the processor from step.onSuccess
     if (mode === "transform") {
       const expected = step.settings.expected_output_count
       if (expected !== undefined && outputs.length !== expected) {
@@ -284,7 +284,7 @@ export class Aggregations {
             branch: parent.branch
           })
           trail.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: token.tokenId, ordinal })
-          this.enqueue(token)
+          this.enqueue(token, step.onSuccess)
         })
         return this.complete(batch, trigger, reason)
       }
@@ -298,7 +298,7 @@ export class Aggregations {
       outputs.forEach((row, ordinal) => {
         const token = trail.newToken(first, row, next, { parents, branch: first.branch })
         trail.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: token.tokenId, ordinal })
-        this.enqueue(token)
+        this.enqueue(token, step.onSuccess)
       })
     } else {
       if (outputs.length !== batch.members.length) {
@@ -309,7 +309,7 @@ export class Aggregations {
         trail.close(m.state, "completed", m.started, trail.hashRow(row))
         trail.records.push(m.state)
         trail.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: m.token.tokenId, ordinal: i })
-        this.enqueue({ ...m.token, row, next, attempt: 1 })
+        this.enqueue({ ...m.token, row, next, attempt: 1 }, step.onSuccess)
       })
     }
     this.complete(batch, trigger, reason)

@@ -12,7 +12,7 @@
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { newGroupId } from "../../core/ids.js"
 import type { NodeStateRecord } from "../../services/records.js"
-import type { CoalesceStep, PipelinePlan } from "../build.js"
+import type { CoalesceStep, PipelinePlan, Target } from "../build.js"
 import { type Row, setField } from "../plugins/protocol.js"
 import type { ScheduleCoalesceTimeout, Token } from "./tokens.js"
 import type { CoalesceGroupState } from "./checkpoint-state.js"
@@ -42,13 +42,13 @@ export class Coalesces {
     private readonly plan: PipelinePlan,
     private readonly trail: TrailBuffer,
     /** Sends a merged token on down the chain (the processor's queue). */
-    private readonly enqueue: (token: Token) => void,
+    private readonly enqueue: (token: Token, target: Target) => void,
     private readonly scheduleTimeout: ScheduleCoalesceTimeout
   ) {}
 
   /** The coalesce that takes `branch`, if any. */
   forBranch(branch: string): CoalesceStep | undefined {
-    return this.plan.coalesces.find((c) => c.settings.branches.includes(branch))
+    return this.plan.coalesces.find((c) => c.branches.includes(branch))
   }
 
   /** The groups waiting for siblings, for a checkpoint. */
@@ -147,9 +147,9 @@ export class Coalesces {
     const ready = policy === "first"
       ? true
       : policy === "quorum"
-      ? group.arrived.size >= (s.quorum_count ?? s.branches.length)
-      : group.arrived.size >= s.branches.length
-    if (ready) this.merge(step, group, `${policy}: ${group.arrived.size} of ${s.branches.length} branches arrived`)
+      ? group.arrived.size >= (s.quorum_count ?? step.branches.length)
+      : group.arrived.size >= step.branches.length
+    if (ready) this.merge(step, group, `${policy}: ${group.arrived.size} of ${step.branches.length} branches arrived`)
   }
 
   /**
@@ -187,9 +187,9 @@ export class Coalesces {
     const s = step.settings
     const policy = s.policy ?? "require_all"
     if (policy === "best_effort" || policy === "first") {
-      return this.merge(step, group, `${policy} at ${why}: ${group.arrived.size} of ${s.branches.length} branches arrived`)
+      return this.merge(step, group, `${policy} at ${why}: ${group.arrived.size} of ${step.branches.length} branches arrived`)
     }
-    if (policy === "quorum" && group.arrived.size >= (s.quorum_count ?? s.branches.length)) {
+    if (policy === "quorum" && group.arrived.size >= (s.quorum_count ?? step.branches.length)) {
       return this.merge(step, group, `quorum met at ${why}`)
     }
     this.fail(step, group, policy === "quorum" ? "quorum_not_met" : "incomplete_branches")
@@ -197,7 +197,7 @@ export class Coalesces {
 
   /** Branches of `group` that have not arrived will be late. */
   private expectLate(step: CoalesceStep, group: PendingGroup): void {
-    const missing = step.settings.branches.filter((b) => !group.arrived.has(b))
+    const missing = step.branches.filter((b) => !group.arrived.has(b))
     if (missing.length === 0) return
     let late = this.expectedLate.get(step.index)
     if (late === undefined) {
@@ -227,7 +227,7 @@ export class Coalesces {
     const trail = this.trail
     const s = step.settings
     this.take(step, group)
-    const arrivedInOrder = s.branches.filter((b) => group.arrived.has(b)).map((b) => [b, group.arrived.get(b)!] as const)
+    const arrivedInOrder = step.branches.filter((b) => group.arrived.has(b)).map((b) => [b, group.arrived.get(b)!] as const)
     const mergeMode = s.merge ?? "union"
     // The group is resolved either way (merged, or failed for a missing select_branch):
     // a branch arriving from now on is a late sibling, never the start of a new group.
@@ -262,7 +262,8 @@ export class Coalesces {
         parents: arrivedInOrder.map(([, a]) => a.token.tokenId),
         joinGroupId: joinGroup,
         forks: first.forks
-      })
+      }),
+      step.onSuccess
     )
   }
 }

@@ -21,7 +21,7 @@ import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { evaluateExpression, routeLabel } from "../../core/expression/index.js"
 import { type EdgeId, newGroupId, newRowId, newTokenId, type NodeId, type RunId } from "../../core/ids.js"
 import type { NodeStateRecord, OutcomeRecord } from "../../services/records.js"
-import type { GateStep, PipelinePlan, TransformStep } from "../build.js"
+import type { GateStep, PipelinePlan, Target, TransformStep } from "../build.js"
 import type { Row, SourceItem } from "../plugins/protocol.js"
 import { Aggregations } from "./aggregation.js"
 import { Coalesces } from "./coalesce.js"
@@ -89,9 +89,7 @@ export class Processor {
     }
   ) {
     this.trail = new TrailBuffer(runId, clock)
-    const enqueue = (token: Token) => {
-      this.queue.push(token)
-    }
+    const enqueue = (token: Token, target: Target) => this.emit(token, target)
     this.aggregations = new Aggregations(plan, this.trail, enqueue, timers.aggregation)
     this.coalesces = new Coalesces(plan, this.trail, enqueue, timers.coalesce)
     this.sinkStep = plan.chain.length + 1
@@ -186,7 +184,7 @@ export class Processor {
         this.trail.direct(tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason: "run stopped" }) })
         throw e
       }
-      this.queue.push(token)
+      this.emit(token, this.plan.source.onSuccess)
       return
     }
     const destination = this.plan.source.instance.onValidationFailure
@@ -259,6 +257,27 @@ export class Processor {
     return DONE
   }
 
+  /** The token as it moves on to `target`: a step (returned), or queued for a sink, or arrived at a coalesce (undefined). */
+  private advance(token: Token, target: Target): Token | undefined {
+    switch (target._tag) {
+      case "Step":
+        return { tokenId: token.tokenId, rowId: token.rowId, rowIndex: token.rowIndex, row: token.row, next: target.index, branch: token.branch, attempt: 1, ...(token.forks === undefined ? {} : { forks: token.forks }) }
+      case "End":
+        return { tokenId: token.tokenId, rowId: token.rowId, rowIndex: token.rowIndex, row: token.row, next: this.plan.chain.length, branch: token.branch, attempt: 1, ...(token.forks === undefined ? {} : { forks: token.forks }) }
+      case "Sink":
+        return { ...token, next: this.plan.chain.length, attempt: 1, sink: target.name }
+      case "Coalesce":
+        this.coalesces.arrive(this.plan.coalesces[target.index]!, { ...token, branch: target.branch })
+        return undefined
+    }
+  }
+
+  /** Sends a token created off the queue's head (a split, a batch output, a merge) on to `target`. */
+  private emit(token: Token, target: Target): void {
+    const moved = this.advance(token, target)
+    if (moved !== undefined) this.queue.push(moved)
+  }
+
   /** Runs one token from its `next` step to a sink, a buffer or a drop. Mutates the queue head on retry. */
   private runToken(start: Token): StepResult {
     let token = start
@@ -270,7 +289,9 @@ export class Processor {
           const r = this.runTransform(step, token)
           if (r === "stop") return DONE
           if (typeof r === "object" && "_tag" in r && r._tag === "Sleep") return r
-          token = r as Token
+          const moved = this.advance(r as Token, step.onSuccess)
+          if (moved === undefined) return DONE
+          token = moved
           break
         }
         case "gate": {
@@ -291,7 +312,8 @@ export class Processor {
         }
       }
     }
-    const sink = token.branch !== null && this.plan.sinks.has(token.branch) ? token.branch : this.plan.defaultSink
+    const sink = token.sink ?? (token.branch !== null && this.plan.sinks.has(token.branch) ? token.branch : this.plan.defaultSink)
+    if (sink === undefined) throw new ProcessingCrash(`a token reached the end of the chain with no sink to go to`, "", token.rowIndex)
     this.toSink(token, token.row, sink, "COMPLETED")
     return DONE
   }
@@ -314,7 +336,7 @@ export class Processor {
       case "Success": {
         this.trail.close(state, "completed", started, this.trail.hashRow(result.row))
         this.trail.records.push(state)
-        return { ...token, row: result.row, next: token.next + 1, attempt: 1 }
+        return { ...token, row: result.row, attempt: 1 }
       }
       case "Expand": {
         const expandGroup = newGroupId()
@@ -322,12 +344,13 @@ export class Processor {
         this.trail.records.push(state)
         this.trail.direct(token.tokenId, "EXPANDED", { expand_group_id: expandGroup })
         for (const row of result.rows) {
-          this.queue.push(this.trail.newToken(token, row, token.next + 1, {
+          const child = this.trail.newToken(token, row, token.next + 1, {
             parents: [token.tokenId],
             expandGroupId: expandGroup,
             branch: token.branch,
             forks: token.forks
-          }))
+          })
+          this.emit(child, step.onSuccess)
         }
         return "stop"
       }
@@ -335,7 +358,7 @@ export class Processor {
         const details = result.reason
         this.trail.close(state, "failed", started, null, details)
         this.trail.records.push(state)
-        const onError = step.instance.onError
+        const onError = step.onError
         this.trail.records.push({
           _tag: "TransformError",
           error_id: `err_${state.state_id.slice(3)}`,
@@ -403,12 +426,13 @@ export class Processor {
     if (evaluated._tag === "Left") return fail(evaluated.left.message)
     const label = routeLabel(evaluated.right)
     const destination = step.settings.routes[label]
-    if (destination === undefined) {
+    const target = step.routes.get(label)
+    if (destination === undefined || target === undefined) {
       return fail(`condition gave '${label}' but the gate has no route for it; routes: [${Object.keys(step.settings.routes).join(", ")}]`)
     }
     this.trail.close(state, "completed", started, hash)
     this.trail.records.push(state)
-    if (destination === "fork") {
+    if (target._tag === "Fork") {
       this.fork(step, token, state.state_id, label)
       return undefined
     }
@@ -429,18 +453,19 @@ export class Processor {
       reason_json: reason,
       created_at: this.trail.nowIso()
     })
-    if (destination === "continue") return { ...token, next: token.next + 1 }
-    this.toSink(token, token.row, destination, "ROUTED", { gate: step.name, label })
-    return undefined
+    if (target._tag === "Sink") {
+      this.toSink(token, token.row, target.name, "ROUTED", { gate: step.name, label })
+      return undefined
+    }
+    return this.advance(token, target)
   }
 
   /** A fork: the parent ends FORKED, one child per branch goes to its coalesce or on down the chain. */
   private fork(step: GateStep, token: Token, stateId: string, label: string): void {
     const forkGroup = newGroupId()
     this.trail.direct(token.tokenId, "FORKED", { fork_group_id: forkGroup })
-    const branches = step.settings.fork_to ?? []
     const forks = { ...token.forks, [step.step]: token.tokenId }
-    branches.forEach((branch, ordinal) => {
+    step.branches.forEach(({ branch, target }, ordinal) => {
       const child = this.trail.newToken(token, structuredClone(token.row) as Row, token.next + 1, {
         parents: [token.tokenId],
         forkGroupId: forkGroup,
@@ -458,9 +483,7 @@ export class Processor {
         reason_json: canonicalJsonUnsafe({ condition: step.settings.condition, result: label, destination: "fork", branch }),
         created_at: this.trail.nowIso()
       })
-      const coalesce = this.coalesces.forBranch(branch)
-      if (coalesce !== undefined) this.coalesces.arrive(coalesce, child)
-      else this.queue.push(child)
+      this.emit(child, target)
     })
   }
 }

@@ -8,7 +8,7 @@
 import type { AggregationStep, CoalesceStep } from "../build.js"
 import type { Row } from "../plugins/protocol.js"
 
-/** A token in flight. `next` is the index in the chain of the step it runs next. */
+/** A token in flight. `next` is the index in the chain of the step it runs next (the chain's length: a sink). */
 export interface Token {
   readonly tokenId: string
   readonly rowId: string
@@ -19,6 +19,8 @@ export interface Token {
   readonly attempt: number
   /** Gate step → id of the ancestor token forked there (absent when never forked). */
   readonly forks?: Readonly<Record<number, string>>
+  /** Past the chain (`next` = chain length): the sink it goes to, when a node named one. */
+  readonly sink?: string
 }
 
 /** A run-stopping failure ("crash"): names the node, the row and the cause. */
