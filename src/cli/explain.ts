@@ -72,7 +72,9 @@ const routingLine = (step: LineageStep, r: LineageRouting): string => {
   const condition = field(r.reason, "condition")
   if (typeof condition === "string") {
     const result = field(r.reason, "result")
-    return `${step.node.node_type} '${step.node.name}': ${condition} → '${String(result ?? r.edge_label)}' → ${destinationOf(r)}`
+    const branch = field(r.reason, "branch")
+    const via = typeof branch === "string" ? ` → fork branch ${branch}` : ""
+    return `${step.node.node_type} '${step.node.name}': ${condition} → '${String(result ?? r.edge_label)}'${via} → ${destinationOf(r)}`
   }
   const onError = field(r.reason, "on_error")
   if (onError !== undefined) {

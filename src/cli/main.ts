@@ -2,6 +2,7 @@ import * as Command from "@effect/cli/Command"
 import { exportCommand } from "./export.js"
 import { explainCommand } from "./explain.js"
 import { loopCommand } from "./loop.js"
+import { migrateCommand } from "./migrate.js"
 import { pluginsCommand } from "./plugins.js"
 import { runCommand, validateCommand } from "./run.js"
 import { resumeCommand } from "./resume.js"
@@ -15,7 +16,7 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, loopCommand])
+  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand])
 )
 
 export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })

@@ -419,8 +419,9 @@ const explicitWiring = (file: string, s: PipelineSettings): Wiring => {
 const refKey = (r: NodeRef): string => `${r.kind}:${r.index}`
 
 /**
- * Processing nodes in an order where every node comes after all that feed it (list
- * order among independent ones); a cycle is a config error naming its nodes.
+ * Processing nodes in an order where every node comes after all that feed it, list
+ * order (transforms, aggregations, gates, coalesce) among nodes free to go; a cycle
+ * is a config error naming its nodes.
  */
 const topologicalChain = (
   file: string,
@@ -434,12 +435,16 @@ const topologicalChain = (
     ...(s.gates ?? []).map((_, index) => ({ kind: "gate" as const, index })),
     ...(s.coalesce ?? []).map((_, index) => ({ kind: "coalesce" as const, index }))
   ]
+  const rank = new Map(nodes.map((n, i) => [refKey(n), i]))
   const out = new Map<string, Array<NodeRef>>()
+  const indegree = new Map<string, number>(nodes.map((n) => [refKey(n), 0]))
   const add = (from: NodeRef, d: RouteDest) => {
     if (d._tag !== "Node") return
     const list = out.get(refKey(from)) ?? []
+    if (list.some((n) => refKey(n) === refKey(d.node))) return
     list.push(d.node)
     out.set(refKey(from), list)
+    indegree.set(refKey(d.node), (indegree.get(refKey(d.node)) ?? 0) + 1)
   }
   w.transforms.forEach((d, index) => add({ kind: "transform", index }, d))
   w.aggregations.forEach((d, index) => add({ kind: "aggregation", index }, d))
@@ -449,28 +454,34 @@ const topologicalChain = (
   })
   w.coalesces.forEach((c, index) => add({ kind: "coalesce", index }, c.dest))
 
-  const state = new Map<string, 1 | 2>()
-  const stack: Array<NodeRef> = []
-  const post: Array<NodeRef> = []
-  const visit = (n: NodeRef): void => {
-    const k = refKey(n)
-    const st = state.get(k)
-    if (st === 2) return
-    if (st === 1) {
-      const from = stack.findIndex((x) => refKey(x) === k)
-      const cycle = [...stack.slice(from), n].map(describe).join(" → ")
-      throw new SettingsError({ file, key: kindKey(n), message: `the pipeline has a cycle through its connections: ${cycle}` })
+  // Kahn's algorithm, taking the ready node that comes first in the lists.
+  const ready = nodes.filter((n) => indegree.get(refKey(n)) === 0)
+  const order: Array<NodeRef> = []
+  while (ready.length > 0) {
+    ready.sort((a, b) => rank.get(refKey(a))! - rank.get(refKey(b))!)
+    const n = ready.shift()!
+    order.push(n)
+    for (const next of out.get(refKey(n)) ?? []) {
+      const left = indegree.get(refKey(next))! - 1
+      indegree.set(refKey(next), left)
+      if (left === 0) ready.push(next)
     }
-    state.set(k, 1)
-    stack.push(n)
-    for (const next of out.get(k) ?? []) visit(next)
-    stack.pop()
-    state.set(k, 2)
-    post.push(n)
   }
-  // Depth-first from the source's successor first, then the rest in list order; the
-  // reverse post-order is a topological order.
-  if (w.source._tag === "Node") visit(w.source.node)
-  for (const n of nodes) visit(n)
-  return post.reverse().filter((n) => n.kind !== "coalesce")
+  if (order.length < nodes.length) {
+    // What is left holds a cycle: walk successors from one of them until a node repeats.
+    const left = new Set(nodes.filter((n) => !order.some((o) => refKey(o) === refKey(n))).map(refKey))
+    let at = nodes.find((n) => left.has(refKey(n)))!
+    const path: Array<NodeRef> = []
+    while (!path.some((p) => refKey(p) === refKey(at))) {
+      path.push(at)
+      at = (out.get(refKey(at)) ?? []).find((n) => left.has(refKey(n)))!
+    }
+    const cycle = [...path.slice(path.findIndex((p) => refKey(p) === refKey(at))), at]
+    throw new SettingsError({
+      file,
+      key: kindKey(cycle[0]!),
+      message: `the pipeline has a cycle through its connections: ${cycle.map(describe).join(" → ")}`
+    })
+  }
+  return order.filter((n) => n.kind !== "coalesce")
 }
