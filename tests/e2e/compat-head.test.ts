@@ -140,7 +140,7 @@ describe.skipIf(!HAS_COMPAT_HEAD)("ELSPETH's current examples, unchanged", () =>
   const runs = new Map<string, Ran>()
 
   /** Runs `examples/<name>/settings.yaml` once and checks what every run must satisfy. */
-  const run = async (name: string, c: Case): Promise<Ran> => {
+  const run = async (name: string, c: Case): Promise<void> => {
     const r = runCli(["run", "-s", `examples/${name}/settings.yaml`, "--json"], { cwd: work })
     expect(r.stderr).not.toMatch(/internal error/)
     expect(r.status, r.stderr).toBe(0)
@@ -150,9 +150,7 @@ describe.skipIf(!HAS_COMPAT_HEAD)("ELSPETH's current examples, unchanged", () =>
     for (const k of COUNTERS) expect(result[k], k).toBe(c.counts[k] ?? 0)
     expect(result.routed_destinations).toEqual(c.routed)
     await checkInvariantsIn(join(work, "examples", name, "runs", "audit.db"), result.run_id as string)
-    const ran = { result, stderr: r.stderr }
-    runs.set(name, ran)
-    return ran
+    runs.set(name, { result, stderr: r.stderr })
   }
 
   beforeAll(() => {
@@ -195,6 +193,7 @@ describe.skipIf(!HAS_COMPAT_HEAD)("ELSPETH's current examples, unchanged", () =>
   it("landscape_journal writes its change journal beside the Landscape", () => {
     const ran = runs.get("landscape_journal")
     expect(ran, "the landscape_journal run above must have completed").toBeDefined()
+    expect(ran!.stderr, "landscape.dump_to_jsonl must be honoured, not ignored").not.toMatch(/dump_to_jsonl.*does not implement/)
     const path = join(work, "examples/landscape_journal/runs/audit.journal.jsonl")
     expect(existsSync(path), "runs/audit.journal.jsonl (landscape.dump_to_jsonl_path)").toBe(true)
     const text = readFileSync(path, "utf8")
@@ -205,7 +204,9 @@ describe.skipIf(!HAS_COMPAT_HEAD)("ELSPETH's current examples, unchanged", () =>
   })
 
   it("retention_purge keeps its payloads in the configured payload store", () => {
-    expect(runs.get("retention_purge"), "the retention_purge run above must have completed").toBeDefined()
+    const ran = runs.get("retention_purge")
+    expect(ran, "the retention_purge run above must have completed").toBeDefined()
+    expect(ran!.stderr, "payload_store must be honoured, not ignored").not.toMatch(/payload_store.*does not implement/)
     // ELSPETH stores every source row's payload, content-addressed: 5 distinct rows, at least 5 blobs.
     const stored = filesUnder(join(work, "examples/retention_purge/payloads")).filter((f) => f !== ".gitkeep")
     expect(stored.length, `files under payload_store.base_path: ${stored.join(", ")}`).toBeGreaterThanOrEqual(5)
