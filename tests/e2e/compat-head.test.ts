@@ -111,20 +111,22 @@ const tableRows = (path: string, table: string): Array<unknown> => {
 
 /**
  * Compares every expected output of `name` with what the run wrote under
- * `examples/<name>/output`: a file by its rows; a folder named `<file>.db` holds one
- * `<table>.json` per table of that SQLite file.
+ * `examples/<name>/output`: a file by its rows; a folder named `<file>.tables` holds one
+ * `<table>.json` per table of the SQLite file `<file>`.
  */
 const compareOutputs = (work: string, name: string): void => {
   const expectedDir = join(EXPECTED, name)
   const outputDir = join(work, "examples", name, "output")
   for (const entry of readdirSync(expectedDir)) {
-    const actualPath = join(outputDir, entry)
-    expect(existsSync(actualPath), `${name}: output/${entry} was not written`).toBe(true)
-    if (statSync(join(expectedDir, entry)).isDirectory()) {
+    const isDatabase = statSync(join(expectedDir, entry)).isDirectory()
+    const file = isDatabase ? entry.replace(/\.tables$/, "") : entry
+    const actualPath = join(outputDir, file)
+    expect(existsSync(actualPath), `${name}: output/${file} was not written`).toBe(true)
+    if (isDatabase) {
       for (const tableFile of readdirSync(join(expectedDir, entry))) {
         const table = tableFile.replace(/\.json$/, "")
         const expected = jsonRows(readFileSync(join(expectedDir, entry, tableFile), "utf8"))
-        expect(tableRows(actualPath, table), `${entry} table ${table}`).toEqual(expected)
+        expect(tableRows(actualPath, table), `${file} table ${table}`).toEqual(expected)
       }
     } else {
       const expected = readFileSync(join(expectedDir, entry), "utf8")
