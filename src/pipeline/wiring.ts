@@ -343,7 +343,7 @@ const explicitWiring = (file: string, s: PipelineSettings): Wiring => {
 
   for (const [connection, end] of consumers) {
     if (sinkNames.has(connection)) {
-      fail(end.key, `'${connection}' is a sink name, and a sink is not a connection: connection names and sink names must be disjoint (send rows to the sink with on_success or a route)`)
+      fail(end.key, `connection names overlap with sink names: ['${connection}'] (read by ${end.desc}); connection names and sink names must be disjoint — send rows to the sink with on_success or a route`)
     }
     if (!producers.has(connection)) {
       fail(
@@ -358,12 +358,14 @@ const explicitWiring = (file: string, s: PipelineSettings): Wiring => {
     if (consumer === undefined) {
       const hint = suggestion(connection, [...consumers.keys(), ...sinkNames])
       const what = producer.node === "source"
-        ? `the source's on_success '${connection}' is neither a sink nor a connection any node reads.`
+        ? `source on_success '${connection}' is neither a sink nor a known connection.`
         : producer.node.kind === "gate" && producer.branch === undefined
-        ? `gate route target '${connection}' is neither a sink nor a connection any node reads.`
+        ? `gate route target '${connection}' is neither a sink nor a known connection name.`
         : producer.branch !== undefined
-        ? `fork branch '${connection}' has no destination: list it in a coalesce's branches, name a sink after it, or read it with a node's input.`
-        : `${producer.desc} sends its rows to '${connection}', which is neither a sink nor a connection any node reads (a dangling output).`
+        ? `gate '${gatesS[producer.node.index]!.name}' has fork branch '${connection}' with no destination: list it in a coalesce's branches, name a sink after it, or read it with a node's input.`
+        : producer.node.kind === "coalesce"
+        ? `dangling output connection with no consumer: ['${connection}'] (the merged rows of coalesce '${coalesceS[producer.node.index]!.name}'); every produced connection must be consumed or routed to a sink — read it with input: ${connection}, or give the coalesce on_success: <sink>.`
+        : `${producer.desc} on_success '${connection}' is neither a sink nor a known connection (a dangling output).`
       return fail(producer.key, `${what}${hint} Sinks: ${quoteList(sinkNames)}; connections read by nodes: ${quoteList(consumers.keys())}`)
     }
     if (consumer.node === "source") throw new Error("the source consumes nothing")

@@ -110,22 +110,22 @@ ${SINKS}`)
     [
       "a gate routing to an unknown connection",
       `${SOURCE("raw")}gates:\n  - {name: g, input: raw, condition: "row['a'] > 1", routes: {"true": out, "false": nowhere}}\n`,
-      "s.yaml: gates[0].routes.false: gate route target 'nowhere' is neither a sink nor a connection any node reads."
+      "s.yaml: gates[0].routes.false: gate route target 'nowhere' is neither a sink nor a known connection name."
     ],
     [
       "an output nobody reads",
       `${SOURCE("raw")}transforms:\n${T("t", "raw", "outt")}`,
-      "s.yaml: transforms[0].on_success: transform 't' sends its rows to 'outt', which is neither a sink nor a connection any node reads (a dangling output). Did you mean 'out'?"
+      "s.yaml: transforms[0].on_success: transform 't' on_success 'outt' is neither a sink nor a known connection (a dangling output). Did you mean 'out'?"
     ],
     [
       "a connection named like a sink",
       `${SOURCE("raw")}transforms:\n${T("t", "out", "bad")}`,
-      "s.yaml: transforms[0].input: 'out' is a sink name, and a sink is not a connection"
+      "s.yaml: transforms[0].input: connection names overlap with sink names: ['out'] (read by transform 't'); connection names and sink names must be disjoint"
     ],
     [
       "a fork branch with no destination",
       `${SOURCE("raw")}gates:\n  - {name: g, input: raw, condition: "True", routes: {"true": fork, "false": out}, fork_to: [left, out]}\n`,
-      "s.yaml: gates[0].fork_to[0]: fork branch 'left' has no destination: list it in a coalesce's branches, name a sink after it, or read it with a node's input."
+      "s.yaml: gates[0].fork_to[0]: gate 'g' has fork branch 'left' with no destination: list it in a coalesce's branches, name a sink after it, or read it with a node's input."
     ],
     [
       "a coalesce branch no gate forks",
