@@ -4,7 +4,9 @@
  * many points (after N rows, between a sink's write and its fsync, between the fsync
  * of every sink and the Landscape transaction, right after a checkpoint, and during a
  * resume), resumed — sometimes crashing again — and must end byte-identical to an
- * uninterrupted run, with the same RunResult and the same Landscape counts.
+ * uninterrupted run, with the same RunResult and the same Landscape counts. A few of
+ * the kill points run again on the same pipeline in the explicit form (a transform on a
+ * fork branch, a gate tree).
  */
 import { spawn, spawnSync } from "node:child_process"
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -26,7 +28,7 @@ const input = (): string => {
   return lines.join("\n") + "\n"
 }
 
-const settings = (aggregationBoundaries: boolean) => `
+const positional = (aggregationBoundaries: boolean) => `
 source:
   plugin: csv
   options:
@@ -63,6 +65,59 @@ checkpoint: {frequency: every_n, checkpoint_interval: 40, aggregation_boundaries
 landscape: {url: sqlite:///runs/audit.db}
 `
 
+/** The same shape in the explicit form, with a transform on one fork branch and a gate tree. */
+const explicit = (aggregationBoundaries: boolean) => `
+source:
+  plugin: csv
+  on_success: raw
+  options:
+    path: in.csv
+    schema: {mode: fixed, fields: ["id: int", "name: str", "amount: int"]}
+    on_validation_failure: bad
+aggregations:
+  - name: stats
+    plugin: batch_stats
+    input: raw
+    on_success: totals
+    trigger: {count: 5}
+    options: {schema: {mode: observed}, value_field: amount}
+gates:
+  - name: split
+    input: totals
+    condition: "row['count'] >= 0"
+    routes: {"true": fork, "false": bad}
+    fork_to: [a, b]
+  - name: big
+    input: join
+    condition: "row['sum'] > 2600"
+    routes: {"true": high, "false": medium}
+  - name: mid
+    input: medium
+    condition: "row['sum'] > 2200"
+    routes: {"true": out, "false": db}
+transforms:
+  - name: rename
+    plugin: field_mapper
+    input: a
+    on_success: a_done
+    on_error: bad
+    options: {schema: {mode: observed}, mapping: {count: n}}
+coalesce:
+  - name: join
+    branches: {a: a_done, b: b}
+    merge: union
+sinks:
+  out: {plugin: csv, on_write_failure: discard, options: {path: out/out.csv, schema: {mode: observed}}}
+  high: {plugin: json, on_write_failure: discard, options: {path: out/high.json, schema: {mode: observed}}}
+  bad: {plugin: json, on_write_failure: discard, options: {path: out/bad.jsonl, format: jsonl, schema: {mode: observed}}}
+  db: {plugin: database, on_write_failure: discard, options: {url: "sqlite:///out/sink.db", table: results, schema: {mode: observed}}}
+checkpoint: {frequency: every_n, checkpoint_interval: 40, aggregation_boundaries: ${aggregationBoundaries}}
+landscape: {url: sqlite:///runs/audit.db}
+`
+
+type Form = "positional" | "explicit"
+const settings = (form: Form, aggregationBoundaries: boolean) => (form === "explicit" ? explicit : positional)(aggregationBoundaries)
+
 const cli = runCliIn
 
 const FILES = ["out/out.csv", "out/high.json", "out/bad.jsonl"] as const
@@ -92,11 +147,11 @@ const snapshot = (dir: string, result: Record<string, unknown>): Snapshot => {
   return { files, table, result: rest, outcomes, rows }
 }
 
-const freshDir = (name: string, aggregationBoundaries: boolean): string => {
+const freshDir = (name: string, aggregationBoundaries: boolean, form: Form = "positional"): string => {
   const dir = join(root, name)
   mkdirSync(dir, { recursive: true })
   writeFileSync(join(dir, "in.csv"), input())
-  writeFileSync(join(dir, "s.yaml"), settings(aggregationBoundaries))
+  writeFileSync(join(dir, "s.yaml"), settings(form, aggregationBoundaries))
   return dir
 }
 
@@ -126,20 +181,20 @@ const waitForRows = async (dir: string, rows: number, timeoutMs: number, why: ()
   }
 }
 
-const references = new Map<boolean, Snapshot>()
+const references = new Map<string, Snapshot>()
 
 beforeAll(async () => {
-  for (const boundaries of [false, true]) {
-    const dir = freshDir(`reference-${boundaries}`, boundaries)
+  for (const [form, boundaries] of [["positional", false], ["positional", true], ["explicit", false]] as const) {
+    const dir = freshDir(`reference-${form}-${boundaries}`, boundaries, form)
     const r = await cli(dir, ["run", "-s", "s.yaml", "--json"])
     expect(r.status, r.stderr).toBe(0)
-    references.set(boundaries, snapshot(dir, JSON.parse(r.stdout) as Record<string, unknown>))
+    references.set(`${form}-${boundaries}`, snapshot(dir, JSON.parse(r.stdout) as Record<string, unknown>))
   }
 }, 120_000)
 
 /** Crashes the run at `crash`, then resumes, crashing the resumes at `again` in turn, until one completes. */
-const crashAndResume = async (name: string, boundaries: boolean, crash: string, again: ReadonlyArray<string> = []) => {
-  const dir = freshDir(name, boundaries)
+const crashAndResume = async (name: string, boundaries: boolean, crash: string, again: ReadonlyArray<string> = [], form: Form = "positional") => {
+  const dir = freshDir(name, boundaries, form)
   const first = await cli(dir, ["run", "-s", "s.yaml", "--json"], crash)
   expect(first.signal, `the run was to be killed at ${crash}: ${first.stderr}`).toBe("SIGKILL")
   const { run_id } = runStatus(dir)
@@ -162,7 +217,7 @@ const crashAndResume = async (name: string, boundaries: boolean, crash: string, 
   const result = JSON.parse(done.stdout) as Record<string, unknown>
   expect(result.run_id).toBe(run_id)
   const got = snapshot(dir, result)
-  const want = references.get(boundaries)!
+  const want = references.get(`${form}-${boundaries}`)!
   for (const f of FILES) expect(got.files[f], `${f} after a crash at ${crash}`).toBe(want.files[f])
   expect(got.table).toEqual(want.table)
   expect(got.result).toEqual(want.result)
@@ -209,6 +264,30 @@ describe("kill -9 and resume", () => {
   for (const [name, boundaries, crash, again] of POINTS) {
     it(`${name} (${crash}${again.length > 0 ? ` then ${again.join(", ")}` : ""}): sinks byte-identical, counts equal`, async () => {
       await crashAndResume(name.replace(/[^a-z0-9]+/gi, "-"), boundaries, crash, again)
+    }, 120_000)
+  }
+})
+
+// The explicit form: the fork's branch `a` runs a transform before the coalesce; the merge goes through a gate tree.
+const EXPLICIT_POINTS: ReadonlyArray<readonly [string, string, ReadonlyArray<string>]> = [
+  ["after 37 rows (an open batch)", "row:37", []],
+  ["between a later write and its fsync", "sink_write:17", []],
+  ["between the fsync of the sinks and checkpoint 12", "sink_flushed:12", []],
+  ["after 500 rows, and the resume once its sinks were cut back", "row:500", ["resume_cut:1"]]
+]
+
+describe("kill -9 and resume, explicit wiring", () => {
+  it("the explicit reference run routes rows through the branch transform and every sink", () => {
+    const want = references.get("explicit-false")!
+    expect(want.result.rows_forked).toBeGreaterThan(0)
+    expect(want.result.rows_coalesced).toBe(2 * (want.result.rows_forked as number))
+    for (const f of FILES) expect(want.files[f]!.length, f).toBeGreaterThan(0)
+    expect(want.table.length).toBeGreaterThan(0)
+    expect(want.files["out/high.json"]).toMatch(/"n": 5/)
+  })
+  for (const [name, crash, again] of EXPLICIT_POINTS) {
+    it(`${name} (${crash}${again.length > 0 ? ` then ${again.join(", ")}` : ""}): sinks byte-identical, counts equal`, async () => {
+      await crashAndResume(`explicit-${name.replace(/[^a-z0-9]+/gi, "-")}`, false, crash, again, "explicit")
     }, 120_000)
   }
 })
