@@ -26,7 +26,9 @@ export type { AuditRecord, Outcome } from "./services/records.js"
 
 // Pipelines
 export { type LoadedSettings, loadPipelineSettings, parseSettings, type PipelineSettings, SettingsError } from "./pipeline/settings.js"
-export { buildPipeline, type PipelinePlan } from "./pipeline/build.js"
+export { buildPipeline, type PipelinePlan, type Target } from "./pipeline/build.js"
+export { type Migrated, migrateSettings } from "./pipeline/migrate.js"
+export { type Connection, isExplicit } from "./pipeline/wiring.js"
 export { runPipeline, type RunPipelineOptions } from "./pipeline/orchestrator/run.js"
 export {
   AggregationFlushResult,
