@@ -55,15 +55,36 @@ const rootsOf = (graph: GraphShape, index: Index): ReadonlyArray<ViewNode> => {
   return [...roots.filter((n) => n.nodeType === "source"), ...roots.filter((n) => n.nodeType !== "source")]
 }
 
+/** Each node's longest distance from a root (edges closing a cycle are not followed). */
+const depthsOf = (graph: GraphShape, index: Index): ReadonlyMap<string, number> => {
+  const incoming = new Map<string, Array<string>>()
+  for (const e of graph.edges) incoming.set(e.to, [...(incoming.get(e.to) ?? []), e.from])
+  const depth = new Map<string, number>()
+  const onPath = new Set<string>()
+  const visit = (id: string): number => {
+    const known = depth.get(id)
+    if (known !== undefined) return known
+    onPath.add(id)
+    let d = 0
+    for (const from of incoming.get(id) ?? []) if (!onPath.has(from) && index.byId.has(from)) d = Math.max(d, visit(from) + 1)
+    onPath.delete(id)
+    depth.set(id, d)
+    return d
+  }
+  for (const n of graph.nodes) visit(n.nodeId)
+  return depth
+}
+
 // ---------------------------------------------------------------------------
 // Text: an indented tree
 
 /**
  * The graph as a tree from each root. Under a node, its outgoing edges: those to leaves
- * (sinks) first, so they stay next to their node, then those that lead on. A node
- * reached by several edges is drawn once, below the last of the edges of one parent
- * that lead to it (the others say "see below"), or below the first parent that reaches
- * it (later ones say "see above"). A fork's branches are one line each.
+ * (sinks) first, so they stay next to their node, then those that lead on, nearest
+ * target first. A node reached by several edges is drawn once, below the last of the
+ * edges of one parent that lead to it (the others say "see below"), or below the first
+ * parent that reaches it (later ones say "see above"). A fork's branches are one line
+ * each.
  */
 export const graphText = (graph: GraphShape): string => {
   const index = indexOf(graph)
@@ -76,11 +97,13 @@ export const graphText = (graph: GraphShape): string => {
   }
   const isLeaf = (id: string) => (index.outgoing.get(id) ?? []).length === 0
 
+  const depth = depthsOf(graph, index)
   const children = (id: string): ReadonlyArray<GraphEdge> => {
     const edges = index.outgoing.get(id) ?? []
     const leaves = edges.filter((e) => isLeaf(e.to))
     const onward = edges.filter((e) => !isLeaf(e.to))
-    const targets = [...new Set(onward.map((e) => e.to))]
+    // Nearer targets first: a node several paths meet at is drawn below the last of them.
+    const targets = [...new Set(onward.map((e) => e.to))].sort((a, b) => (depth.get(a) ?? 0) - (depth.get(b) ?? 0))
     return [...leaves, ...targets.flatMap((t) => onward.filter((e) => e.to === t))]
   }
 

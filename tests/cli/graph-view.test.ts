@@ -114,6 +114,31 @@ describe("graphText", () => {
     )
   })
 
+  it("draws a merge point below the last path into it, whatever the order of the edges", () => {
+    const edges = [
+      "source>split continue move",
+      "split>after false move",
+      "split>join fork:a copy",
+      "split>join fork:b copy",
+      "join>after continue move",
+      "after>out continue move"
+    ]
+    const nodes: ReadonlyArray<Spec> = [["source", "source", "csv"], ["gate", "split"], ["coalesce", "join"], ["transform", "after", "passthrough"], [
+      "sink",
+      "out",
+      "csv"
+    ]]
+    for (const order of [edges, [...edges].reverse()]) {
+      const lines = graphText(graphOf(nodes, order)).split("\n")
+      const expanded = lines.findIndex((l) => l.endsWith("→ transform after (passthrough)"))
+      assert.isAbove(expanded, 0, lines.join("\n"))
+      // Drawn under the coalesce (one level deeper than the gate's own edges), its sink below it.
+      assert.match(lines[expanded]!, /^ {3}[│ ] {2}└─ continue \[move\] → /, lines.join("\n"))
+      assert.match(lines[expanded + 1]!, /└─ continue \[move\] → sink out \(csv\)$/)
+      assert.isTrue(lines.some((l) => /─ false \[move\] → transform after \(passthrough\) \(see (above|below)\)$/.test(l)), lines.join("\n"))
+    }
+  })
+
   it("draws a node reached from two parents once and points back to it", () => {
     const graph = graphOf(
       [["source", "source", "csv"], ["gate", "g"], ["transform", "left", "passthrough"], ["transform", "right", "passthrough"], [
