@@ -129,10 +129,10 @@ const fileState = (bytes: number | null): string => (bytes === null ? "new" : `e
 const checkpointText = (c: PlanDescription["checkpoint"]): string => {
   if (!c.enabled) return "disabled (the run cannot be resumed)"
   const cadence = c.frequency === "every_row"
-    ? "after every row"
+    ? "after every row (every_row)"
     : c.frequency === "aggregation_only"
-    ? "only after aggregation flushes"
-    : `every ${c.interval} rows`
+    ? "after each aggregation flush (aggregation_only)"
+    : `every ${c.interval} rows (every_n)`
   return c.frequency !== "aggregation_only" && c.aggregation_boundaries ? `${cadence}, and after each aggregation flush` : cadence
 }
 
