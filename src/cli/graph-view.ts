@@ -118,8 +118,7 @@ export const graphText = (graph: GraphShape): string => {
       if (isLeaf(edge.to) || !index.byId.has(edge.to)) {
         lines.push(head)
         drawn.add(edge.to)
-      }
-      else if (onPath.has(edge.to)) lines.push(`${head} (cycle: drawn above)`)
+      } else if (onPath.has(edge.to)) lines.push(`${head} (cycle: drawn above)`)
       else if (drawn.has(edge.to)) lines.push(`${head} (see above)`)
       else if (sameTargetFollows) lines.push(`${head} (see below)`)
       else {
