@@ -17,6 +17,7 @@ import { exitOnError } from "./exit.js"
 import { landscapeRead } from "./layers.js"
 
 const runOption = Options.text("run").pipe(
+  Options.withAlias("r"),
   Options.withPseudoName("ID|latest"),
   Options.withDescription("The run to look in: a run id, or 'latest' for the most recently started run")
 )
@@ -30,8 +31,14 @@ const rowOption = Options.text("row").pipe(
 )
 
 const tokenOption = Options.text("token").pipe(
+  Options.withAlias("t"),
   Options.withPseudoName("TOKEN"),
   Options.withDescription("A token id: explains that token, with the ancestors it was derived from")
+)
+
+/** ELSPETH opens a TUI unless given --no-tui; runledger always prints text (or --json). */
+const noTuiOption = Options.boolean("no-tui").pipe(
+  Options.withDescription("Accepted for ELSPETH compatibility and changes nothing: explain always prints text (or --json)")
 )
 
 const sinkOption = Options.text("sink").pipe(
@@ -171,7 +178,8 @@ export const explainCommand = Command.make(
     run: runOption,
     target: Options.orElseEither(rowOption, tokenOption),
     sink: sinkOption,
-    json: jsonOption
+    json: jsonOption,
+    noTui: noTuiOption
   },
   ({ db, json, run, sink, target }) => {
     const url = dbUrl(db)

@@ -9,8 +9,9 @@ import { runPipeline, type RunPipelineOptions } from "../pipeline/orchestrator/r
 import type { RunResult } from "../pipeline/orchestrator/types.js"
 import { loadPipelineSettings } from "../pipeline/settings.js"
 import { dbOption, dbUrl, DEFAULT_DB, jsonOption, printHuman, printJson, table } from "./common.js"
-import { exitOnError } from "./exit.js"
+import { exitOnError, usageError } from "./exit.js"
 import { pipelineRun, pipelineTelemetry } from "./layers.js"
+import { describePlan, planText } from "./plan-view.js"
 
 export const settingsOption = Options.file("settings").pipe(
   Options.withAlias("s"),
@@ -81,17 +82,53 @@ export const runAndReport = <E, R>(
     if (!output.quiet && !output.json) yield* summary(plan, result)
   })
 
+const dryRunOption = Options.boolean("dry-run").pipe(
+  Options.withAlias("n"),
+  Options.withDescription(
+    "Validate the settings and print the plan (the DAG, the sinks and their files, the Landscape, the checkpoint " +
+      "policy), then stop: no row is read, no file or directory is created or changed, no Landscape is opened"
+  )
+)
+
+const executeOption = Options.boolean("execute").pipe(
+  Options.withAlias("x"),
+  Options.withDescription("Accepted for ELSPETH compatibility and does nothing: runledger executes by default (stop short with --dry-run)")
+)
+
+const formatOption = Options.choice("format", ["console", "text", "json"]).pipe(
+  Options.withAlias("f"),
+  Options.withDescription("ELSPETH's spelling: --format json is --json; console (or text) is the default"),
+  Options.optional
+)
+
 export const runCommand = Command.make(
   "run",
-  { settings: settingsOption, db: dbOption, json: jsonOption, quiet: quietOption },
-  ({ db, json, quiet, settings }) =>
+  {
+    settings: settingsOption,
+    db: dbOption,
+    dryRun: dryRunOption,
+    execute: executeOption,
+    json: jsonOption,
+    format: formatOption,
+    quiet: quietOption
+  },
+  (args) =>
     Effect.gen(function*() {
+      const { db, quiet, settings } = args
+      const json = args.json || Option.getOrUndefined(args.format) === "json"
+      if (args.dryRun && args.execute) return yield* Effect.fail(usageError("--dry-run and --execute contradict each other; give one"))
       const plan = yield* loadPlan(settings, db)
       // Before any row is read or sink opened: signing needs its key.
       const keyProblem = checkExportSigningKey(plan, process.env)
       if (keyProblem !== undefined) return yield* Effect.fail(keyProblem)
       if (!quiet) for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
       const url = dbUrl(db, plan.settings.landscape?.url ?? DEFAULT_DB)
+      if (args.dryRun) {
+        const description = yield* describePlan(plan, url)
+        if (json) return yield* printJson(description)
+        if (!quiet) yield* printHuman(planText(description, plan.graph))
+        return
+      }
       yield* runAndReport(plan, { json, quiet }, (options) => runPipeline(plan, options)).pipe(
         Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json })))
       )
@@ -99,17 +136,8 @@ export const runCommand = Command.make(
 ).pipe(
   Command.withDescription(
     "Run a pipeline: read the source, apply transforms, aggregations and gates, write the sinks, and record every " +
-      "decision about every row in the Landscape. Exit 0 completed, 1 failed, 2 invalid settings, 130 interrupted."
+      "decision about every row in the Landscape. runledger executes by default: --execute (-x) is accepted and " +
+      "changes nothing; --dry-run (-n) validates and prints the plan without touching any file. " +
+      "Exit 0 completed (or valid with --dry-run), 1 failed, 2 invalid settings, 130 interrupted."
   )
 )
-
-export const validateCommand = Command.make("validate", { settings: settingsOption }, ({ settings }) =>
-  Effect.gen(function*() {
-    const plan = yield* loadPlan(settings)
-    for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
-    yield* printHuman(
-      `${settings}: valid — ${plan.chain.length} steps, ${plan.sinks.size} sinks, ${plan.graph.nodes.length} nodes, ${plan.graph.edges.length} edges`
-    )
-  }).pipe(exitOnError)
-).pipe(Command.withDescription("Load and validate pipeline settings and the graph (plugins, routes, schemas); run nothing."))
-
