@@ -76,7 +76,8 @@ const CoalesceEntry = Schema.Struct({
 
 const SinkEntry = Schema.Struct({
   plugin: Schema.String,
-  options: Schema.optional(PluginOptions)
+  options: Schema.optional(PluginOptions),
+  on_write_failure: Schema.optional(Schema.String)
 })
 
 const ExportSettings = Schema.Struct({
