@@ -16,7 +16,7 @@ import type { PluginRunError, SinkCommitted, SourceItem, SourcePosition } from "
 import { CHECKPOINT_STATE_VERSION, type CheckpointState, type SourceFileState } from "./checkpoint-state.js"
 import { graphRecords } from "./graph-records.js"
 import { Processor, type StepResult } from "./processor.js"
-import { commitSink, type OpenedSink, openSinks, type SinkContext } from "./sinks.js"
+import { commitSinks, type OpenedSink, openSinks, type SinkContext } from "./sinks.js"
 import { fingerprintSource } from "./source-file.js"
 import { ProcessingCrash } from "./tokens.js"
 import { AggregationFlushResult, PipelineRunError, type PipelineRunStatus, type RunResult, toRunResult } from "./types.js"
@@ -217,7 +217,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const durabilityPoint = (opened: ReadonlyArray<OpenedSink>) =>
       Effect.gen(function*() {
         yield* appendDrained
-        for (const o of opened) yield* commitSink(sinks, o)
+        yield* commitSinks(sinks, opened)
         if (strict) {
           crashPoint("sink_flushed")
           staged.push(yield* checkpointRecord(opened))
