@@ -4,59 +4,13 @@
  * committed at durability points (see sink-commit.ts) — written and flushed first, and
  * only then are the held node states and outcomes appended to the trail.
  */
-import { type Clock, Effect, type Exit, type Scope } from "effect"
-import type { EdgeId, RunId } from "../../core/ids.js"
-import type { RecorderError, RecorderService } from "../../services/recorder.js"
-import type { AuditRecord } from "../../services/records.js"
+import { Effect, type Scope } from "effect"
 import type { SinkStep } from "../build.js"
-import type { SinkCommitted, SinkInstance } from "../plugins/protocol.js"
 import type { SinkQueue } from "./processor.js"
-import { commitSink } from "./sink-commit.js"
-import type { TrailBuffer } from "./trail-buffer.js"
-import { type AggregationFlushResult, PipelineRunError } from "./types.js"
+import { commitSink, type Diversion, type OpenedSink, type SinkContext } from "./sink-commit.js"
+import { PipelineRunError } from "./types.js"
 
-export { commitSink, commitSinks } from "./sink-commit.js"
-
-/** Where an open sink sends the rows it cannot write. */
-export type Diversion =
-  | { readonly _tag: "Discard" }
-  | { readonly _tag: "Failsink"; readonly sink: OpenedSink; readonly edgeId: EdgeId }
-
-export interface OpenedSink {
-  readonly step: SinkStep
-  readonly instance: SinkInstance
-  readonly queue: SinkQueue
-  /** From `on_write_failure`; undefined without it (a row the sink cannot write fails the run). */
-  readonly diversion: Diversion | undefined
-  /** Another sink's `on_write_failure` names this one: it commits after the others. */
-  readonly isFailsink: boolean
-}
-
-/** What committing and closing sinks needs from the run. */
-export interface SinkContext {
-  readonly runId: RunId
-  readonly recorder: RecorderService
-  /** Where a commit's records go: the recorder, or the records of the next checkpoint. */
-  readonly append: (records: ReadonlyArray<AuditRecord>) => Effect.Effect<void, RecorderError>
-  /**
-   * Whether the rows still queued when the sinks close are written and recorded. With
-   * checkpoints, an interrupted run leaves them for the resume instead: they were not
-   * covered by a checkpoint, so writing them would put rows in the file that the
-   * checkpoint does not know.
-   */
-  readonly commitOnClose: (exit: Exit.Exit<unknown, unknown>) => boolean
-  /** The committed state to cut a sink back to before any row is written (resume). */
-  readonly resumeState?: (sinkName: string) => SinkCommitted | undefined
-  /** The run's edges as registered: `from|label` → edge id (the `on_write_failure` edges among them). */
-  readonly edgeIds: ReadonlyMap<string, EdgeId>
-  readonly clock: Clock.Clock
-  /** Builds the FAILED outcomes of rows whose write failed. */
-  readonly trail: TrailBuffer
-  /** Adds a commit's counts to the run's total — also when the write failed. */
-  readonly count: (result: AggregationFlushResult) => void
-  /** A sink failed while closing: the run ends failed with this message. */
-  readonly problem: (message: string) => void
-}
+export { commitSink, commitSinks, type Diversion, type OpenedSink, type SinkContext } from "./sink-commit.js"
 
 const message = (e: unknown): string =>
   typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e)
