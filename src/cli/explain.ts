@@ -83,6 +83,9 @@ const routingLine = (step: LineageStep, r: LineageRouting): string => {
     const via = typeof branch === "string" ? ` → fork branch ${branch}` : ""
     return `${step.node.node_type} '${step.node.name}': ${condition} → '${String(result ?? r.edge_label)}'${via} → ${destinationOf(r)}`
   }
+  if (field(r.reason, "on_write_failure") !== undefined) {
+    return `${step.node.node_type} '${step.node.name}' could not write the row → on_write_failure → ${destinationOf(r)} (${r.mode})`
+  }
   const onError = field(r.reason, "on_error")
   if (onError !== undefined) {
     return `${step.node.node_type} '${step.node.name}' error → on_error → ${destinationOf(r)} (${r.mode})`
@@ -162,6 +165,13 @@ export const narrate = (l: Lineage): string => {
   lines.push("", `outcome ${outcomeText(l.outcome)}`)
   const reason = l.outcome === null ? undefined : field(l.outcome.context, "reason")
   if (typeof reason === "string") lines.push(`  reason ${reason}`)
+  if (l.outcome?.outcome === "DIVERTED") {
+    const from = field(l.outcome.context, "sink")
+    const to = field(l.outcome.context, "destination")
+    if (typeof from === "string" && typeof to === "string") {
+      lines.push(`  diverted from sink ${from} ${to === "discard" ? "and discarded (on_write_failure: discard)" : `to its failsink ${to}`}`)
+    }
+  }
   if (l.sink !== null) {
     for (const a of l.sink.artifacts) lines.push(`  wrote ${a.path_or_uri} (${a.size_bytes} bytes, ${short(a.content_hash)})`)
   }

@@ -18,6 +18,7 @@ import { ResumeStoreSql } from "./resume-store.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
+import migration0004 from "./migrations/0004_diverted_outcome.js"
 import { reapCrashedRuns } from "./reap.js"
 import { SqlRecorderLive, type SqlRecorderOptions } from "./sql-recorder.js"
 
@@ -25,7 +26,8 @@ import { SqlRecorderLive, type SqlRecorderOptions } from "./sql-recorder.js"
 export const migrations = {
   "0001_pipeline_tables": migration0001,
   "0002_loop_tables": migration0002,
-  "0003_run_attempts": migration0003
+  "0003_run_attempts": migration0003,
+  "0004_diverted_outcome": migration0004
 } as const
 
 export const LATEST_MIGRATION = Object.keys(migrations).length

@@ -14,7 +14,8 @@ import { csvExportDir } from "./orchestrator/export-file.js"
 import {
   validateRouteDestinations,
   validateSourceQuarantineDestination,
-  validateTransformErrorSinks
+  validateTransformErrorSinks,
+  validateWriteFailure
 } from "./orchestrator/validation.js"
 import { didYouMean } from "./plugins/options.js"
 import type {
@@ -128,7 +129,10 @@ export interface SinkStep {
   readonly name: string
   readonly plugin: SinkPlugin
   readonly options: unknown
-  /** `discard` or a sink name (the explicit form's `on_write_failure`); undefined in the positional form. */
+  /**
+   * `on_write_failure`: `discard` or the name of the failsink that receives the rows
+   * this sink cannot write; undefined (the older settings form) fails the run on such a row.
+   */
   readonly onWriteFailure: string | undefined
   /** A fresh, unopened instance each call: pipeline and export never share one. */
   readonly create: () => Effect.Effect<SinkInstance, PluginConfigError>
@@ -406,6 +410,16 @@ export const buildPipeline = (
           sink: name,
           ...("part" in output && output.part !== undefined ? { part: output.part } : {})
         })
+      }
+    }
+    const writeFailureError = validateWriteFailure(
+      Array.from(sinks.values(), (s) => ({ name: s.name, plugin: s.plugin.name, onWriteFailure: s.onWriteFailure }))
+    )
+    if (writeFailureError !== undefined) return yield* fail(writeFailureError.key, writeFailureError.message)
+    // A sink diverts the rows it cannot write to its failsink along this edge.
+    for (const s of sinks.values()) {
+      if (s.onWriteFailure !== undefined && s.onWriteFailure !== "discard") {
+        graph.edge(s.nodeId, sinks.get(s.onWriteFailure)!.nodeId, "on_write_failure", "divert")
       }
     }
 

@@ -10,6 +10,7 @@ export type Outcome =
   | "FORKED"
   | "FAILED"
   | "QUARANTINED"
+  | "DIVERTED"
   | "CONSUMED_IN_BATCH"
   | "COALESCED"
   | "EXPANDED"
@@ -21,6 +22,7 @@ export const OUTCOMES: ReadonlyArray<Outcome> = [
   "FORKED",
   "FAILED",
   "QUARANTINED",
+  "DIVERTED",
   "CONSUMED_IN_BATCH",
   "COALESCED",
   "EXPANDED",

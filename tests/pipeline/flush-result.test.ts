@@ -19,7 +19,8 @@ const COUNTERS = [
   "coalesceFailed",
   "forked",
   "expanded",
-  "buffered"
+  "buffered",
+  "diverted"
 ] as const
 
 /** A plain, key-order-independent view (Data.Class equality compares the destinations object by reference). */
@@ -40,6 +41,7 @@ const arbResultOver = (sinkNames: fc.Arbitrary<string>): fc.Arbitrary<Aggregatio
     forked: count,
     expanded: count,
     buffered: count,
+    diverted: count,
     routedDestinations: fc.dictionary(sinkNames, count)
   })
   .map((fields) => {
@@ -123,15 +125,16 @@ describe("field mapping (no swapped counters)", () => {
     forked: 64,
     expanded: 128,
     buffered: 256,
-    routedDestinations: { sink1: 512 }
+    diverted: 512,
+    routedDestinations: { sink1: 1024 }
   })
 
   it("every field is readable by name with its own value", () => {
     assert.deepStrictEqual(
       COUNTERS.map((k) => distinct[k]),
-      [1, 2, 4, 8, 16, 32, 64, 128, 256]
+      [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
     )
-    assert.deepStrictEqual(distinct.routedDestinations, { sink1: 512 })
+    assert.deepStrictEqual(distinct.routedDestinations, { sink1: 1024 })
   })
 
   it("empty and make default to 0 and {}", () => {
@@ -163,12 +166,13 @@ describe("field mapping (no swapped counters)", () => {
       rows_failed: 2,
       rows_routed: 4,
       rows_quarantined: 8,
+      rows_diverted: 512,
       rows_coalesced: 16,
       rows_coalesce_failed: 32,
       rows_forked: 64,
       rows_expanded: 128,
       rows_buffered: 256,
-      routed_destinations: { a: 1, sink1: 512 },
+      routed_destinations: { a: 1, sink1: 1024 },
       export_status: null
     })
     assert.deepStrictEqual(Object.keys(r.routed_destinations), ["a", "sink1"])
@@ -186,6 +190,7 @@ describe("field mapping (no swapped counters)", () => {
       ["FORKED", 64, undefined],
       ["EXPANDED", 128, undefined],
       ["BUFFERED", 256, undefined],
+      ["DIVERTED", 512, "failed"],
       ["CONSUMED_IN_BATCH", 5, undefined]
     ]
     for (const [outcome, n, sink] of plan) for (let i = 0; i < n; i++) tally.add(outcome, sink)

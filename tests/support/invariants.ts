@@ -61,6 +61,33 @@ export const assertLandscapeInvariants = (runId: string) =>
       AND outcome IN ('COMPLETED', 'ROUTED') AND sink_name IS NULL LIMIT 5`
     if (sinkless.length > 0) violated(runId, "COMPLETED/ROUTED outcomes without a sink", sinkless)
 
+    // A DIVERTED token (on_write_failure) has a failed node state at the sink that could
+    // not write it. Diverted to a failsink, it also has a completed node state at that
+    // failsink and a divert routing event from the failed state along the sink's
+    // on_write_failure edge to it; discarded, it reached no sink at all.
+    const divertedNoFailedSink = yield* sql<{ token_id: string }>`
+      SELECT o.token_id FROM token_outcomes o WHERE o.run_id = ${runId} AND o.outcome = 'DIVERTED'
+      AND NOT EXISTS (SELECT 1 FROM node_states s JOIN nodes n ON n.run_id = s.run_id AND n.node_id = s.node_id
+        WHERE s.token_id = o.token_id AND s.status = 'failed' AND n.node_type = 'sink') LIMIT 5`
+    if (divertedNoFailedSink.length > 0) violated(runId, "DIVERTED tokens without a failed sink state", divertedNoFailedSink)
+    const divertedUnwritten = yield* sql<{ token_id: string }>`
+      SELECT o.token_id FROM token_outcomes o WHERE o.run_id = ${runId} AND o.outcome = 'DIVERTED' AND o.sink_name IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM node_states s JOIN nodes n ON n.run_id = s.run_id AND n.node_id = s.node_id
+        WHERE s.token_id = o.token_id AND s.status = 'completed' AND n.node_type = 'sink' AND n.name = o.sink_name) LIMIT 5`
+    if (divertedUnwritten.length > 0) violated(runId, "DIVERTED tokens without a completed state at their failsink", divertedUnwritten)
+    const divertedUnrouted = yield* sql<{ token_id: string }>`
+      SELECT o.token_id FROM token_outcomes o WHERE o.run_id = ${runId} AND o.outcome = 'DIVERTED' AND o.sink_name IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM node_states s JOIN routing_events e ON e.state_id = s.state_id
+        JOIN edges g ON g.edge_id = e.edge_id JOIN nodes n ON n.run_id = g.run_id AND n.node_id = g.to_node_id
+        WHERE s.token_id = o.token_id AND s.status = 'failed' AND s.node_id = g.from_node_id
+          AND e.mode = 'divert' AND g.label = 'on_write_failure' AND n.name = o.sink_name) LIMIT 5`
+    if (divertedUnrouted.length > 0) violated(runId, "DIVERTED tokens without an on_write_failure routing event to their failsink", divertedUnrouted)
+    const discardedWritten = yield* sql<{ token_id: string }>`
+      SELECT o.token_id FROM token_outcomes o WHERE o.run_id = ${runId} AND o.outcome = 'DIVERTED' AND o.sink_name IS NULL
+      AND EXISTS (SELECT 1 FROM node_states s JOIN nodes n ON n.run_id = s.run_id AND n.node_id = s.node_id
+        WHERE s.token_id = o.token_id AND s.status = 'completed' AND n.node_type = 'sink') LIMIT 5`
+    if (discardedWritten.length > 0) violated(runId, "discarded DIVERTED tokens with a completed sink state", discardedWritten)
+
     if (!finished) return
     const open = yield* sql<{ state_id: string }>`
       SELECT state_id FROM node_states WHERE run_id = ${runId} AND status = 'open' LIMIT 5`
@@ -84,11 +111,11 @@ export const assertLandscapeInvariants = (runId: string) =>
         SELECT 1 FROM token_outcomes o WHERE o.token_id = t.token_id AND o.is_terminal = 1)`).filter((t) => !resumable.has(t.token_id))
     if (unfinished.length > 0) violated(runId, "tokens without a terminal outcome", unfinished.slice(0, 5))
 
-    // Durability: a sink that received COMPLETED/ROUTED/QUARANTINED rows of a completed run has an artifact.
+    // Durability: a sink that received COMPLETED/ROUTED/QUARANTINED/DIVERTED rows of a completed run has an artifact.
     if (run.status === "completed") {
       const missing = yield* sql<{ sink_name: string }>`
         SELECT DISTINCT o.sink_name FROM token_outcomes o WHERE o.run_id = ${runId} AND o.sink_name IS NOT NULL
-        AND o.outcome IN ('COMPLETED', 'ROUTED', 'QUARANTINED')
+        AND o.outcome IN ('COMPLETED', 'ROUTED', 'QUARANTINED', 'DIVERTED')
         AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.run_id = o.run_id AND a.sink_name = o.sink_name)`
       if (missing.length > 0) violated(runId, "sinks with outcomes but no artifact", missing)
     }
@@ -107,6 +134,7 @@ export const assertLandscapeInvariants = (runId: string) =>
         ["rows_succeeded", "COMPLETED"],
         ["rows_routed", "ROUTED"],
         ["rows_quarantined", "QUARANTINED"],
+        ["rows_diverted", "DIVERTED"],
         ["rows_failed", "FAILED"],
         ["rows_forked", "FORKED"],
         ["rows_coalesced", "COALESCED"],

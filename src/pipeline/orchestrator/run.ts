@@ -16,7 +16,7 @@ import type { PluginRunError, SinkCommitted, SourceItem, SourcePosition } from "
 import { CHECKPOINT_STATE_VERSION, type CheckpointState, type SourceFileState } from "./checkpoint-state.js"
 import { graphRecords } from "./graph-records.js"
 import { Processor, type StepResult } from "./processor.js"
-import { commitSink, type OpenedSink, openSink, type SinkContext } from "./sinks.js"
+import { commitSinks, type OpenedSink, openSinks, type SinkContext } from "./sinks.js"
 import { fingerprintSource } from "./source-file.js"
 import { ProcessingCrash } from "./tokens.js"
 import { AggregationFlushResult, PipelineRunError, type PipelineRunStatus, type RunResult, toRunResult } from "./types.js"
@@ -153,6 +153,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       recorder,
       append: stage,
       commitOnClose: (exit) => !interruptedCleanly(exit),
+      edgeIds,
       ...(resume === undefined ? {} : {
         resumeState: (name: string): SinkCommitted => resume.state.sinks[name] ?? { rows: 0, bytes: 0 }
       }),
@@ -216,7 +217,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     const durabilityPoint = (opened: ReadonlyArray<OpenedSink>) =>
       Effect.gen(function*() {
         yield* appendDrained
-        for (const o of opened) yield* commitSink(sinks, o)
+        yield* commitSinks(sinks, opened)
         if (strict) {
           crashPoint("sink_flushed")
           staged.push(yield* checkpointRecord(opened))
@@ -240,12 +241,13 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       })
 
     const processing = Effect.gen(function*() {
-      // Sinks that rows can reach, opened in settings order (released in reverse).
+      // Sinks that rows can reach, opened in settings order, failsinks first (released in reverse).
       const reachable = new Set(plan.graph.edges.map((e) => e.to))
-      const opened: Array<OpenedSink> = []
-      for (const step of plan.sinks.values()) {
-        if (reachable.has(step.nodeId)) opened.push(yield* openSink(sinks, step, proc.sinkQueues.get(step.name)!))
-      }
+      const opened = yield* openSinks(
+        sinks,
+        Array.from(plan.sinks.values()).filter((step) => reachable.has(step.nodeId)),
+        (name) => proc.sinkQueues.get(name)!
+      )
       if (resume !== undefined) crashPoint("resume_cut")
       // Checkpoint 0, before any row: a run that dies before its first durability point
       // is resumable too (from the start, its sinks cut back to what they held before).

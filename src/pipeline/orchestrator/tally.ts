@@ -30,6 +30,7 @@ export class Tally {
       failed: n.FAILED ?? 0,
       routed: n.ROUTED ?? 0,
       quarantined: n.QUARANTINED ?? 0,
+      diverted: n.DIVERTED ?? 0,
       coalesced: n.COALESCED ?? 0,
       coalesceFailed: n.COALESCE_FAILED ?? 0,
       forked: n.FORKED ?? 0,

@@ -16,6 +16,8 @@ export interface RunResult {
   readonly rows_failed: number
   readonly rows_routed: number
   readonly rows_quarantined: number
+  /** Rows a sink could not write and its `on_write_failure` diverted (DIVERTED). */
+  readonly rows_diverted: number
   readonly rows_forked: number
   readonly rows_coalesced: number
   readonly rows_coalesce_failed: number
@@ -36,6 +38,7 @@ export class AggregationFlushResult extends Data.Class<{
   readonly failed: number
   readonly routed: number
   readonly quarantined: number
+  readonly diverted: number
   readonly coalesced: number
   readonly coalesceFailed: number
   readonly forked: number
@@ -48,6 +51,7 @@ export class AggregationFlushResult extends Data.Class<{
     failed: 0,
     routed: 0,
     quarantined: 0,
+    diverted: 0,
     coalesced: 0,
     coalesceFailed: 0,
     forked: 0,
@@ -74,6 +78,7 @@ export class AggregationFlushResult extends Data.Class<{
       failed: a.failed + b.failed,
       routed: a.routed + b.routed,
       quarantined: a.quarantined + b.quarantined,
+      diverted: a.diverted + b.diverted,
       coalesced: a.coalesced + b.coalesced,
       coalesceFailed: a.coalesceFailed + b.coalesceFailed,
       forked: a.forked + b.forked,
@@ -105,6 +110,7 @@ export const toRunResult = (
   rows_failed: counts.failed,
   rows_routed: counts.routed,
   rows_quarantined: counts.quarantined,
+  rows_diverted: counts.diverted,
   rows_forked: counts.forked,
   rows_coalesced: counts.coalesced,
   rows_coalesce_failed: counts.coalesceFailed,

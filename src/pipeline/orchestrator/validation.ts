@@ -1,7 +1,8 @@
 /**
  * Route validation, run before any row is read: every gate destination, transform
- * `on_error` and source `on_validation_failure` must name an existing sink (or one of
- * the reserved words). Messages follow the seed refactor plan.
+ * `on_error`, source `on_validation_failure` and sink `on_write_failure` must name an
+ * existing sink (or one of the reserved words). Messages follow the seed refactor plan
+ * and, for `on_write_failure`, ELSPETH's.
  */
 import { RouteValidationError } from "./types.js"
 
@@ -68,4 +69,59 @@ export const validateSourceQuarantineDestination = (
     message: `Source '${source.name}' has on_validation_failure='${destination}' but no sink named '${destination}' exists. ` +
       `Available sinks: ${sortedNames(availableSinks)}. Use 'discard' to drop invalid rows without routing.`
   })
+}
+
+/** Plugins a failsink may use: files an auditor can read back (ELSPETH allows xml too). */
+export const FAILSINK_PLUGINS: ReadonlySet<string> = new Set(["csv", "json", "xml"])
+
+export interface SinkWriteFailure {
+  readonly name: string
+  readonly plugin: string
+  /** `discard`, a sink name, or undefined (the older settings form: such a row fails the run). */
+  readonly onWriteFailure: string | undefined
+}
+
+/**
+ * Checks every sink's `on_write_failure`, in settings order: `discard`, or another
+ * sink that exists, is a csv/json/xml sink, and has `on_write_failure: discard` itself
+ * (a failsink does not divert again: no chains).
+ */
+export const validateWriteFailure = (sinks: ReadonlyArray<SinkWriteFailure>): RouteValidationError | undefined => {
+  const byName = new Map(sinks.map((s) => [s.name, s]))
+  for (const sink of sinks) {
+    const destination = sink.onWriteFailure
+    if (destination === undefined || destination === "discard") continue
+    const key = `sinks.${sink.name}.on_write_failure`
+    if (destination.trim() === "") {
+      return new RouteValidationError({ key, message: "on_write_failure must be a sink name or 'discard'" })
+    }
+    const target = byName.get(destination)
+    if (target === undefined) {
+      return new RouteValidationError({
+        key,
+        message: `Sink '${sink.name}' on_write_failure references unknown sink '${destination}'. Available sinks: ${sortedNames(byName.keys())}.`
+      })
+    }
+    if (target === sink) {
+      return new RouteValidationError({
+        key,
+        message: `Sink '${sink.name}' on_write_failure references itself. A sink cannot be its own failsink.`
+      })
+    }
+    if (!FAILSINK_PLUGINS.has(target.plugin)) {
+      return new RouteValidationError({
+        key,
+        message: `Sink '${sink.name}' on_write_failure references '${destination}' (plugin='${target.plugin}'), but failsinks must use csv, json, or xml plugins.`
+      })
+    }
+    if (target.onWriteFailure !== "discard") {
+      const has = target.onWriteFailure === undefined ? "no on_write_failure" : `on_write_failure='${target.onWriteFailure}'`
+      return new RouteValidationError({
+        key,
+        message: `Sink '${sink.name}' on_write_failure references '${destination}', but '${destination}' has ${has}. ` +
+          `Failsink targets must have on_write_failure='discard' (no chains).`
+      })
+    }
+  }
+  return undefined
 }

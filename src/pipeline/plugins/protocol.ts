@@ -220,6 +220,32 @@ export interface SinkCommitted {
 }
 
 /**
+ * How the engine asks a sink to write a batch. `divert: true` when the sink has
+ * `on_write_failure`: a row the sink cannot write — one that does not fit its schema or
+ * its columns, a value its encoding or its table cannot hold, a table constraint it
+ * breaks — is left out of the output and reported in the result, and the other rows
+ * are written. Without it such a row fails the whole write, as does any failure of the
+ * output itself (a full disk, an I/O error) in either case.
+ */
+export interface SinkWriteOptions {
+  readonly divert?: boolean
+}
+
+/** A row a sink left out of a write (`SinkWriteOptions.divert`). */
+export interface RowDiversion {
+  /** Index of the row in the batch given to `write`. */
+  readonly index: number
+  /** Why the sink cannot write it, in words (no sink name, path or row: the engine adds those). */
+  readonly reason: string
+}
+
+/** What a write reports; a sink that left no row out may return nothing. */
+export interface SinkWriteResult {
+  /** The rows left out, in batch order, each index at most once. */
+  readonly diverted: ReadonlyArray<RowDiversion>
+}
+
+/**
  * A sink instance and its lifecycle: `onStart → write… → flush → onComplete → close`.
  * The engine owns the order (see `openSink`); an instance is used once and never again
  * after `close`. `flush` makes every written row durable (fsync or equivalent).
@@ -232,7 +258,11 @@ export interface SinkInstance {
   readonly plugin: string
   readonly inputSchema: SchemaConfig
   readonly onStart: Effect.Effect<void, PluginRunError>
-  readonly write: (rows: ReadonlyArray<Row>) => Effect.Effect<void, PluginRunError>
+  /**
+   * Writes a batch. Rows left out with `options.divert` are not in the output and not
+   * in the committed state; all others are, once flushed.
+   */
+  readonly write: (rows: ReadonlyArray<Row>, options?: SinkWriteOptions) => Effect.Effect<void | SinkWriteResult, PluginRunError>
   readonly flush: Effect.Effect<void, PluginRunError>
   readonly onComplete: Effect.Effect<void, PluginRunError>
   readonly close: Effect.Effect<void>

@@ -5,7 +5,7 @@
 import { Effect, Schema } from "effect"
 import { pyRepr } from "../../../core/python/repr.js"
 import { decodeOptions, showValue } from "../options.js"
-import type { FieldType, PluginContext, Row, SchemaConfig } from "../protocol.js"
+import type { FieldType, PluginContext, Row, RowDiversion, SchemaConfig, SinkWriteResult } from "../protocol.js"
 import { PluginConfigError, PluginRunError } from "../protocol.js"
 import { parseSchemaConfig, validateStrict } from "../schema.js"
 import { faultsFor, type SinkLabel } from "./io.js"
@@ -62,17 +62,28 @@ export interface TextEncoding {
   readonly bom: Uint8Array | undefined
   /** Encodes text; throws an Error naming the first character it cannot encode. */
   readonly encode: (text: string) => Buffer
+  /** Why `text` cannot be encoded (the first character it cannot hold), or undefined when it can. */
+  readonly problem: (text: string) => string | undefined
   /** Node's decoder name for reading an existing file back. */
   readonly decoder: "utf8" | "latin1"
 }
 
-const checkRange = (name: string, max: number) => (text: string): void => {
+const rangeProblem = (name: string, max: number) => (text: string): string | undefined => {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (c > max) {
       const cp = text.codePointAt(i)!
-      throw new Error(`'${name}' codec cannot encode character U+${cp.toString(16).toUpperCase().padStart(4, "0")}`)
+      return `'${name}' codec cannot encode character U+${cp.toString(16).toUpperCase().padStart(4, "0")}`
     }
+  }
+  return undefined
+}
+
+const checkRange = (name: string, max: number) => {
+  const problem = rangeProblem(name, max)
+  return (text: string): void => {
+    const found = problem(text)
+    if (found !== undefined) throw new Error(found)
   }
 }
 
@@ -80,6 +91,7 @@ const UTF8: TextEncoding = {
   name: "utf-8",
   bom: undefined,
   encode: (text) => Buffer.from(text, "utf8"),
+  problem: () => undefined,
   decoder: "utf8"
 }
 
@@ -105,6 +117,7 @@ export const resolveEncoding = (plugin: string, name: string): Effect.Effect<Tex
         name: "latin-1",
         bom: undefined,
         encode: (text) => (check(text), Buffer.from(text, "latin1")),
+        problem: rangeProblem("latin-1", 0xff),
         decoder: "latin1"
       })
     }
@@ -115,6 +128,7 @@ export const resolveEncoding = (plugin: string, name: string): Effect.Effect<Tex
         name: "ascii",
         bom: undefined,
         encode: (text) => (check(text), Buffer.from(text, "latin1")),
+        problem: rangeProblem("ascii", 0x7f),
         decoder: "latin1"
       })
     }
@@ -305,6 +319,57 @@ export const validateBatch = (
     }
     return Effect.void
   })
+
+/** Why `row` fails the strict check of `validate_input: true`, or undefined when it passes (or the check is off). */
+export const schemaProblem = (schema: SchemaConfig, enabled: boolean, row: Row): string | undefined => {
+  if (!enabled || schema.mode === "observed") return undefined
+  const problem = validateStrict(schema, row)
+  return problem === undefined ? undefined : `failed schema validation (${problem})`
+}
+
+// ---------------------------------------------------------------------------
+// Rows left out of a write (`on_write_failure`)
+
+/**
+ * The rows of one batch a sink still means to write, as it checks them one rule after
+ * the other in divert mode: a row a rule rejects is left out with its reason, and the
+ * next rule sees only the rows kept.
+ */
+export class RowSift {
+  /** Indexes (into the batch) of the rows kept so far, in order. */
+  kept: Array<number>
+  private readonly left: Array<RowDiversion> = []
+
+  constructor(readonly rows: ReadonlyArray<Row>) {
+    this.kept = rows.map((_, i) => i)
+  }
+
+  /** Leaves out every kept row `check` finds a problem with. */
+  sift(check: (row: Row, index: number) => string | undefined): void {
+    const next: Array<number> = []
+    for (const i of this.kept) {
+      const problem = check(this.rows[i]!, i)
+      if (problem === undefined) next.push(i)
+      else this.left.push({ index: i, reason: problem })
+    }
+    this.kept = next
+  }
+
+  /** Leaves out one row (a rule that can only tell while writing). */
+  leaveOut(index: number, reason: string): void {
+    this.kept = this.kept.filter((i) => i !== index)
+    this.left.push({ index, reason })
+  }
+
+  keptRows(): Array<Row> {
+    return this.kept.map((i) => this.rows[i]!)
+  }
+
+  /** The rows left out, in batch order. */
+  result(): SinkWriteResult {
+    return { diverted: [...this.left].sort((a, b) => a.index - b.index) }
+  }
+}
 
 /** Options every file sink shares, as decoded. */
 interface FileSinkDecoded {

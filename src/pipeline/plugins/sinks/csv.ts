@@ -20,7 +20,8 @@ import type {
   SchemaConfig,
   SinkCommitted,
   SinkInstance,
-  SinkPlugin
+  SinkPlugin,
+  SinkWriteOptions
 } from "../protocol.js"
 import { pyNumberRepr, pyRepr, pyStrRepr } from "../../../core/python/repr.js"
 import {
@@ -31,7 +32,9 @@ import {
   hasOwn,
   makeLifecycle,
   resolveRenames,
+  RowSift,
   runError,
+  schemaProblem,
   setUpFileSink,
   showRow,
   type SinkLabel,
@@ -198,23 +201,30 @@ const makeCsvSink = (
         } satisfies Layout
       })
 
+    const keysProblem = (current: Layout, row: Row): string | undefined => {
+      const extra = extraKeys(row, current.columnSet)
+      return extra.length === 0 ? undefined : `dict contains fields not in fieldnames: ${extra.map(pyStrRepr).join(", ")}`
+    }
+
     const checkKeys = (current: Layout, rows: ReadonlyArray<Row>) =>
       Effect.suspend(() => {
         for (let i = 0; i < rows.length; i++) {
-          const extra = extraKeys(rows[i]!, current.columnSet)
-          if (extra.length > 0) {
-            return Effect.fail(
-              runError(
-                label,
-                `input row ${received + i}: dict contains fields not in fieldnames: ${extra.map(pyStrRepr).join(", ")}; row: ${
-                  showRow(rows[i]!)
-                }`
-              )
-            )
+          const problem = keysProblem(current, rows[i]!)
+          if (problem !== undefined) {
+            return Effect.fail(runError(label, `input row ${received + i}: ${problem}; row: ${showRow(rows[i]!)}`))
           }
         }
         return Effect.void
       })
+
+    /** A cell of `row` the encoding cannot hold (every key is checked: a column, or an extra key that keeps the row out anyway). */
+    const encodingProblem = (row: Row): string | undefined => {
+      for (const key of Object.keys(row)) {
+        const problem = encoding.problem(csvCell(row[key], types.get(key)))
+        if (problem !== undefined) return `${problem} in field ${pyStrRepr(key)}`
+      }
+      return undefined
+    }
 
     const writeRows = (current: Layout, rows: ReadonlyArray<Row>) =>
       Effect.gen(function*() {
@@ -246,7 +256,7 @@ const makeCsvSink = (
         return Effect.fail(error)
       })
 
-    const write = (rows: ReadonlyArray<Row>) =>
+    const write = (rows: ReadonlyArray<Row>, writeOptions?: SinkWriteOptions) =>
       life.guard(
         "write",
         Effect.suspend(() => {
@@ -261,14 +271,29 @@ const makeCsvSink = (
           return Effect.gen(function*() {
             if (life.phase() === "completed") return yield* Effect.fail(writeAfterComplete(label))
             if (rows.length === 0) return
-            yield* validateBatch(label, schema, options.validate_input, rows, received)
-            const current = layout ?? (yield* decideLayout(rows[0]!))
-            yield* checkKeys(current, rows)
+            // Divert mode: rows that cannot be written are left out, one rule after the other.
+            const sift = writeOptions?.divert === true ? new RowSift(rows) : undefined
+            let batch = rows
+            if (sift === undefined) yield* validateBatch(label, schema, options.validate_input, rows, received)
+            else {
+              sift.sift((row) => schemaProblem(schema, options.validate_input, row))
+              sift.sift(encodingProblem)
+              if (sift.kept.length === 0) return sift.result()
+              batch = sift.keptRows()
+            }
+            const current = layout ?? (yield* decideLayout(batch[0]!))
+            if (sift === undefined) yield* checkKeys(current, rows)
+            else {
+              sift.sift((row) => keysProblem(current, row))
+              if (sift.kept.length === 0) return sift.result()
+              batch = sift.keptRows()
+            }
             yield* file.open
             mark = file.mark()
-            yield* writeRows(current, rows)
+            yield* writeRows(current, batch)
             layout = current
-            received += rows.length
+            received += batch.length
+            return sift?.result()
           }).pipe(Effect.catchAll(undo))
         }).pipe(Effect.uninterruptible)
       )

@@ -22,17 +22,20 @@ import { Effect, Exit, Schema, Scope } from "effect"
 import { pyJsonDumps } from "../../../core/python/json.js"
 import { pyStrRepr } from "../../../core/python/repr.js"
 import { decodeOptions } from "../options.js"
-import type { FieldType, Row, SchemaConfig, SinkCommitted, SinkInstance, SinkPlugin } from "../protocol.js"
+import type { FieldType, Row, SchemaConfig, SinkCommitted, SinkInstance, SinkPlugin, SinkWriteOptions } from "../protocol.js"
 import { PluginConfigError } from "../protocol.js"
 import { parseSchemaConfig } from "../schema.js"
 import {
   columnsFor,
   declaredTypes,
+  describeCause,
   extraKeys,
   hasOwn,
   makeLifecycle,
   NonEmptyString,
+  RowSift,
   runError,
+  schemaProblem,
   showRow,
   type SinkLabel,
   validateBatch,
@@ -85,6 +88,23 @@ export const sqliteFilename = (url: string): { readonly filename: string } | { r
 interface Column {
   readonly name: string
   readonly type: FieldType | undefined
+}
+
+type Bound =
+  | { readonly ok: true; readonly record: Record<string, unknown> }
+  | { readonly ok: false; readonly problem: string }
+
+/**
+ * SQLite result codes that concern one row's values, not the database: a constraint
+ * the row breaks (UNIQUE, NOT NULL, CHECK, …), a value of the wrong type for a STRICT
+ * table or a rowid, a value too big. Anything else (a full disk, I/O, a locked or
+ * read-only file, a missing column) concerns every row and fails the write.
+ */
+const rowErrorCode = (error: unknown): string | undefined => {
+  const code = (error as { cause?: { code?: unknown } } | undefined)?.cause?.code
+  return typeof code === "string" && (code.startsWith("SQLITE_CONSTRAINT") || code === "SQLITE_MISMATCH" || code === "SQLITE_TOOBIG")
+    ? code
+    : undefined
 }
 
 /** The value to bind for one cell, or an Error for values SQLite cannot store. */
@@ -170,48 +190,70 @@ const makeDatabaseSink = (
         return Effect.succeed(names.map((name): Column => ({ name, type: types.get(name) })))
       })
 
+    /** The values to insert for `row`, or why one of them cannot be stored. */
+    const toRecord = (cols: ReadonlyArray<Column>, row: Row): Bound => {
+      const record: Record<string, unknown> = {}
+      for (const col of cols) {
+        const bound = hasOwn(row, col.name) ? bindValue(row[col.name], col.type) : null
+        if (bound instanceof Error) return { ok: false, problem: `field ${pyStrRepr(col.name)}: ${bound.message}` }
+        Object.defineProperty(record, col.name, { value: bound, enumerable: true, writable: true, configurable: true })
+      }
+      return { ok: true, record }
+    }
+
     const toRecords = (cols: ReadonlyArray<Column>, rows: ReadonlyArray<Row>, offset: number) =>
       Effect.suspend(() => {
         const records: Array<Record<string, unknown>> = new Array(rows.length)
         for (let i = 0; i < rows.length; i++) {
           const row = rows[i]!
-          const record: Record<string, unknown> = {}
-          for (const col of cols) {
-            const bound = hasOwn(row, col.name) ? bindValue(row[col.name], col.type) : null
-            if (bound instanceof Error) {
-              return Effect.fail(
-                runError(label, `input row ${offset + i}, field ${pyStrRepr(col.name)}: ${bound.message}; row: ${showRow(row)}`)
-              )
-            }
-            Object.defineProperty(record, col.name, { value: bound, enumerable: true, writable: true, configurable: true })
-          }
-          records[i] = record
+          const bound = toRecord(cols, row)
+          if (!bound.ok) return Effect.fail(runError(label, `input row ${offset + i}, ${bound.problem}; row: ${showRow(row)}`))
+          records[i] = bound.record
         }
         return Effect.succeed(records)
       })
 
-    const write = (rows: ReadonlyArray<Row>) =>
+    const extraProblem = (names: ReadonlySet<string>, row: Row): string | undefined => {
+      const extra = extraKeys(row, names)
+      return extra.length === 0
+        ? undefined
+        : `has field(s) ${extra.map(pyStrRepr).join(", ")} that are not columns of table ${pyStrRepr(options.table)}`
+    }
+
+    const write = (rows: ReadonlyArray<Row>, writeOptions?: SinkWriteOptions) =>
       life.guard(
         "write",
         Effect.gen(function*() {
           if (life.phase() === "completed") return yield* Effect.fail(writeAfterComplete(label))
           if (rows.length === 0) return
-          yield* validateBatch(label, schema, options.validate_input, rows, received)
+          // Divert mode: rows that cannot be written are left out, one rule after the other.
+          const sift = writeOptions?.divert === true ? new RowSift(rows) : undefined
+          if (sift === undefined) yield* validateBatch(label, schema, options.validate_input, rows, received)
+          else {
+            sift.sift((row) => schemaProblem(schema, options.validate_input, row))
+            if (sift.kept.length === 0) return sift.result()
+          }
           const first = columns === undefined
-          const cols = columns ?? (yield* decideColumns(rows[0]!))
+          const cols = columns ?? (yield* decideColumns(rows[sift?.kept[0] ?? 0]!))
           const names = new Set(cols.map((c) => c.name))
-          for (let i = 0; i < rows.length; i++) {
-            const extra = extraKeys(rows[i]!, names)
-            if (extra.length > 0) {
-              return yield* Effect.fail(
-                runError(
-                  label,
-                  `input row ${received + i} has field(s) ${extra.map(pyStrRepr).join(", ")} that are not columns of table ${
-                    pyStrRepr(options.table)
-                  }; row: ${showRow(rows[i]!)}`
-                )
-              )
+          /** Divert mode: the bound values of each row still kept, by batch index. */
+          const bound = new Map<number, Record<string, unknown>>()
+          if (sift === undefined) {
+            for (let i = 0; i < rows.length; i++) {
+              const problem = extraProblem(names, rows[i]!)
+              if (problem !== undefined) {
+                return yield* Effect.fail(runError(label, `input row ${received + i} ${problem}; row: ${showRow(rows[i]!)}`))
+              }
             }
+          } else {
+            sift.sift((row) => extraProblem(names, row))
+            sift.sift((row, i) => {
+              const b = toRecord(cols, row)
+              if (!b.ok) return b.problem
+              bound.set(i, b.record)
+              return undefined
+            })
+            if (sift.kept.length === 0) return sift.result()
           }
           connection ??= yield* connect
           const { sql } = connection
@@ -220,6 +262,37 @@ const makeDatabaseSink = (
           const nextHash = hash.copy()
           let nextSize = size
           let nextBaseline = baseline
+          let inserted = 0
+          const hashRow = (row: Row) => {
+            const line = Buffer.from(pyJsonDumps(row, { floatFields }) + "\n", "utf8")
+            nextHash.update(line)
+            nextSize += line.length
+            inserted++
+          }
+          const insert = (records: ReadonlyArray<Record<string, unknown>>) => sql`INSERT INTO ${table} ${sql.insert(records)}`
+          /**
+           * Divert mode: a chunk goes in under a savepoint; when SQLite refuses one of its
+           * rows, the chunk is undone and its rows go in one at a time, each under its own
+           * savepoint, and the rows SQLite refuses are left out.
+           */
+          const insertSifting = (indexes: ReadonlyArray<number>, sifted: RowSift) =>
+            Effect.gen(function*() {
+              const whole = yield* Effect.either(sql.withTransaction(insert(indexes.map((i) => bound.get(i)!))))
+              if (whole._tag === "Right") {
+                for (const i of indexes) hashRow(rows[i]!)
+                return
+              }
+              if (rowErrorCode(whole.left) === undefined) return yield* Effect.fail(whole.left)
+              for (const i of indexes) {
+                const one = yield* Effect.either(sql.withTransaction(insert([bound.get(i)!])))
+                if (one._tag === "Right") hashRow(rows[i]!)
+                else {
+                  const code = rowErrorCode(one.left)
+                  if (code === undefined) return yield* Effect.fail(one.left)
+                  sifted.leaveOut(i, `the table refused it: ${describeCause(one.left.cause)} (${code})`)
+                }
+              }
+            })
           const transaction = Effect.gen(function*() {
             if (first) {
               if (options.if_exists === "replace" && !continuing) yield* sql`DROP TABLE IF EXISTS ${table}`
@@ -230,26 +303,28 @@ const makeDatabaseSink = (
               const [counted] = yield* sql<{ readonly n: number }>`SELECT COUNT(*) AS n FROM ${table}`
               nextBaseline = Number(counted?.n ?? 0)
             }
+            if (sift !== undefined) {
+              const kept = [...sift.kept]
+              for (let start = 0; start < kept.length; start += chunkRows) yield* insertSifting(kept.slice(start, start + chunkRows), sift)
+              return
+            }
             for (let start = 0; start < rows.length; start += chunkRows) {
               const slice = rows.slice(start, start + chunkRows)
               const records = yield* toRecords(cols, slice, received + start)
-              yield* sql`INSERT INTO ${table} ${sql.insert(records)}`
-              for (let i = 0; i < slice.length; i++) {
-                const line = Buffer.from(pyJsonDumps(slice[i]!, { floatFields }) + "\n", "utf8")
-                nextHash.update(line)
-                nextSize += line.length
-              }
+              yield* insert(records)
+              for (const row of slice) hashRow(row)
             }
           })
           yield* sql.withTransaction(transaction).pipe(
             Effect.catchTag("SqlError", (e) =>
-              Effect.fail(runError(label, `cannot insert ${rows.length} row(s) into table ${pyStrRepr(options.table)}`, e)))
+              Effect.fail(runError(label, `cannot insert ${sift?.kept.length ?? rows.length} row(s) into table ${pyStrRepr(options.table)}`, e)))
           )
           hash = nextHash
           size = nextSize
           baseline = nextBaseline
           columns = cols
-          received += rows.length
+          received += inserted
+          return sift?.result()
         }).pipe(
           Effect.catchAllDefect((cause) => Effect.fail(runError(label, "write failed", cause))),
           Effect.uninterruptible

@@ -15,13 +15,25 @@
 import { Effect, Schema } from "effect"
 import { pyJsonDumps } from "../../../core/python/json.js"
 import { NonNegativeInt } from "../options.js"
-import type { PluginContext, PluginRunError, Row, SchemaConfig, SinkCommitted, SinkInstance, SinkPlugin } from "../protocol.js"
+import type {
+  PluginContext,
+  PluginRunError,
+  Row,
+  SchemaConfig,
+  SinkCommitted,
+  SinkInstance,
+  SinkPlugin,
+  SinkWriteOptions
+} from "../protocol.js"
 import {
+  describeCause,
   fileSinkOptionFields,
   makeLifecycle,
   renameKeys,
   resolveRenames,
+  RowSift,
   runError,
+  schemaProblem,
   setUpFileSink,
   type SinkLabel,
   type TextEncoding,
@@ -111,7 +123,7 @@ const makeJsonSink = (
         return Effect.fail(error)
       })
 
-    const write = (rows: ReadonlyArray<Row>) =>
+    const write = (rows: ReadonlyArray<Row>, writeOptions?: SinkWriteOptions) =>
       life.guard(
         "write",
         Effect.suspend(() => {
@@ -128,22 +140,41 @@ const makeJsonSink = (
           return Effect.gen(function*() {
             if (life.phase() === "completed") return yield* Effect.fail(writeAfterComplete(label))
             if (rows.length === 0) return
-            yield* validateBatch(label, schema, options.validate_input, rows, received)
+            // Divert mode: rows that cannot be written are left out instead of failing the batch.
+            const sift = writeOptions?.divert === true ? new RowSift(rows) : undefined
+            if (sift === undefined) yield* validateBatch(label, schema, options.validate_input, rows, received)
+            else {
+              sift.sift((row) => schemaProblem(schema, options.validate_input, row))
+              if (sift.kept.length === 0) return sift.result()
+            }
             yield* resolveNames
-            yield* file.open
-            mark = file.mark()
+            const indexes = sift === undefined ? rows.map((_, i) => i) : sift.kept
+            let written = 0
             const out = makeChunker(file)
-            for (let i = 0; i < rows.length; i++) {
-              const text = yield* dump(rows[i]!, received + i)
+            for (const i of indexes) {
+              const dumped = yield* Effect.either(dump(rows[i]!, received + written))
+              if (dumped._tag === "Left") {
+                if (sift === undefined) return yield* Effect.fail(dumped.left)
+                sift.leaveOut(i, `cannot be encoded as JSON: ${describeCause(dumped.left.cause)}`)
+                continue
+              }
+              // the file is opened by the first row that is written
+              if (mark === undefined) {
+                yield* file.open
+                mark = file.mark()
+              }
+              const text = dumped.right
               if (format === "jsonl") {
                 yield* out.push(text + "\n")
               } else {
                 yield* out.push((started ? nextPrefix : firstPrefix) + text)
                 started = true
               }
+              written++
             }
             yield* out.drain()
-            received += rows.length
+            received += written
+            return sift?.result()
           }).pipe(Effect.catchAll(undo))
         }).pipe(Effect.uninterruptible)
       )
