@@ -93,7 +93,7 @@ export const runCommand = Command.make(
       if (!quiet) for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
       const url = dbUrl(db, plan.settings.landscape?.url ?? DEFAULT_DB)
       yield* runAndReport(plan, { json, quiet }, (options) => runPipeline(plan, options)).pipe(
-        Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json })))
+        Effect.provide(pipelineRun(plan.settings, url, pipelineTelemetry(plan.settings, { quiet, json })))
       )
     }).pipe(exitOnError)
 ).pipe(
