@@ -100,7 +100,11 @@ export const filesystemPayloadStore = (basePath: string): PayloadStore => {
       renameSync(temp, path)
       return undefined
     } catch (e) {
-      rmSync(temp, { force: true })
+      try {
+        rmSync(temp, { force: true })
+      } catch {
+        // The temporary file stays; the error below is what matters.
+      }
       return new PayloadStoreError({ reason: "Io", path, message: `cannot write ${path}: ${ioMessage(e)}` })
     }
   }
