@@ -18,10 +18,23 @@
  * stops; otherwise one warning, and the lines of that commit are missing.
  */
 import { SqlError } from "@effect/sql/SqlError"
+import { Data } from "effect"
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from "node:fs"
 import * as NodePath from "node:path"
 import type { PayloadStore } from "./payload-store.js"
 import type { CipherDatabase, CommitListener } from "./sqlite-client.js"
+
+/**
+ * The cause of the SqlError of a commit that went through but could not be journalled
+ * (with `failOnError`): its writes are in the Landscape.
+ */
+export class JournalWriteError extends Data.TaggedError("JournalWriteError")<{
+  readonly path: string
+  readonly message: string
+}> {}
+
+/** Whether `error` is a commit that went through but could not be journalled. */
+export const committedButNotJournalled = (error: SqlError): boolean => error.cause instanceof JournalWriteError
 
 export interface JournalOptions {
   /** The journal file (absolute, or relative to the working directory). */
@@ -153,7 +166,7 @@ export const openJournal = (db: CipherDatabase, options: JournalOptions): Journa
         stopped = true
         const message = `the Landscape journal ${path} could not be written (${why}); ` +
           `landscape.dump_to_jsonl_fail_on_error is true, so the run fails (the Landscape itself holds every record)`
-        return new SqlError({ cause: new Error(message), message })
+        return new SqlError({ cause: new JournalWriteError({ path, message }), message })
       }
       if (!warned) {
         warned = true

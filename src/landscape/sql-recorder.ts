@@ -17,6 +17,7 @@ import { CANONICAL_VERSION, sha256Hex } from "../core/canonical.js"
 import { newArtifactId, newRunId } from "../core/ids.js"
 import { Recorder, RecorderError, type RecorderService } from "../services/recorder.js"
 import type { AuditRecord, RunStatus } from "../services/records.js"
+import { committedButNotJournalled } from "./journal.js"
 import type { PayloadStore } from "./payload-store.js"
 import { fromSql, invalid, jsonOf, missingRun } from "./recorder-errors.js"
 import * as Queries from "./recorder-queries.js"
@@ -189,7 +190,17 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
           source_schema_json: schemaJson,
           owner_pid: process.pid,
           owner_host: hostname()
-        }).pipe(Effect.mapError(fromSql(`starting run ${runId}`)))
+        }).pipe(
+          // A failure after the commit (the change journal could not be written) leaves
+          // the run's row behind: it ends failed, with why, rather than `running`.
+          Effect.tapError((e) =>
+            committedButNotJournalled(e)
+              ? Statements.closeRun(sql, runId, { status: "failed", at: startedAt, errorMessage: e.message, resultJson: null, reason: null })
+                .pipe(Effect.ignore)
+              : Effect.void
+          ),
+          Effect.mapError(fromSql(`starting run ${runId}`))
+        )
         runStatus.set(runId, "running")
         return runId
       }),
