@@ -209,6 +209,11 @@ describe("Landscape journal", () => {
         assert.strictEqual(warnings.length, 1)
         assert.include(warnings[0]!, path)
 
+        const db = join(dir, "c.db")
+        const itself = yield* Effect.exit(Effect.scoped(Layer.build(SqliteLandscape(db, { journal: journalOf(db) }))))
+        if (Exit.isSuccess(itself) || itself.cause._tag !== "Fail") return assert.fail("expected a typed failure")
+        assert.include(itself.cause.error.message, "is the Landscape database itself")
+
         const memory = yield* Effect.exit(Effect.scoped(Layer.build(SqliteLandscape(":memory:", { journal: { failOnError: false, warn: () => {} } }))))
         if (Exit.isSuccess(memory) || memory.cause._tag !== "Fail") return assert.fail("expected a typed failure")
         assert.include(memory.cause.error.message, "dump_to_jsonl_path")
