@@ -11,7 +11,7 @@ import { Cause, Data, Effect, Exit, Option } from "effect"
 import type { ExportError } from "../landscape/exporter.js"
 import type { LineageError } from "../landscape/lineage.js"
 import type { SigningKeyMissing } from "../services/signing.js"
-import type { LandscapeUrlError } from "../landscape/sqlite.js"
+import type { LandscapeOpenError, LandscapeUrlError } from "../landscape/sqlite.js"
 import type { ExportVerificationError } from "../landscape/verify.js"
 import { formatLoopConfigError, type LoopConfigError } from "../loop/config.js"
 import type { IssueSourceError } from "../loop/issues.js"
@@ -50,6 +50,7 @@ export const usageError = (message: string): CliExit => new CliExit({ code: Exit
 /** Every typed error a command may end with, mapped below. */
 export type MappedError =
   | LandscapeUrlError
+  | LandscapeOpenError
   | RecorderError
   | LineageError
   | SigningKeyMissing
@@ -70,6 +71,8 @@ const mapping: { readonly [T in Tag]: (e: Extract<MappedError, { _tag: T }>) => 
   // Landscape: a wrong URL, a file that is no Landscape (or a newer one), an unknown run
   // are usage; anything else went wrong while working.
   LandscapeUrlError: (e) => usageError(e.message),
+  // A key that does not open the file, a journal or payload store that cannot be set up.
+  LandscapeOpenError: (e) => usageError(e.message),
   RecorderError: (e) =>
     new CliExit({
       code: e.reason === "NotALandscape" || e.reason === "NewerSchema" || e.reason === "MissingRun"

@@ -6,22 +6,82 @@
  * | kind | commands | provides |
  * |---|---|---|
  * | `landscapeRead(url)` | explain, export, runs | the Landscape (Recorder + SqlClient) |
- * | `pipelineRun(url, telemetry)` | run (the run, its export, its summary) | the Landscape + the run's Telemetry |
+ * | `pipelineRun(settings, url, telemetry)` | run, resume (the run, its export, its summary) | the Landscape as the settings ask for it + the run's Telemetry |
  * | `loopRun(config, url)` | loop | the loop's audit port (LoopRecorder) + the Fixer + console Telemetry |
  *
  * validate, verify and plugins need no service.
+ *
+ * The Landscape passphrase is read from the environment here and nowhere else: for run
+ * and resume from the variable the settings name (`landscape.encryption_key_env`), for
+ * the other commands (which have no settings) from RUNLEDGER_AUDIT_KEY, then
+ * ELSPETH_AUDIT_KEY — used only when the file is encrypted.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Layer } from "effect"
 import { LoopRecorderSql } from "../landscape/loop-recorder.js"
-import { LandscapeSql, SqliteLandscape } from "../landscape/sqlite.js"
+import { filesystemPayloadStore } from "../landscape/payload-store.js"
+import type { SqlRecorderOptions } from "../landscape/sql-recorder.js"
+import {
+  DEFAULT_KEY_ENVS,
+  describeKeyEnvs,
+  type LandscapeEncryption,
+  type LandscapeOpenOptions,
+  LandscapeSql,
+  passphraseFrom,
+  SqliteLandscape
+} from "../landscape/sqlite.js"
 import type { LoopConfig } from "../loop/config.js"
 import { CommandFixer } from "../loop/fixer.js"
+import { type LandscapeSections, landscapeRequest } from "../pipeline/landscape-settings.js"
 import type { PipelineSettings } from "../pipeline/settings.js"
 import { TelemetryConsole, TelemetryJsonl, TelemetryNoop, TelemetryTee } from "../services/telemetry.js"
 
+type Env = Readonly<Record<string, string | undefined>>
+
+/** Without settings: whatever the file is; an encrypted one is opened with the default variables' passphrase. */
+export const detectedEncryption = (env: Env = process.env): LandscapeEncryption => ({
+  _tag: "Detect",
+  passphrase: passphraseFrom(env, DEFAULT_KEY_ENVS),
+  keyEnv: describeKeyEnvs(DEFAULT_KEY_ENVS)
+})
+
+const warnOnStderr = (message: string) => {
+  process.stderr.write(`warning: ${message}\n`)
+}
+
+/**
+ * How run and resume open the Landscape: encrypted or not as `landscape.backend` says
+ * (the passphrase from `encryption_key_env`, else the default variables), with the
+ * change journal and the payload store when the settings ask for them.
+ */
+export const pipelineLandscapeOptions = (settings: LandscapeSections, env: Env = process.env) => {
+  const request = landscapeRequest(settings)
+  const names = request.keyEnv === undefined ? DEFAULT_KEY_ENVS : [request.keyEnv]
+  const encryption: LandscapeEncryption = request.encrypted
+    ? {
+      _tag: "Encrypted",
+      passphrase: passphraseFrom(env, names),
+      keyEnv: request.keyEnv === undefined ? describeKeyEnvs(names) : `${request.keyEnv} (landscape.encryption_key_env)`
+    }
+    : { _tag: "Plaintext", keyEnv: describeKeyEnvs(DEFAULT_KEY_ENVS) }
+  const journal = request.journal
+  const options: LandscapeOpenOptions & SqlRecorderOptions = {
+    encryption,
+    ...(journal === undefined ? {} : {
+      journal: {
+        path: journal.path,
+        failOnError: journal.failOnError,
+        payloads: journal.payloadBasePath === undefined ? undefined : filesystemPayloadStore(journal.payloadBasePath),
+        warn: warnOnStderr
+      }
+    }),
+    ...(request.payloadStore === undefined ? {} : { payloadStore: filesystemPayloadStore(request.payloadStore.basePath) })
+  }
+  return options
+}
+
 /** Commands that read a Landscape: explain, export, runs. */
-export const landscapeRead = (url: string) => SqliteLandscape(url)
+export const landscapeRead = (url: string) => SqliteLandscape(url, { encryption: detectedEncryption() })
 
 /**
  * A pipeline run's Telemetry: the console (progress line, events) unless `--quiet` or
@@ -38,10 +98,13 @@ export const pipelineTelemetry = (
     : TelemetryTee(human, TelemetryJsonl(jsonlPath).pipe(Layer.provide(NodeFileSystem.layer)))
 }
 
-/** `run`: the Landscape the run is recorded in, and its Telemetry. */
-export const pipelineRun = (url: string, telemetry: ReturnType<typeof pipelineTelemetry>) =>
-  Layer.merge(SqliteLandscape(url), telemetry)
+/** `run`, `resume`: the Landscape the run is recorded in, as its settings ask, and its Telemetry. */
+export const pipelineRun = (
+  settings: LandscapeSections,
+  url: string,
+  telemetry: ReturnType<typeof pipelineTelemetry>
+) => Layer.merge(SqliteLandscape(url, pipelineLandscapeOptions(settings)), telemetry)
 
 /** `loop`: the loop's audit port over the Landscape, the config's Fixer, console Telemetry. */
 export const loopRun = (config: LoopConfig, url: string) =>
-  Layer.mergeAll(CommandFixer(config), TelemetryConsole, LoopRecorderSql.pipe(Layer.provide(LandscapeSql(url))))
+  Layer.mergeAll(CommandFixer(config), TelemetryConsole, LoopRecorderSql.pipe(Layer.provide(LandscapeSql(url, { encryption: detectedEncryption() }))))

@@ -101,7 +101,7 @@ export const resumeCommand = Command.make(
           )
         }
         yield* runAndReport(plan, { json, quiet }, (options) => resumeRun(plan, prepared, options))
-      }).pipe(Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json }))))
+      }).pipe(Effect.provide(pipelineRun(plan.settings, url, pipelineTelemetry(plan.settings, { quiet, json }))))
     }).pipe(exitOnError)
 ).pipe(
   Command.withDescription(

@@ -130,7 +130,7 @@ export const runCommand = Command.make(
         return
       }
       yield* runAndReport(plan, { json, quiet }, (options) => runPipeline(plan, options)).pipe(
-        Effect.provide(pipelineRun(url, pipelineTelemetry(plan.settings, { quiet, json })))
+        Effect.provide(pipelineRun(plan.settings, url, pipelineTelemetry(plan.settings, { quiet, json })))
       )
     }).pipe(exitOnError)
 ).pipe(

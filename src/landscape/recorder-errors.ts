@@ -6,6 +6,10 @@ import { RecorderError } from "../services/recorder.js"
 
 export const invalid = (message: string) => new RecorderError({ reason: "InvalidInput", message })
 
+/** A file that holds something else than a Landscape (of this or an older version). */
+export const notLandscape = (filename: string, why: string) =>
+  new RecorderError({ reason: "NotALandscape", message: `${filename} is not a runledger Landscape: ${why}` })
+
 export const missingRun = (runId: string) =>
   new RecorderError({ reason: "MissingRun", message: `no run with id ${runId} in this Landscape` })
 

@@ -17,6 +17,8 @@ import { CANONICAL_VERSION, sha256Hex } from "../core/canonical.js"
 import { newArtifactId, newRunId } from "../core/ids.js"
 import { Recorder, RecorderError, type RecorderService } from "../services/recorder.js"
 import type { AuditRecord, RunStatus } from "../services/records.js"
+import { committedButNotJournalled } from "./journal.js"
+import type { PayloadStore } from "./payload-store.js"
 import { fromSql, invalid, jsonOf, missingRun } from "./recorder-errors.js"
 import * as Queries from "./recorder-queries.js"
 import * as Statements from "./statements.js"
@@ -26,6 +28,11 @@ import { WriteBuffer } from "./write-buffer.js"
 export interface SqlRecorderOptions {
   /** Buffered records that trigger an automatic flush. */
   readonly maxBufferedRecords?: number
+  /**
+   * Where each source row's payload is also stored, by its hash (`payload_store`): written
+   * before the transaction that records the row, so a recorded row always has its file.
+   */
+  readonly payloadStore?: PayloadStore | undefined
 }
 
 const isNonEmptyString = (v: unknown): v is string => typeof v === "string" && v.length > 0
@@ -96,8 +103,24 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
         )
       )
 
+    const payloadStore = options.payloadStore
+    const storePayloads = (b: WriteBuffer): Effect.Effect<void, RecorderError> =>
+      Effect.suspend(() => {
+        if (payloadStore === undefined) return Effect.void
+        for (const r of b.inserts("Row")) {
+          if (r._tag !== "Row") continue
+          const problem = payloadStore.put(r.source_data_hash, r.source_data_json)
+          if (problem !== undefined) {
+            return Effect.fail(
+              new RecorderError({ reason: "Database", message: `storing the payload of row ${r.row_id}: ${problem.message}`, cause: problem })
+            )
+          }
+        }
+        return Effect.void
+      })
+
     const flushBuffer = (b: WriteBuffer): Effect.Effect<void, RecorderError> =>
-      writeInTransaction(b).pipe(
+      Effect.zipRight(storePayloads(b), writeInTransaction(b)).pipe(
         Effect.catchIf(
           (e) => e.reason === "ConstraintViolation" && /token_outcomes/.test(e.message),
           (constraintError) =>
@@ -167,7 +190,17 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
           source_schema_json: schemaJson,
           owner_pid: process.pid,
           owner_host: hostname()
-        }).pipe(Effect.mapError(fromSql(`starting run ${runId}`)))
+        }).pipe(
+          // A failure after the commit (the change journal could not be written) leaves
+          // the run's row behind: it ends failed, with why, rather than `running`.
+          Effect.tapError((e) =>
+            committedButNotJournalled(e)
+              ? Statements.closeRun(sql, runId, { status: "failed", at: startedAt, errorMessage: e.message, resultJson: null, reason: null })
+                .pipe(Effect.ignore)
+              : Effect.void
+          ),
+          Effect.mapError(fromSql(`starting run ${runId}`))
+        )
         runStatus.set(runId, "running")
         return runId
       }),

@@ -1,18 +1,21 @@
 /**
- * The embedded Landscape: SQLite through `@effect/sql-sqlite-node`, migrated on open.
+ * The embedded Landscape: SQLite (plaintext, or SQLCipher-encrypted) through
+ * `@effect/sql`, migrated on open, with the optional change journal.
  */
+import * as Reactivity from "@effect/experimental/Reactivity"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
-import { Data, Effect, Layer } from "effect"
-import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs"
+import { Context, Data, Effect, Layer } from "effect"
+import { mkdirSync } from "node:fs"
 import * as NodePath from "node:path"
 import type { ExportStore } from "../services/export-store.js"
 import type { LoopRecorder } from "../services/loop-recorder.js"
 import type { ResumeStore } from "../services/resume-store.js"
 import { Recorder, RecorderError } from "../services/recorder.js"
 import { SqlExportStoreLive } from "./export-store.js"
+import { defaultJournalPath, type JournalOptions, openJournal } from "./journal.js"
 import { LoopRecorderSql } from "./loop-recorder.js"
 import { ResumeStoreSql } from "./resume-store.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
@@ -20,7 +23,18 @@ import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
 import migration0004 from "./migrations/0004_diverted_outcome.js"
 import { reapCrashedRuns } from "./reap.js"
+import { DEFAULT_ENCRYPTION, type LandscapeEncryption, LandscapeOpenError, openLandscapeClient } from "./open.js"
+import { notLandscape } from "./recorder-errors.js"
 import { SqlRecorderLive, type SqlRecorderOptions } from "./sql-recorder.js"
+import type { LandscapeClient } from "./sqlite-client.js"
+
+export {
+  DEFAULT_KEY_ENVS,
+  describeKeyEnvs,
+  type LandscapeEncryption,
+  LandscapeOpenError,
+  passphraseFrom
+} from "./open.js"
 
 /** Every migration this version knows, by `<id>_<name>`. Never edit an applied one. */
 export const migrations = {
@@ -65,9 +79,6 @@ export const resolveSqliteUrl = (url: string, cwd: string = process.cwd()): Effe
     return Effect.succeed(path.startsWith("/") ? path : NodePath.resolve(cwd, path))
   })
 
-const notLandscape = (filename: string, why: string) =>
-  new RecorderError({ reason: "NotALandscape", message: `${filename} is not a runledger Landscape: ${why}` })
-
 /** Checks what the file holds before migrating: a Landscape of this or an older version, or nothing. */
 const checkAndMigrate = (filename: string) =>
   Effect.gen(function*() {
@@ -102,45 +113,76 @@ const checkAndMigrate = (filename: string) =>
         new RecorderError({ reason: "Database", message: `migrating ${filename}: ${e.message}`, cause: e })
       )
     )
-    // A run whose process died is recorded as such by whichever command opens the file next.
-    yield* reapCrashedRuns
   }).pipe(
     Effect.catchTag("SqlError", (e) =>
       Effect.fail(new RecorderError({ reason: "Database", message: `opening ${filename}: ${e.message}`, cause: e }))
     )
   )
 
-const SQLITE_HEADER = "SQLite format 3\u0000"
+export interface LandscapeOpenOptions {
+  /** Default: a plaintext file, or an encrypted one refused (no passphrase is known). */
+  readonly encryption?: LandscapeEncryption
+  /** The change journal; its path defaults to the Landscape file's with `.journal.jsonl`. */
+  readonly journal?: Omit<JournalOptions, "path"> & { readonly path?: string | undefined }
+}
 
-/** A non-empty file that does not start with the SQLite header would make the driver die on open. */
-const checkHeader = (filename: string): Effect.Effect<void, RecorderError> =>
-  Effect.suspend(() => {
-    let size = 0
-    try {
-      size = statSync(filename).size
-    } catch {
-      return Effect.void
+const startJournal = (handle: LandscapeClient, filename: string, journal: NonNullable<LandscapeOpenOptions["journal"]>) =>
+  Effect.gen(function*() {
+    const path = journal.path ?? (filename === ":memory:" ? undefined : defaultJournalPath(filename))
+    if (path === undefined) {
+      return yield* Effect.fail(
+        new LandscapeOpenError({
+          file: filename,
+          reason: "Journal",
+          message: "landscape.dump_to_jsonl: a Landscape in :memory: has no file to name its journal after; give landscape.dump_to_jsonl_path"
+        })
+      )
     }
-    if (size === 0) return Effect.void
-    const head = Buffer.alloc(16)
-    try {
-      const fd = openSync(filename, "r")
-      try {
-        readSync(fd, head, 0, 16, 0)
-      } finally {
-        closeSync(fd)
+    const resolved = NodePath.resolve(path)
+    if (["", "-wal", "-shm", "-journal"].some((suffix) => resolved === `${filename}${suffix}`)) {
+      return yield* Effect.fail(
+        new LandscapeOpenError({
+          file: filename,
+          reason: "Journal",
+          message: `landscape.dump_to_jsonl_path: ${resolved} is the Landscape database itself (or one of its files); write the journal elsewhere`
+        })
+      )
+    }
+    const opened = yield* Effect.try({
+      try: () => openJournal(handle.db, { ...journal, path }),
+      catch: (e) => e
+    }).pipe(Effect.either)
+    if (opened._tag === "Left") {
+      const why = String((opened.left as { message?: unknown }).message ?? opened.left)
+      if (journal.failOnError) {
+        return yield* Effect.fail(
+          new LandscapeOpenError({
+            file: filename,
+            reason: "Journal",
+            message: `the Landscape journal ${NodePath.resolve(path)} cannot be opened (${why}); ` +
+              `landscape.dump_to_jsonl_fail_on_error is true, so nothing is run`
+          })
+        )
       }
-    } catch (e) {
-      return Effect.fail(notLandscape(filename, `it cannot be read (${String(e)})`))
+      journal.warn(`the Landscape journal ${NodePath.resolve(path)} cannot be opened (${why}); the run goes on without it`)
+      return
     }
-    return head.toString("latin1") === SQLITE_HEADER
-      ? Effect.void
-      : Effect.fail(notLandscape(filename, "it is not a SQLite database"))
+    const j = opened.right
+    handle.setCommitListener(j.afterCommit)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        handle.setCommitListener(undefined)
+        j.close()
+      })
+    )
   })
 
-/** SqlClient for the Landscape at `url`, migrated, foreign keys on, WAL, busy timeout. */
-export const LandscapeSql = (url: string): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, RecorderError | LandscapeUrlError> =>
-  Layer.unwrapEffect(
+/** SqlClient for the Landscape at `url`: keyed as `options.encryption` says, migrated, foreign keys on, WAL, busy timeout. */
+export const LandscapeSql = (
+  url: string,
+  options: LandscapeOpenOptions = {}
+): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, RecorderError | LandscapeUrlError | LandscapeOpenError> =>
+  Layer.scopedContext(
     Effect.gen(function*() {
       const filename = yield* resolveSqliteUrl(url)
       if (filename !== ":memory:") {
@@ -148,27 +190,49 @@ export const LandscapeSql = (url: string): Layer.Layer<SqlClient.SqlClient | Sql
           try: () => mkdirSync(NodePath.dirname(filename), { recursive: true }),
           catch: (e) => new LandscapeUrlError({ url, message: `cannot create the folder of ${filename}: ${String(e)}` })
         })
-        yield* checkHeader(filename)
       }
-      const client = SqliteClient.layer({ filename })
-      return Layer.effectDiscard(checkAndMigrate(filename)).pipe(Layer.provideMerge(client))
+      const handle = yield* openLandscapeClient(filename, options.encryption ?? DEFAULT_ENCRYPTION)
+      const provideSql = Effect.provideService(SqlClient.SqlClient, handle.client)
+      yield* checkAndMigrate(filename).pipe(provideSql)
+      if (options.journal !== undefined) yield* startJournal(handle, filename, options.journal)
+      // A run whose process died is recorded as such by whichever command opens the file next.
+      yield* reapCrashedRuns.pipe(
+        provideSql,
+        Effect.catchTag("SqlError", (e) =>
+          Effect.fail(new RecorderError({ reason: "Database", message: `opening ${filename}: ${e.message}`, cause: e }))
+        )
+      )
+      return Context.make(SqliteClient.SqliteClient, handle.client).pipe(Context.add(SqlClient.SqlClient, handle.client))
     })
-  ).pipe(Layer.catchAll((e) => Layer.fail(e._tag === "ConfigError" ? new LandscapeUrlError({ url, message: String(e) }) : e))) as never
+  ).pipe(Layer.provide(Reactivity.layer))
 
 /**
  * The default Landscape layer: the Recorder, the ExportStore, the LoopRecorder and the
- * ResumeStore (and
- * the SqlClient under them) for a SQLite file or `:memory:`. One connection; provide it
- * once at the edge.
+ * ResumeStore (and the SqlClient under them) for a SQLite file or `:memory:`. One
+ * connection; provide it once at the edge. `options` adds the recorder's (buffer size,
+ * payload store) and how to open the file (encryption, journal).
  */
 export const SqliteLandscape = (
   url: string,
-  options?: SqlRecorderOptions
+  options: SqlRecorderOptions & LandscapeOpenOptions = {}
 ): Layer.Layer<
   Recorder | ExportStore | LoopRecorder | ResumeStore | SqlClient.SqlClient | SqliteClient.SqliteClient,
-  RecorderError | LandscapeUrlError
+  RecorderError | LandscapeUrlError | LandscapeOpenError
 > =>
   Layer.mergeAll(SqlExportStoreLive, LoopRecorderSql, ResumeStoreSql).pipe(
     Layer.provideMerge(SqlRecorderLive(options)),
-    Layer.provideMerge(LandscapeSql(url))
+    Layer.provideMerge(LandscapeSql(url, options)),
+    Layer.provideMerge(options.payloadStore === undefined ? Layer.empty : payloadStoreReady(options.payloadStore.basePath))
   )
+
+/** The payload store's folder exists (or can be made) before anything is recorded. */
+const payloadStoreReady = (basePath: string) =>
+  Layer.effectDiscard(Effect.try({
+    try: () => mkdirSync(basePath, { recursive: true }),
+    catch: (e) =>
+      new LandscapeOpenError({
+        file: basePath,
+        reason: "PayloadStore",
+        message: `payload_store.base_path: cannot create ${basePath} (${String((e as { code?: unknown }).code ?? e)})`
+      })
+  }))

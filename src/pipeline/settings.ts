@@ -6,6 +6,7 @@
 import { Data, Effect, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { parseDocument } from "yaml"
+import { checkLandscapeSettings, landscapeWarnings, LandscapeSettings, PayloadStoreSettings } from "./landscape-settings.js"
 import { decodeOptions, didYouMean, PositiveInt, showValue } from "./plugins/options.js"
 
 export class SettingsError extends Data.TaggedError("SettingsError")<{
@@ -97,18 +98,6 @@ const SinkEntry = Schema.Struct({
   options: Schema.optional(PluginOptions)
 })
 
-const ExportSettings = Schema.Struct({
-  enabled: Schema.optional(Schema.Boolean),
-  sink: Schema.optional(Schema.String),
-  format: Schema.optional(Schema.Literal("json", "csv")),
-  sign: Schema.optional(Schema.Boolean)
-})
-
-const LandscapeSettings = Schema.Struct({
-  url: Schema.optional(Schema.String),
-  export: Schema.optional(ExportSettings)
-})
-
 const CheckpointSettings = Schema.Struct({
   enabled: Schema.optional(Schema.Boolean),
   frequency: Schema.optional(Schema.Literal("every_row", "every_n", "aggregation_only")),
@@ -143,6 +132,7 @@ export const PipelineSettingsSchema = Schema.Struct({
   sinks: Schema.Record({ key: Schema.String, value: SinkEntry }),
   default_sink: Schema.optional(Schema.String),
   landscape: Schema.optional(LandscapeSettings),
+  payload_store: Schema.optional(PayloadStoreSettings),
   checkpoint: Schema.optional(CheckpointSettings),
   retry: Schema.optional(RetrySettings),
   concurrency: Schema.optional(ConcurrencySettings),
@@ -156,14 +146,6 @@ export type CoalesceSettings = typeof CoalesceEntry.Type
 export type SinkSettings = typeof SinkEntry.Type
 export type TransformSettings = typeof TransformEntry.Type
 export type RetrySettings = typeof RetrySettings.Type
-
-/** ELSPETH keys runledger knows but does not implement: a warning, not an error. */
-const KNOWN_UNIMPLEMENTED: ReadonlyArray<readonly [string, string]> = [
-  ["landscape.dump_to_jsonl", "the Landscape is the journal; use `runledger export` for a JSON copy"],
-  ["landscape.dump_to_jsonl_path", "the Landscape is the journal; use `runledger export` for a JSON copy"],
-  ["landscape.backend", "only SQLite is supported"],
-  ["payload_store", "payloads are stored in the Landscape"]
-]
 
 export interface LoadedSettings {
   readonly file: string
@@ -230,21 +212,6 @@ const prepare = (
   return value
 }
 
-const takeWarnings = (raw: Mutable): Array<string> => {
-  const warnings: Array<string> = []
-  for (const [dotted, why] of KNOWN_UNIMPLEMENTED) {
-    const parts = dotted.split(".")
-    let holder: unknown = raw
-    for (const p of parts.slice(0, -1)) holder = holder !== null && typeof holder === "object" ? (holder as Mutable)[p] : undefined
-    const last = parts[parts.length - 1]!
-    if (holder !== null && typeof holder === "object" && Object.hasOwn(holder, last)) {
-      delete (holder as Mutable)[last]
-      warnings.push(`${dotted} is an ELSPETH setting runledger does not implement; ignored (${why})`)
-    }
-  }
-  return warnings
-}
-
 /** Parses settings text (YAML; JSON is YAML too). `file` names the source in errors. */
 export const parseSettings = (
   file: string,
@@ -270,7 +237,6 @@ export const parseSettings = (
       if (e instanceof SettingsError) return Effect.fail(e)
       throw e
     }
-    const warnings = takeWarnings(prepared)
     return decodeOptions("settings", PipelineSettingsSchema, prepared).pipe(
       Effect.mapError((e) => {
         const unknownTop = /^unknown option '([^']+)'/.exec(e.message)
@@ -285,9 +251,10 @@ export const parseSettings = (
         }
         return new SettingsError({ file, key: e.key, message: e.message.replace(/\boption\b/g, "key") })
       }),
-      Effect.flatMap((settings) =>
-        settings.source.on_success === undefined && settings.default_sink === undefined
-          ? Effect.fail(
+      // An ELSPETH key runledger does not implement is an error, never a silent downgrade.
+      Effect.flatMap((settings) => {
+        if (settings.source.on_success === undefined && settings.default_sink === undefined) {
+          return Effect.fail(
             new SettingsError({
               file,
               key: "default_sink",
@@ -295,8 +262,12 @@ export const parseSettings = (
                 "missing: name where rows go — source.on_success with input/on_success on every node (the explicit form), or default_sink (the positional form)"
             })
           )
-          : Effect.succeed({ file, settings, warnings })
-      )
+        }
+        const problem = checkLandscapeSettings(settings)
+        return problem === undefined
+          ? Effect.succeed({ file, settings, warnings: landscapeWarnings(settings) })
+          : Effect.fail(new SettingsError({ file, ...problem }))
+      })
     )
   })
 

@@ -34,15 +34,13 @@ describe("pipeline settings", () => {
     expect(r.right.warnings).toEqual([])
   })
 
-  it("warns about ELSPETH keys it does not implement, without failing", () => {
-    const r = load(BASE + "landscape: {url: 'sqlite:///runs/audit.db', dump_to_jsonl: true, dump_to_jsonl_path: runs/journal.jsonl}\n")
-    if (Either.isLeft(r)) throw new Error(r.left.text)
-    expect(r.right.warnings.join("\n")).toContain("landscape.dump_to_jsonl")
+  it("refuses an ELSPETH setting it does not implement instead of ignoring it", () => {
+    expect(errorText(BASE + "landscape: {backend: postgresql}\n")).toContain("s.yaml: landscape.backend: 'postgresql' is not supported")
   })
 
   it("rejects unknown top-level keys with a hint", () => {
     expect(errorText(BASE + "gatez: []\n")).toBe(
-      "s.yaml: gatez: unknown setting; did you mean 'gates'? (known: source, transforms, gates, aggregations, coalesce, sinks, default_sink, landscape, checkpoint, retry, concurrency, telemetry)"
+      "s.yaml: gatez: unknown setting; did you mean 'gates'? (known: source, transforms, gates, aggregations, coalesce, sinks, default_sink, landscape, payload_store, checkpoint, retry, concurrency, telemetry)"
     )
   })
 
