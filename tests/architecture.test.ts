@@ -205,7 +205,7 @@ const layerViolations = (edges: ReadonlyMap<string, ReadonlyArray<string>>): Arr
 }
 
 /** The SQL client packages the Landscape adapter is built on. */
-const SQL_PACKAGES = /^(@effect\/sql(-[a-z0-9-]+)?|better-sqlite3)(\/|$)/
+const SQL_PACKAGES = /^(@effect\/sql(-[a-z0-9-]+)?|better-sqlite3(-multiple-ciphers)?)(\/|$)/
 
 /** Modules below cli/ that may use a SQL client anyway, and why. */
 const SQL_ALLOWED: Readonly<Record<string, string>> = {

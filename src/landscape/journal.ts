@@ -47,11 +47,7 @@ export interface JournalOptions {
   readonly warn: (message: string) => void
 }
 
-/** The default journal of a Landscape file: its extension replaced by `.journal.jsonl`. */
-export const defaultJournalPath = (landscapeFile: string): string => {
-  const ext = NodePath.extname(landscapeFile)
-  return `${ext === "" ? landscapeFile : landscapeFile.slice(0, -ext.length)}.journal.jsonl`
-}
+export { defaultJournalPath } from "../core/journal-path.js"
 
 const QUEUE = "temp.runledger_journal_queue"
 /** Tables of the Landscape that are not its records. */

@@ -7,6 +7,7 @@ import { Effect, Either } from "effect"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { type CompiledExpression, parseExpression } from "../core/expression/index.js"
+import { defaultJournalPath } from "../core/journal-path.js"
 import type { NodeId } from "../core/ids.js"
 import { RECORD_TYPES } from "../services/export-store.js"
 import { type Graph, GraphBuilder, findCycle, unreachableSinks } from "./graph.js"
@@ -450,6 +451,12 @@ export const buildPipeline = (
       (settings.landscape?.url === undefined ? undefined : { url: settings.landscape.url, key: "landscape.url" })
     const landscapePath = landscape === undefined ? undefined : landscapeFile(landscape.url)
     if (landscape !== undefined && landscapePath !== undefined) claims.push({ key: landscape.key, path: landscapePath, role: "landscape" })
+    if (settings.landscape?.dump_to_jsonl === true) {
+      const journal = settings.landscape.dump_to_jsonl_path ?? (landscapePath === undefined ? undefined : defaultJournalPath(landscapePath))
+      if (journal !== undefined) {
+        claims.push({ key: settings.landscape.dump_to_jsonl_path === undefined ? "landscape.dump_to_jsonl" : "landscape.dump_to_jsonl_path", path: journal, role: "journal" })
+      }
+    }
     claims.push(...sinkFiles)
     if (exportSettings?.enabled === true && exportSettings.format === "csv") {
       // A CSV export writes one file per record type into a folder named like the sink path.

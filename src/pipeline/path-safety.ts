@@ -17,7 +17,7 @@ export interface PathClaim {
   readonly key: string
   /** As configured. */
   readonly path: string
-  readonly role: "source" | "sink" | "landscape" | "export"
+  readonly role: "source" | "sink" | "landscape" | "journal" | "export"
   /** The sink's name, for sink and export claims. */
   readonly sink?: string
   /** The part of the file this writer alone writes (a table): writers of different parts of one file do not conflict. */
@@ -93,6 +93,8 @@ const explain = (claim: PathClaim, other: PathClaim, resolved: string): string =
       return `${same}: ${writer} would overwrite the pipeline's input while it is read; write the output elsewhere`
     case "landscape":
       return `${same}: ${writer} would write into the Landscape (the audit database) of this run; write the output elsewhere`
+    case "journal":
+      return `${same}: ${writer} would write into the Landscape's change journal (landscape.dump_to_jsonl); write the output elsewhere`
     case "sink":
     case "export": {
       const otherWriter = other.role === "export" ? "the export" : `sink '${other.sink}'`

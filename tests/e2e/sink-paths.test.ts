@@ -51,6 +51,14 @@ const expectRefused = (args: ReadonlyArray<string>, ...needles: ReadonlyArray<st
 }
 
 describe("sink paths at validation", () => {
+  it("a sink naming the Landscape's change journal (given or derived from the URL) is refused", () => {
+    const given = settings([sink("out", "out.csv"), sink("copy", "j/journal.jsonl")].join("\n"), "landscape: {url: 'sqlite:///j/audit.db', dump_to_jsonl: true, dump_to_jsonl_path: j/journal.jsonl}")
+    expectRefused(["validate", "-s", given], "sinks.copy.options.path", "landscape.dump_to_jsonl_path", "change journal")
+    const derived = settings([sink("out", "out.csv"), sink("copy", "j/audit.journal.jsonl")].join("\n"), "landscape: {url: 'sqlite:///j/audit.db', dump_to_jsonl: true}")
+    expectRefused(["validate", "-s", derived], "sinks.copy.options.path", "landscape.dump_to_jsonl", join(dir, "j/audit.journal.jsonl"))
+    expect(existsSync(join(dir, "j"))).toBe(false)
+  })
+
   it("a sink naming the input file (relative, with ./) is refused by validate and run; the input is untouched", () => {
     const file = settings([sink("out", "./in.csv"), sink("copy", "copy.csv")].join("\n"))
     expectRefused(["validate", "-s", file], "sinks.out.options.path", "source.options.path", INPUT)
