@@ -102,6 +102,12 @@ const KEEP_HINT = "(normalize_fields: false keeps the headers as they are)"
 
 /** Applies normalisation and mapping to the raw header names; throws PluginRunError. */
 const buildHeaders = (path: string, raw: ReadonlyArray<string>, options: CsvOptions, normalize: boolean): Headers => {
+  const column = new Map<string, number>()
+  raw.forEach((h, i) => {
+    const first = column.get(h)
+    if (first !== undefined) throw runError(path, `duplicate field name '${h}' in the header (columns ${first + 1} and ${i + 1})`)
+    column.set(h, i)
+  })
   let names = [...raw]
   if (normalize) {
     names = raw.map((h) => {
