@@ -854,6 +854,12 @@ ${jsonSinkYaml("out", out)}default_sink: out
         sql<{ parent: string }>`SELECT parent_token_id AS parent FROM token_parents WHERE token_id = ${batch!.outputs[0]!} ORDER BY ordinal`
       )
       assert.deepStrictEqual(parents.map((p) => p.parent), batch!.members.slice(1))
+      // The output belongs to the first kept input's row, not to the refused one's.
+      const [output] = yield* trail((sql) =>
+        sql<{ id: number }>`SELECT json_extract(r.source_data_json, '$.id') AS id FROM tokens t JOIN rows r ON r.row_id = t.row_id
+          WHERE t.token_id = ${batch!.outputs[0]!}`
+      )
+      assert.strictEqual(output!.id, 2)
       assert.deepStrictEqual((yield* outcomesOf(batch!.members[0]!)).map((o) => o.outcome), ["QUARANTINED"])
       assert.deepStrictEqual((yield* outcomesOf(batch!.members[1]!)).map((o) => o.outcome), ["CONSUMED_IN_BATCH"])
     })))

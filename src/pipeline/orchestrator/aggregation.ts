@@ -241,7 +241,7 @@ export class Aggregations {
       error_json: null,
       completed_at: null
     })
-    const first = batch.members[0]!.token
+    let first = batch.members[0]!.token
     const crash = (message: string, cause?: unknown): never => {
       this.failBatch(step, batch, { message })
       throw new ProcessingCrash(`aggregation '${step.name}' failed: ${message}`, step.name, first.rowIndex, cause)
@@ -260,6 +260,8 @@ export class Aggregations {
     if (result.rowErrors !== undefined && result.rowErrors.length > 0) {
       const kept = this.quarantineRefused(step, batch, result.rowErrors)
       if (typeof kept === "string") return crash(kept)
+      // Outputs of the whole batch belong to its first input the plugin kept.
+      if (batch.members.length > 0) first = batch.members[0]!.token
       if (result.origins !== undefined) {
         const origins = result.origins.map((o) => kept.get(o) ?? -1)
         if (origins.includes(-1)) return crash("the plugin derived outputs from an input it refused")

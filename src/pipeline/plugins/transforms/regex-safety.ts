@@ -10,9 +10,15 @@
  * a construct it does not analyse) is refused too: this check fails closed.
  *
  * Each pattern is checked once per process (the answer is cached); the first check
- * also starts recheck's checker (about 0.1 s).
+ * also loads recheck and starts its checker (about 0.2 s together).
  */
-import { checkSync } from "recheck"
+import { createRequire } from "node:module"
+
+type Recheck = typeof import("recheck")
+
+/** recheck, loaded on first use: its 3 MB script would slow every start of the CLI. */
+let recheck: Recheck | undefined
+const loadRecheck = (): Recheck => (recheck ??= createRequire(import.meta.url)("recheck") as Recheck)
 
 export type RegexSafety = { readonly safe: true } | { readonly safe: false; readonly problem: string }
 
@@ -27,9 +33,9 @@ const cache = new Map<string, RegexSafety>()
 const clip = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n)}…` : s)
 
 const judge = (source: string, flags: string): RegexSafety => {
-  let d: ReturnType<typeof checkSync>
+  let d: ReturnType<Recheck["checkSync"]>
   try {
-    d = checkSync(source, flags, { timeout: CHECK_TIMEOUT_MS })
+    d = loadRecheck().checkSync(source, flags, { timeout: CHECK_TIMEOUT_MS })
   } catch (error) {
     return { safe: false, problem: `the backtracking check could not run (${error instanceof Error ? error.message : String(error)})` }
   }
