@@ -42,7 +42,7 @@ const settingsYaml = (csv: string, out: string): string => {
     "    plugin: batch_stats",
     "    trigger: {count: 100}",
     "    output_mode: transform",
-    "    options: {schema: {mode: observed}, value_field: amount, group_by: category}",
+    "    options: {schema: {mode: observed}, value_field: amount}",
     "sinks:",
     "  output:",
     "    plugin: csv",

@@ -670,6 +670,227 @@ ${jsonSinkYaml("out", out)}${jsonSinkYaml("errors", errors)}default_sink: out
     })))
 })
 
+interface RefusalView {
+  readonly outcome: string
+  readonly batch_id: string | null
+  readonly error_hash: string | null
+  readonly context_json: string | null
+  readonly state_status: string
+  readonly state_error: string | null
+  readonly error_details_json: string | null
+  readonly destination: string | null
+  readonly row_json: string | null
+}
+
+/** The terminal outcome, node state at `node` and transform error of `tokenId`. */
+const refusalOf = (tokenId: string, node: string) =>
+  trail((sql) =>
+    sql<RefusalView>`
+      SELECT o.outcome, o.batch_id, o.error_hash, o.context_json, s.status AS state_status, s.error_json AS state_error,
+        e.error_details_json, e.destination, e.row_json
+      FROM token_outcomes o
+      JOIN node_states s ON s.token_id = o.token_id
+      JOIN nodes n ON n.node_id = s.node_id AND n.run_id = s.run_id AND n.name = ${node}
+      LEFT JOIN transform_errors e ON e.state_id = s.state_id
+      WHERE o.token_id = ${tokenId} AND o.is_terminal = 1`
+  ).pipe(Effect.map((rows) => rows[0]!))
+
+/**
+ * A batch plugin that refuses the rows marked `bad` (per-row errors). `shape`: `each`
+ * returns the other rows marked `seen` (one per input, for passthrough), `sum` one row
+ * counting them, `bogus` refuses an input the batch does not have.
+ */
+const refusingBatch: TransformPlugin = {
+  kind: "transform",
+  name: "test_refusing",
+  description: "Refuses rows marked bad.",
+  batchAware: true,
+  create: (raw) =>
+    Effect.succeed({
+      _tag: "BatchTransform",
+      plugin: "test_refusing",
+      onError: undefined,
+      inputSchema: OBSERVED_SCHEMA,
+      outputSchema: OBSERVED_SCHEMA,
+      processBatch: (rows: ReadonlyArray<Row>) => {
+        const shape = (raw as { shape: string }).shape
+        const rowErrors = rows.flatMap((r, index) => (r.bad === true ? [{ index, reason: { reason: "bad_row", id: r.id } }] : []))
+        const kept = rows.filter((r) => r.bad !== true)
+        if (shape === "bogus") return { _tag: "Success", rows: kept, rowErrors: [{ index: rows.length, reason: { reason: "x" } }] }
+        if (shape === "sum") return { _tag: "Success", rows: [{ n: kept.length }], rowErrors }
+        return { _tag: "Success", rows: kept.map((r) => ({ ...r, seen: true })), rowErrors }
+      }
+    })
+}
+
+describe("per-row refusals in a batch", () => {
+  it.effect("batch_replicate copies 0: that row ends QUARANTINED with its reason, the rest of the batch goes on", () =>
+    withLandscape(Effect.gen(function*() {
+      const out = outPath()
+      const source = yield* makeQueueSource
+      const run = yield* startRun(
+        `
+source: {plugin: test_queue}
+aggregations:
+  - name: rep
+    plugin: batch_replicate
+    trigger: {count: 3}
+    options: {schema: {mode: observed}, max_copies: 5}
+sinks:
+${jsonSinkYaml("out", out)}default_sink: out
+`,
+        source
+      )
+      yield* source.offerAll([{ id: 1, copies: 2 }, { id: 2, copies: 0 }, { id: 3, copies: 6 }, { id: 4, copies: 1 }])
+      const result = yield* completed(run)
+      assert.deepStrictEqual(readJsonSink(out), [
+        { id: 1, copies: 2, copy_index: 0 },
+        { id: 1, copies: 2, copy_index: 1 },
+        { id: 4, copies: 1, copy_index: 0 }
+      ])
+      assert.strictEqual(result.rows_quarantined, 2)
+      assert.strictEqual(result.rows_expanded, 2)
+      assert.strictEqual(result.rows_succeeded, 3)
+      assert.strictEqual(result.rows_failed, 0)
+      const batches = yield* batchesOf(result.run_id)
+      assert.deepStrictEqual(batches.map((b) => [b.status, b.ids]), [["completed", [1, 2, 3]], ["completed", [4]]])
+      const refused = yield* refusalOf(yield* tokenOfRow(result.run_id, 2), "rep")
+      assert.strictEqual(refused.outcome, "QUARANTINED")
+      assert.strictEqual(refused.batch_id, batches[0]!.batch_id)
+      assert.isString(refused.error_hash)
+      const reason = { reason: "invalid_copies", field: "copies", value: 0, message: "'copies' must be between 1 and 5 (max_copies), got 0" }
+      assert.deepStrictEqual(JSON.parse(refused.context_json!), { reason: "transform_error", node: "rep", destination: "discard", error: reason })
+      assert.strictEqual(refused.state_status, "failed")
+      assert.deepStrictEqual(JSON.parse(refused.state_error!), reason)
+      assert.deepStrictEqual(JSON.parse(refused.error_details_json!), { ...reason, retryable: false, attempt: 1 })
+      assert.strictEqual(refused.destination, "discard")
+      assert.deepStrictEqual(JSON.parse(refused.row_json!), { id: 2, copies: 0 })
+      const over = yield* refusalOf(yield* tokenOfRow(result.run_id, 3), "rep")
+      assert.strictEqual(over.outcome, "QUARANTINED")
+      assert.strictEqual((JSON.parse(over.error_details_json!) as Row).value, 6)
+      // The kept inputs are EXPANDED into their own copies only.
+      const kept = yield* outcomesOf(yield* tokenOfRow(result.run_id, 1))
+      assert.deepStrictEqual(kept.map((o) => o.outcome), ["EXPANDED"])
+    })))
+
+  it.effect("a batch whose rows are all refused completes with no outputs; the run goes on", () =>
+    withLandscape(Effect.gen(function*() {
+      const out = outPath()
+      const source = yield* makeQueueSource
+      const run = yield* startRun(
+        `
+source: {plugin: test_queue}
+aggregations:
+  - name: rep
+    plugin: batch_replicate
+    trigger: {count: 2}
+    options: {schema: {mode: observed}}
+sinks:
+${jsonSinkYaml("out", out)}default_sink: out
+`,
+        source
+      )
+      yield* source.offerAll([{ id: 1, copies: 0 }, { id: 2, copies: 0 }, { id: 3, copies: 1 }])
+      const result = yield* completed(run)
+      assert.strictEqual(result.rows_quarantined, 2)
+      assert.deepStrictEqual(readJsonSink(out), [{ id: 3, copies: 1, copy_index: 0 }])
+      const batches = yield* batchesOf(result.run_id)
+      assert.deepStrictEqual(batches.map((b) => [b.status, b.outputs.length]), [["completed", 0], ["completed", 1]])
+    })))
+
+  it.effect("passthrough: refused rows are QUARANTINED, the others continue as the same tokens", () =>
+    withLandscape(Effect.gen(function*() {
+      const out = outPath()
+      const source = yield* makeQueueSource
+      const run = yield* startRun(
+        `
+source: {plugin: test_queue}
+aggregations:
+  - name: refuse
+    plugin: test_refusing
+    trigger: {count: 3}
+    output_mode: passthrough
+    options: {shape: each}
+sinks:
+${jsonSinkYaml("out", out)}default_sink: out
+`,
+        source,
+        QUIET,
+        [refusingBatch]
+      )
+      yield* source.offerAll([{ id: 1 }, { id: 2, bad: true }, { id: 3 }])
+      const result = yield* completed(run)
+      assert.deepStrictEqual(readJsonSink(out), [{ id: 1, seen: true }, { id: 3, seen: true }])
+      const refused = yield* outcomesOf(yield* tokenOfRow(result.run_id, 2))
+      assert.deepStrictEqual(refused.map((o) => o.outcome), ["BUFFERED", "QUARANTINED"])
+      const kept = yield* outcomesOf(yield* tokenOfRow(result.run_id, 3))
+      assert.deepStrictEqual(kept.map((o) => o.outcome), ["BUFFERED", "COMPLETED"])
+    })))
+
+  it.effect("transform mode without origins: refused rows are not consumed nor parents of the outputs", () =>
+    withLandscape(Effect.gen(function*() {
+      const out = outPath()
+      const source = yield* makeQueueSource
+      const run = yield* startRun(
+        `
+source: {plugin: test_queue}
+aggregations:
+  - name: refuse
+    plugin: test_refusing
+    trigger: {count: 3}
+    options: {shape: sum}
+sinks:
+${jsonSinkYaml("out", out)}default_sink: out
+`,
+        source,
+        QUIET,
+        [refusingBatch]
+      )
+      yield* source.offerAll([{ id: 1, bad: true }, { id: 2 }, { id: 3 }])
+      const result = yield* completed(run)
+      assert.deepStrictEqual(readJsonSink(out), [{ n: 2 }])
+      const [batch] = yield* batchesOf(result.run_id)
+      const parents = yield* trail((sql) =>
+        sql<{ parent: string }>`SELECT parent_token_id AS parent FROM token_parents WHERE token_id = ${batch!.outputs[0]!} ORDER BY ordinal`
+      )
+      assert.deepStrictEqual(parents.map((p) => p.parent), batch!.members.slice(1))
+      // The output belongs to the first kept input's row, not to the refused one's.
+      const [output] = yield* trail((sql) =>
+        sql<{ id: number }>`SELECT json_extract(r.source_data_json, '$.id') AS id FROM tokens t JOIN rows r ON r.row_id = t.row_id
+          WHERE t.token_id = ${batch!.outputs[0]!}`
+      )
+      assert.strictEqual(output!.id, 2)
+      assert.deepStrictEqual((yield* outcomesOf(batch!.members[0]!)).map((o) => o.outcome), ["QUARANTINED"])
+      assert.deepStrictEqual((yield* outcomesOf(batch!.members[1]!)).map((o) => o.outcome), ["CONSUMED_IN_BATCH"])
+    })))
+
+  it.effect("a refusal naming no input of the batch fails the run; every member ends FAILED", () =>
+    withLandscape(Effect.gen(function*() {
+      const out = outPath()
+      const source = yield* makeQueueSource
+      const run = yield* startRun(
+        `
+source: {plugin: test_queue}
+aggregations:
+  - name: refuse
+    plugin: test_refusing
+    trigger: {count: 2}
+    options: {shape: bogus}
+sinks:
+${jsonSinkYaml("out", out)}default_sink: out
+`,
+        source,
+        QUIET,
+        [refusingBatch]
+      )
+      yield* source.offerAll([{ id: 1 }, { id: 2 }])
+      yield* run.settle
+      const error = yield* failedRun(yield* finish(run))
+      assert.include(error.message, "refused input 2, which is not one of the batch's 2 inputs")
+      assert.strictEqual(error.result?.rows_failed, 2)
+    })))
+})
+
 /** A transform that fails retryably on rows with `flaky: true` (every attempt). */
 const flakyTransform: TransformPlugin = {
   kind: "transform",

@@ -15,7 +15,14 @@ export interface TextEncoding {
   readonly name: "utf-8" | "utf-8-sig" | "latin-1" | "cp1252"
   /** True when the bytes reaching the parser may be invalid UTF-8 and must be checked. */
   readonly needsCheck: boolean
+  /** A leading UTF-8 byte order mark is removed (never part of the data). */
   readonly stripBom: boolean
+  /**
+   * The encoding does not announce a byte order mark (`utf-8`): Python would decode
+   * one as the character U+FEFF at the start of the data. The sources remove it all
+   * the same, and warn that `utf-8-sig` says so.
+   */
+  readonly unexpectedBom: boolean
   /** A fresh, stateful converter from input chunks to UTF-8 bytes. */
   readonly makeTranscoder: () => (chunk: Buffer) => Buffer
 }
@@ -68,16 +75,17 @@ export const resolveEncoding = (label: string): TextEncoding | undefined => {
       return undefined
     case "utf-8":
     case "utf-8-sig":
-      return { name, needsCheck: true, stripBom: name === "utf-8-sig", makeTranscoder: () => (chunk) => chunk }
+      return { name, needsCheck: true, stripBom: true, unexpectedBom: name === "utf-8", makeTranscoder: () => (chunk) => chunk }
     case "latin-1":
       return {
         name,
         needsCheck: false,
         stripBom: false,
+        unexpectedBom: false,
         makeTranscoder: () => (chunk) => Buffer.from(chunk.toString("latin1"), "utf8")
       }
     case "cp1252":
-      return { name, needsCheck: true, stripBom: false, makeTranscoder: cp1252Transcoder }
+      return { name, needsCheck: true, stripBom: false, unexpectedBom: false, makeTranscoder: cp1252Transcoder }
   }
 }
 

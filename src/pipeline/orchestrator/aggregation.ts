@@ -15,14 +15,15 @@
  * reason; batch_members link the inputs and batch_outputs the outputs. In `transform`
  * mode inputs end CONSUMED_IN_BATCH and the outputs are new tokens whose parents are
  * the inputs; in `passthrough` mode inputs are BUFFERED until the flush and then
- * continue with their new content.
+ * continue with their new content. An input the plugin refuses (a per-row error) ends
+ * QUARANTINED with its error while the rest of the batch goes on.
  */
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { evaluateExpression, isTruthy } from "../../core/expression/index.js"
 import { newBatchId, newGroupId } from "../../core/ids.js"
 import type { NodeStateRecord, TriggerType } from "../../services/records.js"
 import type { AggregationStep, PipelinePlan, Target } from "../build.js"
-import type { Row } from "../plugins/protocol.js"
+import type { BatchRowError, Row } from "../plugins/protocol.js"
 import { ProcessingCrash, type ScheduleTimeout, type Token } from "./tokens.js"
 import type { BatchState } from "./checkpoint-state.js"
 import type { TrailBuffer } from "./trail-buffer.js"
@@ -240,7 +241,7 @@ export class Aggregations {
       error_json: null,
       completed_at: null
     })
-    const first = batch.members[0]!.token
+    let first = batch.members[0]!.token
     const crash = (message: string, cause?: unknown): never => {
       this.failBatch(step, batch, { message })
       throw new ProcessingCrash(`aggregation '${step.name}' failed: ${message}`, step.name, first.rowIndex, cause)
@@ -255,6 +256,17 @@ export class Aggregations {
       // A batch error result drops the whole batch: no on_error routing for batches.
       this.failBatch(step, batch, { batch_error: result.reason })
       return
+    }
+    if (result.rowErrors !== undefined && result.rowErrors.length > 0) {
+      const kept = this.quarantineRefused(step, batch, result.rowErrors)
+      if (typeof kept === "string") return crash(kept)
+      // Outputs of the whole batch belong to its first input the plugin kept.
+      if (batch.members.length > 0) first = batch.members[0]!.token
+      if (result.origins !== undefined) {
+        const origins = result.origins.map((o) => kept.get(o) ?? -1)
+        if (origins.includes(-1)) return crash("the plugin derived outputs from an input it refused")
+        result = { ...result, origins }
+      }
     }
     const outputs: ReadonlyArray<Row> = result.rows
     const mode = step.settings.output_mode ?? "transform"
@@ -313,6 +325,60 @@ export class Aggregations {
       })
     }
     this.complete(batch, trigger, reason)
+  }
+
+  /**
+   * Inputs the plugin refused (`rowErrors`) end QUARANTINED with their error, recorded
+   * in `transform_errors` like a row transform's error with `on_error: discard`, and
+   * leave the batch, which goes on with the rest. Returns the new index of each kept
+   * input by its old one, or why the plugin's answer is unusable.
+   */
+  private quarantineRefused(
+    step: AggregationStep,
+    batch: Batch,
+    rowErrors: ReadonlyArray<BatchRowError>
+  ): ReadonlyMap<number, number> | string {
+    const refused = new Map<number, BatchRowError>()
+    for (const e of rowErrors) {
+      if (!(Number.isInteger(e.index) && e.index >= 0 && e.index < batch.members.length) || refused.has(e.index)) {
+        return `the plugin refused input ${e.index}, which is not one of the batch's ${batch.members.length} inputs (or refused it twice)`
+      }
+      refused.set(e.index, e)
+    }
+    const trail = this.trail
+    const kept = new Map<number, number>()
+    const members: Array<Member> = []
+    batch.members.forEach((m, i) => {
+      const e = refused.get(i)
+      if (e === undefined) {
+        kept.set(i, members.length)
+        members.push(m)
+        return
+      }
+      const errorJson = canonicalJsonUnsafe(e.reason)
+      trail.close(m.state, "failed", m.started, null, e.reason)
+      trail.records.push(m.state, {
+        _tag: "TransformError",
+        error_id: `err_${m.state.state_id.slice(3)}`,
+        run_id: trail.runId,
+        token_id: m.token.tokenId,
+        node_id: step.nodeId,
+        state_id: m.state.state_id,
+        row_hash: m.state.input_hash,
+        row_json: canonicalJsonUnsafe(m.token.row),
+        error_details_json: canonicalJsonUnsafe({ ...e.reason, retryable: false, attempt: 1 }),
+        destination: "discard",
+        created_at: trail.nowIso()
+      })
+      trail.direct(m.token.tokenId, "QUARANTINED", {
+        batch_id: batch.batchId,
+        error_hash: sha256Hex(errorJson),
+        context_json: canonicalJsonUnsafe({ reason: "transform_error", node: step.name, destination: "discard", error: e.reason })
+      })
+    })
+    // The batch is out of the open buffers: what follows (and a crash) sees only the kept inputs.
+    batch.members.splice(0, batch.members.length, ...members)
+    return kept
   }
 
   private complete(batch: Batch, trigger: TriggerType, reason: string): void {

@@ -176,8 +176,24 @@ export type BatchResult =
      * instead of being consumed into outputs of the whole batch.
      */
     readonly origins?: ReadonlyArray<number>
+    /**
+     * Inputs the plugin could not use, by index, each with a structured reason
+     * (`{reason: "invalid_copies", field, value}`). The rest of the batch goes on:
+     * each such input ends QUARANTINED (its error in `transform_errors`) and has no
+     * outputs — `rows` and `origins` cover only the other inputs (`origins` still
+     * counts indices over the whole batch; in passthrough mode `rows` holds one row
+     * per remaining input, in order).
+     */
+    readonly rowErrors?: ReadonlyArray<BatchRowError>
   }
   | { readonly _tag: "Error"; readonly reason: Row }
+
+/** One input of a batch that a batch plugin refused (see `BatchResult.rowErrors`). */
+export interface BatchRowError {
+  /** The input's index in the batch. */
+  readonly index: number
+  readonly reason: Row
+}
 
 export interface BatchTransformInstance {
   readonly _tag: "BatchTransform"

@@ -31,6 +31,25 @@ export const EncodingOption = Schema.String.pipe(
   Schema.annotations({ title: `an encoding (${SUPPORTED_ENCODINGS})` })
 )
 
+/**
+ * Warns once per source instance (`warn()`) that a file declared `utf-8` started with
+ * a byte order mark, which was removed: Python's `utf-8` codec would have kept it as
+ * the character U+FEFF in the first value (a header `\ufeffid`, a JSON line that does
+ * not parse). The warning goes to stderr, beside the CLI's other warnings.
+ */
+export const bomWarning = (plugin: string, path: string, encoding: TextEncoding): (() => void) | undefined => {
+  if (!encoding.unexpectedBom) return undefined
+  let warned = false
+  return () => {
+    if (warned) return
+    warned = true
+    process.stderr.write(
+      `warning: ${plugin} source: '${path}' starts with a UTF-8 byte order mark (BOM) although its encoding is ` +
+        `'${encoding.name}'; the BOM was removed and is not part of the data. Set encoding: utf-8-sig to declare it.\n`
+    )
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Options shared by sources
 
@@ -117,7 +136,13 @@ export async function* readChunks(plugin: string, path: string, start = 0): Asyn
 export const dataChunks = (
   plugin: string,
   path: string,
-  options: { readonly stripBom: boolean; readonly skipRows: number; readonly from: number | undefined }
+  options: {
+    readonly stripBom: boolean
+    readonly skipRows: number
+    readonly from: number | undefined
+    /** Called when a byte order mark was removed. */
+    readonly onBom?: () => void
+  }
 ): { readonly chunks: AsyncGenerator<Buffer>; readonly origin: () => number } => {
   const start = options.from ?? 0
   let read = 0
@@ -132,7 +157,7 @@ export const dataChunks = (
     const raw = counted()
     const kept = options.from !== undefined
       ? raw
-      : skipLines(options.stripBom ? stripUtf8Bom(raw) : raw, options.skipRows)
+      : skipLines(options.stripBom ? stripUtf8Bom(raw, options.onBom) : raw, options.skipRows)
     for await (const chunk of kept) {
       // The stages before pass every byte they read on, the current chunk's included,
       // except the ones they drop: what was read before this chunk's bytes is the prefix.
@@ -197,8 +222,11 @@ export const offsetMapFor = (encoding: TextEncoding): OffsetMap => {
   }
 }
 
-/** Removes a leading UTF-8 byte order mark from a chunk sequence. */
-export async function* stripUtf8Bom(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+/** Whether `bytes` start with a UTF-8 byte order mark. */
+export const startsWithUtf8Bom = (bytes: Uint8Array): boolean => bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
+
+/** Removes a leading UTF-8 byte order mark from a chunk sequence; `onBom` hears of it. */
+export async function* stripUtf8Bom(chunks: AsyncIterable<Buffer>, onBom?: () => void): AsyncGenerator<Buffer> {
   let head = Buffer.alloc(0)
   let decided = false
   for await (const chunk of chunks) {
@@ -209,7 +237,12 @@ export async function* stripUtf8Bom(chunks: AsyncIterable<Buffer>): AsyncGenerat
     head = Buffer.concat([head, chunk])
     if (head.length < 3) continue
     decided = true
-    yield head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? head.subarray(3) : head
+    if (startsWithUtf8Bom(head)) {
+      onBom?.()
+      yield head.subarray(3)
+    } else {
+      yield head
+    }
   }
   if (!decided && head.length > 0) {
     const isBomPrefix = head.every((b, i) => b === [0xef, 0xbb, 0xbf][i])

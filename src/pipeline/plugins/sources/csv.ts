@@ -1,6 +1,10 @@
 /**
  * The `csv` source: streams a delimited text file row by row.
  *
+ * Header names are normalised to identifiers by default (`"  Amount (USD) "` →
+ * `amount_usd`, see normalize.ts), as ELSPETH always does; `normalize_fields: false`
+ * keeps them verbatim and `columns` names the columns of a headerless file.
+ *
  * Bytes flow file → (BOM removal) → `skip_rows` → transcoding to UTF-8 → csv-parse,
  * which works on bytes and hands back each field's bytes. For `utf-8` files every
  * field is then checked: a record holding an invalid byte sequence becomes an invalid
@@ -29,6 +33,7 @@ import type { Row, SourceInstance, SourceItem, SourcePlugin, SourcePosition, Sou
 import { PluginConfigError, PluginRunError, putField } from "../protocol.js"
 import { coerceSourceRow, parseSchemaConfig } from "../schema.js"
 import {
+  bomWarning,
   dataChunks,
   decodeChecked,
   decodeLossy,
@@ -68,7 +73,7 @@ const CsvOptions = Schema.Struct({
   encoding: Schema.optionalWith(EncodingOption, { default: () => "utf-8" }),
   skip_rows: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
   columns: Schema.optional(Schema.Array(NotKeyword)),
-  normalize_fields: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  normalize_fields: Schema.optional(Schema.Boolean),
   field_mapping: Schema.optional(Schema.Record({ key: Schema.String, value: NotKeyword }))
 })
 type CsvOptions = typeof CsvOptions.Type
@@ -86,20 +91,35 @@ interface Headers {
   readonly original: ReadonlyMap<string, string>
 }
 
+/**
+ * Whether header names are normalised: by default when the file has a header (as
+ * ELSPETH always does), never for `columns`; `normalize_fields: false` keeps them as
+ * they are.
+ */
+const normalizes = (options: CsvOptions): boolean => options.normalize_fields ?? options.columns === undefined
+
+const KEEP_HINT = "(normalize_fields: false keeps the headers as they are)"
+
 /** Applies normalisation and mapping to the raw header names; throws PluginRunError. */
-const buildHeaders = (path: string, raw: ReadonlyArray<string>, options: CsvOptions): Headers => {
+const buildHeaders = (path: string, raw: ReadonlyArray<string>, options: CsvOptions, normalize: boolean): Headers => {
+  const column = new Map<string, number>()
+  raw.forEach((h, i) => {
+    const first = column.get(h)
+    if (first !== undefined) throw runError(path, `duplicate field name '${h}' in the header (columns ${first + 1} and ${i + 1})`)
+    column.set(h, i)
+  })
   let names = [...raw]
-  if (options.normalize_fields) {
+  if (normalize) {
     names = raw.map((h) => {
       const r = normalizeHeader(h)
-      if (!r.ok) throw runError(path, `normalize_fields: ${r.message}`)
+      if (!r.ok) throw runError(path, `header normalisation: ${r.message} ${KEEP_HINT}`)
       return r.name
     })
     const seen = new Map<string, string>()
     raw.forEach((h, i) => {
       const other = seen.get(names[i]!)
       if (other !== undefined) {
-        throw runError(path, `normalize_fields: headers '${other}' and '${h}' both normalise to '${names[i]}'`)
+        throw runError(path, `header normalisation: headers '${other}' and '${h}' both normalise to '${names[i]}' ${KEEP_HINT}`)
       }
       seen.set(names[i]!, h)
     })
@@ -429,20 +449,27 @@ export const csvParseOptions = (delimiter: string): CsvParseOptions => ({
  * before each) in order, in batches of whatever the parser has ready: a batch is
  * yielded as soon as the parser has taken all the input there is, never held for more.
  *
- * From the start of the file, the data begins after the BOM (`utf-8-sig`) and the
- * `skip_rows` lines; with `from`, at that position (a record boundary, where a fresh
- * parser and transcoder start in the state a continuing read is in).
+ * From the start of the file, the data begins after the BOM (`utf-8-sig`, and `utf-8`
+ * with a warning through `onBom`) and the `skip_rows` lines; with `from`, at that
+ * position (a record boundary, where a fresh parser and transcoder start in the state a
+ * continuing read is in).
  */
 async function* parseRecords(
   path: string,
   options: CsvOptions,
   encoding: TextEncoding,
-  from?: SourcePosition
+  from: SourcePosition | undefined,
+  onBom: (() => void) | undefined
 ): AsyncGenerator<ReadonlyArray<ParsedRecord>> {
   const pendingErrors: Array<ParseErrorInfo> = []
   /** Lines before the data the parser sees (its first line is line 1). */
   const lineOffset = from?.line ?? options.skip_rows
-  const data = dataChunks(PLUGIN, path, { stripBom: encoding.stripBom, skipRows: options.skip_rows, from: from?.bytes })
+  const data = dataChunks(PLUGIN, path, {
+    stripBom: encoding.stripBom,
+    skipRows: options.skip_rows,
+    from: from?.bytes,
+    ...(onBom === undefined ? {} : { onBom })
+  })
   const offsets = offsetMapFor(encoding)
   /** The file position of an offset in the (UTF-8) bytes the parser was given, on `line` of them. */
   const positionAt = (parsed: number, line: number): SourcePosition => ({
@@ -534,14 +561,16 @@ type Start = SourceRestart | undefined
 const makeInstance = (options: CsvOptions, schema: SourceInstance["schema"], encoding: TextEncoding): SourceInstance => {
   let headers: Headers | undefined
   const path = options.path
+  const normalize = normalizes(options)
+  const onBom = bomWarning(PLUGIN, path, encoding)
   const headerOf = (record: ParsedRecord): Headers => {
     const decoded = decodeFields(record.fields, encoding)
     if (!decoded.ok) throw runError(path, `the header (line ${record.line}) is not valid ${encoding.name} text`)
-    return buildHeaders(path, decoded.values, options)
+    return buildHeaders(path, decoded.values, options, normalize)
   }
   /** The header at the top of the file, or undefined when the file has no record. */
   const readHeader = async (): Promise<Headers | undefined> => {
-    for await (const records of parseRecords(path, options, encoding)) {
+    for await (const records of parseRecords(path, options, encoding, undefined, onBom)) {
       const first = records.find((r) => r.line >= 0)
       if (first !== undefined) return headerOf(first)
     }
@@ -550,7 +579,7 @@ const makeInstance = (options: CsvOptions, schema: SourceInstance["schema"], enc
   async function* items(start: Start): AsyncGenerator<ReadonlyArray<SourceItem>> {
     headers = undefined
     let current: Headers | undefined = options.columns !== undefined
-      ? buildHeaders(path, options.columns, options)
+      ? buildHeaders(path, options.columns, options, normalize)
       : undefined
     if (start !== undefined && current === undefined) {
       current = await readHeader()
@@ -566,7 +595,7 @@ const makeInstance = (options: CsvOptions, schema: SourceInstance["schema"], enc
       error,
       position
     })
-    for await (const records of parseRecords(path, options, encoding, start?.position)) {
+    for await (const records of parseRecords(path, options, encoding, start?.position, onBom)) {
       const batch: Array<SourceItem> = []
       for (const record of records) {
         for (const e of record.errorsBefore) {
@@ -642,11 +671,11 @@ export const csvSource: SourcePlugin = {
     Effect.gen(function*() {
       const options = yield* decodeOptions(PLUGIN, CsvOptions, rawOptions)
       const schema = yield* parseSchemaConfig(PLUGIN, options.schema)
-      if (options.columns !== undefined && options.normalize_fields) {
+      if (options.columns !== undefined && options.normalize_fields === true) {
         return yield* configError("normalize_fields", true, "normalize_fields cannot be combined with columns (a file with columns has no header to normalise)")
       }
-      if (options.field_mapping !== undefined && options.columns === undefined && !options.normalize_fields) {
-        return yield* configError("field_mapping", options.field_mapping, "field_mapping requires normalize_fields: true or columns")
+      if (options.field_mapping !== undefined && options.columns === undefined && options.normalize_fields === false) {
+        return yield* configError("field_mapping", options.field_mapping, "field_mapping renames normalised headers, so it cannot be combined with normalize_fields: false")
       }
       if (options.columns !== undefined) {
         if (options.columns.length === 0) return yield* configError("columns", options.columns, "columns must name at least one column")

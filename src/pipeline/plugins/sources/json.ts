@@ -15,7 +15,9 @@
  * - a list that is cut off (a truncated file) or whose brackets stop matching yields
  *   the elements before that point, then one quarantined item holding the rest of the
  *   file as raw text.
- * Raw text in quarantined items is cut at `INPUT_LIMITS.rawTextBytes`.
+ * Raw text in quarantined items is cut at `INPUT_LIMITS.rawTextBytes`. A leading byte
+ * order mark is removed for `utf-8` too (with a warning; Python's `json` would refuse
+ * the file or its first line).
  *
  * JSON numbers become JS numbers: `3.0` and `3` are the same value. The bare
  * constants NaN/Infinity are not JSON and do not parse.
@@ -27,6 +29,7 @@ import type { Row, SchemaConfig, SourceInstance, SourceItem, SourcePlugin, Sourc
 import { coerceSourceRow, parseSchemaConfig } from "../schema.js"
 import type { TextEncoding } from "./common.js"
 import {
+  bomWarning,
   dataChunks,
   decodeChecked,
   decodeLossy,
@@ -37,6 +40,7 @@ import {
   resolveEncoding,
   SourceCommonFields,
   splitLines,
+  startsWithUtf8Bom,
   streamBatches
 } from "./common.js"
 import type { JsonLimits, JsonParsed, LargeInteger } from "./json-parse.js"
@@ -119,7 +123,8 @@ const describeJson = (value: unknown): string =>
 async function* readArrayFile(
   options: JsonOptions,
   schema: SchemaConfig,
-  encoding: TextEncoding
+  encoding: TextEncoding,
+  onBom: (() => void) | undefined
 ): AsyncGenerator<ReadonlyArray<SourceItem>> {
   const path = options.path
   let bytes: Buffer
@@ -128,7 +133,10 @@ async function* readArrayFile(
   } catch (error) {
     throw fileError(PLUGIN, path, error)
   }
-  if (encoding.stripBom && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3)
+  if (encoding.stripBom && startsWithUtf8Bom(bytes)) {
+    onBom?.()
+    bytes = bytes.subarray(3)
+  }
   const utf8 = encoding.makeTranscoder()(bytes)
   const lines = new LineCounter(utf8)
   const rawFrom = (start: number): RawText => rawTextOfBytes(utf8.subarray(start))
@@ -288,9 +296,15 @@ async function* readLinesFile(
   options: JsonOptions,
   schema: SchemaConfig,
   encoding: TextEncoding,
-  from?: SourcePosition
+  from: SourcePosition | undefined,
+  onBom: (() => void) | undefined
 ): AsyncGenerator<ReadonlyArray<SourceItem>> {
-  const data = dataChunks(PLUGIN, options.path, { stripBom: encoding.stripBom, skipRows: 0, from: from?.bytes })
+  const data = dataChunks(PLUGIN, options.path, {
+    stripBom: encoding.stripBom,
+    skipRows: 0,
+    from: from?.bytes,
+    ...(onBom === undefined ? {} : { onBom })
+  })
   const offsets = offsetMapFor(encoding)
   async function* utf8(): AsyncGenerator<Buffer> {
     const transcode = encoding.makeTranscoder()
@@ -335,23 +349,24 @@ export const jsonSource: SourcePlugin = {
       const schema = yield* parseSchemaConfig(PLUGIN, options.schema)
       const encoding = resolveEncoding(options.encoding)!
       const format = options.format ?? defaultFormat(options.path)
+      const onBom = bomWarning(PLUGIN, options.path, encoding)
       if (format === "json") {
         const instance: SourceInstance = {
           plugin: PLUGIN,
           onValidationFailure: options.on_validation_failure,
           schema,
-          read: streamBatches(PLUGIN, () => readArrayFile(options, schema, encoding))
+          read: streamBatches(PLUGIN, () => readArrayFile(options, schema, encoding, onBom))
         }
         return instance
       }
-      const read = streamBatches(PLUGIN, () => readLinesFile(options, schema, encoding))
+      const read = streamBatches(PLUGIN, () => readLinesFile(options, schema, encoding, undefined, onBom))
       const instance: SourceInstance = {
         plugin: PLUGIN,
         onValidationFailure: options.on_validation_failure,
         schema,
         read,
         readFrom: (at) =>
-          at.items === 0 ? read : streamBatches(PLUGIN, () => readLinesFile(options, schema, encoding, at.position))
+          at.items === 0 ? read : streamBatches(PLUGIN, () => readLinesFile(options, schema, encoding, at.position, onBom))
       }
       return instance
     })

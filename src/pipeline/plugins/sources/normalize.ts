@@ -1,5 +1,6 @@
 /**
- * Header normalisation of the CSV source (`normalize_fields: true`).
+ * Header normalisation of the CSV source (on unless `normalize_fields: false`), the
+ * algorithm of ELSPETH's `normalize_field_name`.
  */
 import { isIdentifier, PYTHON_KEYWORDS } from "../options.js"
 import { pyStrip } from "./common.js"

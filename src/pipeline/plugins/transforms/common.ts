@@ -71,3 +71,34 @@ export const copyRow = (row: Row): Record<string, unknown> => Object.fromEntries
 /** A value for an error message about a batch row: `'text'`, `null`, `a list`, `an object`, `3`. */
 export const describeValue = (v: unknown): string =>
   v === null ? "null" : typeof v === "string" ? `'${v}'` : Array.isArray(v) ? "a list" : typeof v === "object" ? "an object" : String(v)
+
+/**
+ * Python's type name of a row value, for error details: `str`, `int`, `float`,
+ * `bool`, `NoneType`, `list`, `dict`. A JS number is an `int` when integral.
+ */
+export const pyTypeName = (v: unknown): string => {
+  if (v === null || v === undefined) return "NoneType"
+  if (typeof v === "string") return "str"
+  if (typeof v === "boolean") return "bool"
+  if (typeof v === "bigint") return "int"
+  if (typeof v === "number") return Number.isInteger(v) && !Object.is(v, -0) ? "int" : "float"
+  if (Array.isArray(v)) return "list"
+  return "dict"
+}
+
+/** Python's `==` on JSON-like values: numbers by value, lists in order, mappings regardless of key order. */
+export const pyEquals = (a: unknown, b: unknown): boolean => {
+  if (typeof a === "bigint" || typeof b === "bigint") {
+    return (typeof a === "bigint" || typeof a === "number") && (typeof b === "bigint" || typeof b === "number") &&
+      a == b // loose: a bigint equals a number of the same value
+  }
+  if (a === b) return true
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => pyEquals(x, b[i]))
+  }
+  const ka = Object.keys(a)
+  const kb = Object.keys(b)
+  return ka.length === kb.length &&
+    ka.every((k) => hasOwn(b, k) && pyEquals((a as Row)[k], (b as Row)[k]))
+}

@@ -5,11 +5,13 @@
  * (`meta.source`); a target is a plain key. A found value is written to the target
  * (an existing key keeps its position, a new key is appended); when not
  * `select_only`, a plain (undotted) source key is removed first. So a rename moves
- * the field to the end, and `{a: a}` moves `a` to the end.
+ * the field to the end, and `{a: a}` moves `a` to the end. Two sources mapped to one
+ * target are refused at load time: one of the two values would be lost.
  */
 import { Effect, Schema } from "effect"
+import { joinKey } from "../options.js"
 import type { Row, RowTransformInstance, TransformPlugin } from "../protocol.js"
-import { TransformResult } from "../protocol.js"
+import { PluginConfigError, TransformResult } from "../protocol.js"
 import { OBSERVED_SCHEMA } from "../schema.js"
 import { decodeTransform, hasOwn, makeInputValidator, TransformCommonFields } from "./common.js"
 
@@ -67,6 +69,20 @@ export const fieldMapperTransform: TransformPlugin = {
       const { inputSchema, options, schema } = yield* decodeTransform(PLUGIN, FieldMapperOptions, raw)
       const check = makeInputValidator(PLUGIN, options.validate_input, schema)
       const mapping = Object.entries(options.mapping)
+      const sourceOf = new Map<string, string>()
+      for (const [source, target] of mapping) {
+        const earlier = sourceOf.get(target)
+        if (earlier !== undefined) {
+          return yield* new PluginConfigError({
+            plugin: PLUGIN,
+            key: joinKey("mapping", source),
+            value: target,
+            message: `sources '${earlier}' and '${source}' both map to target '${target}': ` +
+              `the value of one would be lost; map each to its own target`
+          })
+        }
+        sourceOf.set(target, source)
+      }
       const instance: RowTransformInstance = {
         _tag: "RowTransform",
         plugin: PLUGIN,

@@ -3,11 +3,13 @@
  *
  * Children are the row without the list field plus `output_field` (the element) and,
  * with `include_index`, `item_index` (0-based); a key already present keeps its
- * position. An empty list gives one child with nulls. A missing or non-list field
- * stops the run: there is no `on_error` for this transform.
+ * position. An empty list has nothing to explode: it is an error result
+ * (`{reason: "invalid_input", field, error: "empty array"}`) that goes to `on_error`
+ * (without one the run fails), as in ELSPETH. A missing or non-list field stops the
+ * run: the pipeline's data is not what the settings say.
  */
 import { Effect, Schema } from "effect"
-import { decodeOptions } from "../options.js"
+import { decodeOptions, Destination } from "../options.js"
 import type { Row, RowTransformInstance, TransformPlugin } from "../protocol.js"
 import { PluginConfigError, PluginRunError, setField, TransformResult } from "../protocol.js"
 import { OBSERVED_SCHEMA, parseSchemaConfig } from "../schema.js"
@@ -15,10 +17,13 @@ import { hasOwn } from "./common.js"
 
 const PLUGIN = "json_explode"
 
+const NonEmptyName = Schema.String.pipe(Schema.filter((s) => s !== "" || "expected a field name, got an empty string"))
+
 const JsonExplodeOptions = Schema.Struct({
   schema: Schema.Unknown,
-  array_field: Schema.String,
-  output_field: Schema.optionalWith(Schema.String, { default: () => "item" }),
+  on_error: Schema.optional(Destination),
+  array_field: NonEmptyName,
+  output_field: Schema.optionalWith(NonEmptyName, { default: () => "item" }),
   include_index: Schema.optionalWith(Schema.Boolean, { default: () => true })
 })
 
@@ -32,18 +37,18 @@ export const jsonExplodeTransform: TransformPlugin = {
   batchAware: false,
   create: (raw) =>
     Effect.gen(function*() {
-      if (typeof raw === "object" && raw !== null && hasOwn(raw, "on_error")) {
-        return yield* new PluginConfigError({
-          plugin: PLUGIN,
-          key: "on_error",
-          value: (raw as Row)["on_error"],
-          message: "json_explode has no on_error: a missing or non-list field always stops the run"
-        })
-      }
       const options = yield* decodeOptions(PLUGIN, JsonExplodeOptions, raw)
       const schema = yield* parseSchemaConfig(PLUGIN, options.schema)
       const { array_field: arrayField, include_index: withIndex, output_field: outputField } = options
-      const child = (base: Row, element: unknown, index: number | null): Row => {
+      if (outputField === arrayField) {
+        return yield* new PluginConfigError({
+          plugin: PLUGIN,
+          key: "output_field",
+          value: outputField,
+          message: `output_field and array_field must differ, both are '${outputField}'`
+        })
+      }
+      const child = (base: Row, element: unknown, index: number): Row => {
         const out: Record<string, unknown> = { ...base }
         setField(out, outputField, element)
         if (withIndex) setField(out, "item_index", index)
@@ -52,7 +57,7 @@ export const jsonExplodeTransform: TransformPlugin = {
       const instance: RowTransformInstance = {
         _tag: "RowTransform",
         plugin: PLUGIN,
-        onError: undefined,
+        onError: options.on_error,
         inputSchema: schema,
         outputSchema: OBSERVED_SCHEMA,
         process: (row) => {
@@ -66,8 +71,10 @@ export const jsonExplodeTransform: TransformPlugin = {
               message: `field '${arrayField}' must be a list, got ${describe(list)}`
             })
           }
+          if (list.length === 0) {
+            return TransformResult.error({ reason: "invalid_input", field: arrayField, error: "empty array" })
+          }
           const base = Object.fromEntries(Object.keys(row).filter((k) => k !== arrayField).map((k) => [k, row[k]]))
-          if (list.length === 0) return TransformResult.expand([child(base, null, null)])
           return TransformResult.expand(list.map((element: unknown, i) => child(base, element, i)))
         }
       }

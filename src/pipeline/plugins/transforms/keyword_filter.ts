@@ -5,16 +5,26 @@
  * The first hit (fields in order, then patterns in order) gives an error result
  * with up to 40 code points of context either side of the match, `...` marking a
  * cut end.
+ *
+ * It fails closed, as ELSPETH does: a field named in `fields` that holds anything but a
+ * string cannot be scanned, so the row is an error result (`non_string_field`), never
+ * passed; with `fields: all` only string fields are scanned. Patterns are refused at
+ * load time when empty (it would block every row), longer than 1,000 characters, or
+ * prone to catastrophic backtracking (see regex-safety.ts).
  */
 import { Effect, Schema } from "effect"
 import { compilePyRegex } from "../../../core/python/regex.js"
 import type { RowTransformInstance, TransformPlugin } from "../protocol.js"
 import { PluginConfigError, TransformResult } from "../protocol.js"
-import { decodeTransform, hasOwn, TransformCommonFields } from "./common.js"
+import { decodeTransform, hasOwn, pyTypeName, TransformCommonFields } from "./common.js"
+import { checkRegexSafety } from "./regex-safety.js"
 
 const PLUGIN = "keyword_filter"
 
 const CONTEXT = 40
+
+/** ELSPETH's limit on a pattern's length, in characters. */
+export const MAX_PATTERN_LENGTH = 1000
 
 const KeywordFilterOptions = Schema.Struct({
   ...TransformCommonFields,
@@ -50,15 +60,17 @@ export const keywordFilterTransform: TransformPlugin = {
       const { inputSchema, options, schema } = yield* decodeTransform(PLUGIN, KeywordFilterOptions, raw)
       const patterns: Array<{ pattern: string; regex: RegExp }> = []
       for (const [i, pattern] of options.blocked_patterns.entries()) {
-        const compiled = compilePyRegex(pattern)
-        if (!compiled.ok) {
-          return yield* new PluginConfigError({
-            plugin: PLUGIN,
-            key: `blocked_patterns[${i}]`,
-            value: pattern,
-            message: `invalid or unsupported regular expression '${pattern}': ${compiled.message}`
-          })
+        const refuse = (message: string) =>
+          new PluginConfigError({ plugin: PLUGIN, key: `blocked_patterns[${i}]`, value: pattern, message })
+        if (pattern === "") return yield* refuse("an empty pattern matches every row, so every row would be blocked")
+        const length = Array.from(pattern).length
+        if (length > MAX_PATTERN_LENGTH) {
+          return yield* refuse(`pattern '${pattern.slice(0, 50)}…' is ${length} characters long; at most ${MAX_PATTERN_LENGTH} are allowed`)
         }
+        const compiled = compilePyRegex(pattern)
+        if (!compiled.ok) return yield* refuse(`invalid or unsupported regular expression '${pattern}': ${compiled.message}`)
+        const safety = checkRegexSafety(compiled.source, compiled.flags)
+        if (!safety.safe) return yield* refuse(`pattern '${pattern}' is refused: ${safety.problem}`)
         patterns.push({ pattern, regex: compiled.regex })
       }
       const scanAll = options.fields === "all"
@@ -74,7 +86,10 @@ export const keywordFilterTransform: TransformPlugin = {
           for (const field of fields) {
             if (!hasOwn(row, field)) continue
             const value = row[field]
-            if (typeof value !== "string") continue
+            if (typeof value !== "string") {
+              if (scanAll) continue
+              return TransformResult.error({ reason: "non_string_field", field, actual_type: pyTypeName(value) })
+            }
             for (const { pattern, regex } of patterns) {
               const m = regex.exec(value)
               if (m === null) continue

@@ -1,13 +1,15 @@
 /**
  * The `truncate` transform: shortens string fields to a maximum length, counted in
  * Unicode code points. A longer value becomes its first `max - len(suffix)` code
- * points followed by the suffix. Non-string values are left alone.
+ * points followed by the suffix. A configured field holding anything but a string is
+ * an error result (`{reason: "type_mismatch", field, expected: "str", actual}`) for
+ * `on_error`, as in ELSPETH: passing it on unchecked would let an over-long value through.
  */
 import { Effect, Schema } from "effect"
 import { NonNegativeInt } from "../options.js"
 import type { RowTransformInstance, TransformPlugin } from "../protocol.js"
 import { PluginConfigError, setField, TransformResult } from "../protocol.js"
-import { copyRow, decodeTransform, hasOwn, TransformCommonFields } from "./common.js"
+import { copyRow, decodeTransform, hasOwn, pyTypeName, TransformCommonFields } from "./common.js"
 
 const PLUGIN = "truncate"
 
@@ -60,10 +62,11 @@ export const truncateTransform: TransformPlugin = {
               continue
             }
             const value = row[field]
-            if (typeof value === "string") {
-              const cut = truncateText(value, max, options.suffix)
-              if (cut !== value) setField(out, field, cut)
+            if (typeof value !== "string") {
+              return TransformResult.error({ reason: "type_mismatch", field, expected: "str", actual: pyTypeName(value) })
             }
+            const cut = truncateText(value, max, options.suffix)
+            if (cut !== value) setField(out, field, cut)
           }
           return TransformResult.success(out)
         }

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { csvSource, UNPARSEABLE_LINE } from "../../../../src/pipeline/plugins/sources/csv.js"
 import { INPUT_LIMITS } from "../../../../src/pipeline/plugins/sources/raw-text.js"
 import { normalizeHeader } from "../../../../src/pipeline/plugins/sources/normalize.js"
-import { create, createError, invalid, makeTempDir, readAll, readError, valid } from "./support.js"
+import { create, createError, invalid, makeTempDir, readAll, readError, valid, withStderr } from "./support.js"
 
 const tmp = makeTempDir()
 afterAll(() => tmp.cleanup())
@@ -129,12 +129,44 @@ describe("csv source: reading", () => {
     expect(await readAll(csv(tmp.file("blank.csv", "\n\n\n")))).toEqual([])
   })
 
-  it("keeps a BOM in the first header with utf-8 and strips it with utf-8-sig", async () => {
+  it("strips a BOM with utf-8-sig silently and with utf-8 with one warning per source, in every header mode", async () => {
     const path = tmp.file("bom.csv", "\ufeffid,name\n1,a\n")
-    expect(Object.keys(valid(await readAll(csv(path)))[0]!)).toEqual(["\ufeffid", "name"])
-    expect(Object.keys(valid(await readAll(csv(path, { encoding: "utf-8-sig" })))[0]!)).toEqual(["id", "name"])
+    const fixed = { mode: "fixed", fields: ["id: int", "name: str"] }
+    const { result, warnings } = await withStderr(async () => {
+      const utf8 = csv(path, { schema: fixed })
+      const first = await readAll(utf8)
+      const again = await readAll(utf8)
+      return { first, again }
+    })
+    expect(result.first).toEqual([{ _tag: "Valid", row: { id: 1, name: "a" } }])
+    expect(result.again).toEqual(result.first)
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toBe(
+      `warning: csv source: '${path}' starts with a UTF-8 byte order mark (BOM) although its encoding is 'utf-8'; ` +
+        "the BOM was removed and is not part of the data. Set encoding: utf-8-sig to declare it.\n"
+    )
+    // Verbatim headers and headerless files are clean too (the BOM is never the data's first character).
+    const verbatim = await withStderr(() => readAll(csv(path, { normalize_fields: false })))
+    expect(valid(verbatim.result)).toEqual([{ id: "1", name: "a" }])
+    expect(verbatim.warnings).toHaveLength(1)
+    const headerless = tmp.file("bom-cols.csv", "\ufeff7,x\n")
+    expect(valid((await withStderr(() => readAll(csv(headerless, { columns: ["n", "s"], schema: { mode: "fixed", fields: ["n: int", "s: str"] } })))).result))
+      .toEqual([{ n: 7, s: "x" }])
+    const sig = await withStderr(() => readAll(csv(path, { encoding: "utf-8-sig", normalize_fields: false })))
+    expect(valid(sig.result)).toEqual([{ id: "1", name: "a" }])
+    expect(sig.warnings).toEqual([])
     const noBom = tmp.file("nobom.csv", "id\n1\n")
+    const plain = await withStderr(() => readAll(csv(noBom)))
+    expect(valid(plain.result)).toEqual([{ id: "1" }])
+    expect(plain.warnings).toEqual([])
     expect(valid(await readAll(csv(noBom, { encoding: "utf-8-sig" })))).toEqual([{ id: "1" }])
+  })
+
+  it("leaves BOM bytes alone in latin-1 (there they are text)", async () => {
+    const path = tmp.file("bom-latin1.csv", Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from("id\n1\n")]))
+    const r = await withStderr(() => readAll(csv(path, { encoding: "latin-1", normalize_fields: false })))
+    expect(Object.keys(valid(r.result)[0]!)).toEqual(["\u00ef\u00bb\u00bfid"])
+    expect(r.warnings).toEqual([])
   })
 
   it("decodes latin-1", async () => {
@@ -210,19 +242,31 @@ describe("csv source: headers", () => {
     expect(normalizeHeader("½x").ok).toBe(false)
   })
 
-  it("applies normalize_fields and records the original headers", async () => {
-    const source = csv(tmp.file("norm.csv", "  Amount (USD)  ,Customer ID!!\n1,2\n"), { normalize_fields: true })
-    expect(valid(await readAll(source))).toEqual([{ amount_usd: "1", customer_id: "2" }])
-    expect([...source.sourceHeaders!()!.entries()]).toEqual([
-      ["amount_usd", "  Amount (USD)  "],
-      ["customer_id", "Customer ID!!"]
-    ])
+  it("normalises headers by default (as ELSPETH does) and records the original headers", async () => {
+    const path = tmp.file("norm.csv", "  Amount (USD)  ,Customer ID!!\n1,2\n")
+    const fixed = { mode: "fixed", fields: ["amount_usd: int", "customer_id: str"] }
+    for (const extra of [{}, { normalize_fields: true }]) {
+      const source = csv(path, { schema: fixed, ...extra })
+      expect(valid(await readAll(source))).toEqual([{ amount_usd: 1, customer_id: "2" }])
+      expect([...source.sourceHeaders!()!.entries()]).toEqual([
+        ["amount_usd", "  Amount (USD)  "],
+        ["customer_id", "Customer ID!!"]
+      ])
+    }
   })
 
-  it("fails when normalisation gives an unusable or duplicate name", async () => {
-    expect((await readError(csv(tmp.file("half.csv", "½x,b\n1,2\n"), { normalize_fields: true }))).message).toMatch(/not an identifier/)
-    expect((await readError(csv(tmp.file("empty-name.csv", "a,???\n1,2\n"), { normalize_fields: true }))).message).toMatch(/empty name/)
+  it("normalize_fields: false keeps headers verbatim", async () => {
+    const source = csv(tmp.file("verbatim.csv", "Customer ID,class\n1,2\n"), { normalize_fields: false })
+    expect(valid(await readAll(source))).toEqual([{ "Customer ID": "1", class: "2" }])
+  })
+
+  it("fails when normalisation gives an unusable or duplicate name, pointing at normalize_fields: false", async () => {
+    const half = await readError(csv(tmp.file("half.csv", "½x,b\n1,2\n")))
+    expect(half.message).toMatch(/not an identifier/)
+    expect(half.message).toContain("(normalize_fields: false keeps the headers as they are)")
+    expect((await readError(csv(tmp.file("empty-name.csv", "a,???\n1,2\n")))).message).toMatch(/empty name/)
     expect((await readError(csv(tmp.file("dupnorm.csv", "A b,a-b\n1,2\n"), { normalize_fields: true }))).message).toMatch(/both normalise to 'a_b'/)
+    expect(valid(await readAll(csv(tmp.file("half-verbatim.csv", "½x,b\n1,2\n"), { normalize_fields: false })))).toEqual([{ "½x": "1", b: "2" }])
   })
 
   it("applies field_mapping after normalisation", async () => {
@@ -242,8 +286,11 @@ describe("csv source: headers", () => {
     expect(b.message).toMatch(/duplicate field name 'b'/)
   })
 
-  it("fails on duplicate verbatim headers", async () => {
-    expect((await readError(csv(tmp.file("dup.csv", "a,a\n1,2\n")))).message).toMatch(/duplicate field name 'a'/)
+  it("fails on duplicate headers, naming both columns", async () => {
+    for (const normalize_fields of [true, false]) {
+      expect((await readError(csv(tmp.file("dup.csv", "a,b,a\n1,2,3\n"), { normalize_fields }))).message)
+        .toMatch(/duplicate field name 'a' in the header \(columns 1 and 3\)/)
+    }
   })
 
   it("uses columns for a headerless file", async () => {
@@ -274,9 +321,13 @@ describe("csv source: options", () => {
     expect(createError(csvSource, { ...base, skip_rows: -1 }).key).toBe("skip_rows")
     expect(createError(csvSource, { ...base, skip_rows: 1.5 }).key).toBe("skip_rows")
   })
-  it("refuses columns with normalize_fields, and field_mapping without either", () => {
+  it("refuses columns with normalize_fields: true, and field_mapping with normalize_fields: false", () => {
     expect(createError(csvSource, { ...base, columns: ["a"], normalize_fields: true }).message).toMatch(/cannot be combined/)
-    expect(createError(csvSource, { ...base, field_mapping: { a: "b" } }).message).toMatch(/requires normalize_fields/)
+    const e = createError(csvSource, { ...base, field_mapping: { a: "b" }, normalize_fields: false })
+    expect(e.key).toBe("field_mapping")
+    expect(e.message).toMatch(/cannot be combined with normalize_fields: false/)
+    expect(create(csvSource, { ...base, field_mapping: { a: "b" } }).plugin).toBe("csv")
+    expect(create(csvSource, { ...base, columns: ["a"], normalize_fields: false }).plugin).toBe("csv")
   })
   it("refuses keywords and non-identifiers in columns and mapping values", () => {
     expect(createError(csvSource, { ...base, columns: ["a", "class"] }).key).toBe("columns[1]")

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest"
 import { jsonSource } from "../../../../src/pipeline/plugins/sources/json.js"
 import { nullSource } from "../../../../src/pipeline/plugins/sources/null.js"
-import { create, createError, invalid, makeTempDir, readAll, readError, valid } from "./support.js"
+import { create, createError, invalid, makeTempDir, readAll, readError, valid, withStderr } from "./support.js"
 
 const tmp = makeTempDir()
 afterAll(() => tmp.cleanup())
@@ -126,10 +126,21 @@ describe("json source: jsonl format", () => {
     expect(invalid(items)[0]!.error).toMatch(/line 2: not valid utf-8/)
   })
 
-  it("a BOM breaks the first line unless utf-8-sig", async () => {
-    const path = tmp.file("bom.jsonl", "\ufeff{\"a\": 1}\n")
-    expect((await readAll(json(path)))[0]!._tag).toBe("Invalid")
-    expect(valid(await readAll(json(path, { encoding: "utf-8-sig" })))).toEqual([{ a: 1 }])
+  it("a BOM is stripped: silently with utf-8-sig, with a warning with utf-8 (lines and arrays alike)", async () => {
+    const lines = tmp.file("bom.jsonl", "\ufeff{\"a\": 1}\n{\"a\": 2}\n")
+    const r = await withStderr(() => readAll(json(lines)))
+    expect(valid(r.result)).toEqual([{ a: 1 }, { a: 2 }])
+    expect(r.warnings).toEqual([
+      `warning: json source: '${lines}' starts with a UTF-8 byte order mark (BOM) although its encoding is 'utf-8'; ` +
+      "the BOM was removed and is not part of the data. Set encoding: utf-8-sig to declare it.\n"
+    ])
+    const array = tmp.file("bom.json", "\ufeff[{\"a\": 1}]")
+    const a = await withStderr(() => readAll(json(array)))
+    expect(valid(a.result)).toEqual([{ a: 1 }])
+    expect(a.warnings).toHaveLength(1)
+    const sig = await withStderr(() => readAll(json(lines, { encoding: "utf-8-sig" })))
+    expect(valid(sig.result)).toEqual([{ a: 1 }, { a: 2 }])
+    expect(sig.warnings).toEqual([])
   })
 
   it("an empty file yields no rows", async () => {

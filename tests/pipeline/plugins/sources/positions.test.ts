@@ -168,7 +168,7 @@ const writeCsvCase = (c: CsvCase) => {
   syms.push(...c.tail)
   const padding = c.pad === null ? [] : [Buffer.from(`${"p".repeat(c.pad)}\n`)]
   let bytes = Buffer.concat([...padding, renderCsv(syms, c.encoding, c.delimiter)])
-  // utf-8-sig always gets its BOM; utf-8 sometimes (then it is part of the data).
+  // utf-8-sig always gets its BOM; utf-8 sometimes (removed all the same, with a warning).
   if (c.encoding === "utf-8-sig" || (c.encoding === "utf-8" && c.bomInUtf8 && c.skipped.length === 0 && c.pad === null)) {
     bytes = Buffer.concat([BOM, bytes])
   }

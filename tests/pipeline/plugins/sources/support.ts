@@ -67,3 +67,24 @@ export const valid = (items: ReadonlyArray<SourceItem>) =>
 
 export const invalid = (items: ReadonlyArray<SourceItem>) =>
   items.flatMap((i) => (i._tag === "Invalid" ? [i] : []))
+
+/**
+ * Runs `f`, capturing the `warning:` lines written to stderr meanwhile (others pass
+ * through).
+ */
+export const withStderr = async <A>(f: () => Promise<A>): Promise<{ result: A; warnings: Array<string> }> => {
+  const warnings: Array<string> = []
+  const original = process.stderr.write.bind(process.stderr)
+  process.stderr.write = ((chunk: unknown, ...rest: Array<unknown>) => {
+    if (typeof chunk === "string" && chunk.startsWith("warning: ")) {
+      warnings.push(chunk)
+      return true
+    }
+    return (original as (...args: Array<unknown>) => boolean)(chunk, ...rest)
+  }) as typeof process.stderr.write
+  try {
+    return { result: await f(), warnings }
+  } finally {
+    process.stderr.write = original
+  }
+}

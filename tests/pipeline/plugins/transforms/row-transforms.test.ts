@@ -1,10 +1,11 @@
+import { Effect, Either } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { fieldMapperTransform } from "../../../../src/pipeline/plugins/transforms/field_mapper.js"
 import { passthroughTransform } from "../../../../src/pipeline/plugins/transforms/passthrough.js"
 import { truncateText, truncateTransform } from "../../../../src/pipeline/plugins/transforms/truncate.js"
 import { checkCompatibility } from "../../../../src/pipeline/plugins/schema.js"
-import { configError, observed, rowTransform, runError } from "./support.js"
+import { configError, ctx, observed, rowTransform, runError } from "./support.js"
 
 describe("passthrough", () => {
   it("outputs an unchanged copy and its configured schema", () => {
@@ -75,6 +76,22 @@ describe("field_mapper", () => {
     expect(r).toMatchObject({ _tag: "Error", reason: { reason: "missing_field", field: "zz" }, retryable: false })
     expect(r._tag === "Error" && r.reason["message"]).toContain("zz")
   })
+  it("refuses two sources mapped to one target, naming the key and both sources", () => {
+    const e = configError(fieldMapperTransform, { schema: observed, mapping: { first: "name", other: "x", last: "name" } })
+    expect(e.key).toBe("mapping.last")
+    expect(e.value).toBe("name")
+    expect(e.message).toBe("sources 'first' and 'last' both map to target 'name': the value of one would be lost; map each to its own target")
+    // Dot paths count as sources like any other.
+    expect(configError(fieldMapperTransform, { schema: observed, mapping: { "a.b": "x", c: "x" } }).message).toContain("'a.b' and 'c'")
+  })
+  it("property: a mapping is refused exactly when two of its sources share a target", () => {
+    const key = fc.constantFrom("a", "b", "c", "d")
+    fc.assert(fc.property(fc.dictionary(key, key), (mapping) => {
+      const duplicate = new Set(Object.values(mapping)).size < Object.keys(mapping).length
+      const r = Effect.runSync(Effect.either(fieldMapperTransform.create({ schema: observed, mapping }, ctx)))
+      return Either.isLeft(r) === duplicate
+    }))
+  })
   it("has an observed output schema and supports validate_input", () => {
     const t = mapper({ schema: { mode: "fixed", fields: ["a: int"] }, validate_input: true, mapping: { a: "b" } })
     expect(t.outputSchema.mode).toBe("observed")
@@ -82,7 +99,8 @@ describe("field_mapper", () => {
   })
   it("property: without select_only a key disappears only when it is a found plain source", () => {
     const key = fc.constantFrom("a", "b", "c", "d", "e")
-    fc.assert(fc.property(fc.dictionary(key, fc.integer()), fc.dictionary(key, key), (row, mapping) => {
+    const mappingArb = fc.dictionary(key, key).filter((m) => new Set(Object.values(m)).size === Object.keys(m).length)
+    fc.assert(fc.property(fc.dictionary(key, fc.integer()), mappingArb, (row, mapping) => {
       const r = mapper({ mapping }).process(row)
       if (r._tag !== "Success") return false
       const outKeys = new Set(Object.keys(r.row))
@@ -109,8 +127,21 @@ describe("truncate", () => {
     expect(truncate({ fields: { a: 3 } }).process({ a: "😀😀😀😀" })).toEqual({ _tag: "Success", row: { a: "😀😀😀" } })
     expect(truncate({ fields: { a: 3 } }).process({ a: "😀😀😀" })).toEqual({ _tag: "Success", row: { a: "😀😀😀" } })
   })
-  it("leaves non-strings alone and skips missing fields unless strict", () => {
-    expect(truncate({ fields: { a: 1, b: 1 } }).process({ a: 12345, c: "x" })).toEqual({ _tag: "Success", row: { a: 12345, c: "x" } })
+  it("a configured field holding a non-string is a type_mismatch error result, not passed on", () => {
+    const t = truncate({ fields: { a: 3, b: 3 } })
+    const cases: ReadonlyArray<readonly [unknown, string]> = [[12345, "int"], [1.5, "float"], [false, "bool"], [null, "NoneType"], [["long list"], "list"], [{ k: "v" }, "dict"]]
+    for (const [value, actual] of cases) {
+      expect(t.process({ a: "ok", b: value, c: "x" })).toEqual({
+        _tag: "Error",
+        reason: { reason: "type_mismatch", field: "b", expected: "str", actual },
+        retryable: false
+      })
+    }
+    // Fields not configured are never looked at.
+    expect(t.process({ a: "abcdef", z: 1 })).toEqual({ _tag: "Success", row: { a: "abc", z: 1 } })
+  })
+  it("skips missing fields unless strict", () => {
+    expect(truncate({ fields: { a: 1, b: 1 } }).process({ a: "12345", c: "x" })).toEqual({ _tag: "Success", row: { a: "1", c: "x" } })
     expect(truncate({ fields: { b: 1 }, strict: true }).process({ a: 1 })).toMatchObject({
       _tag: "Error",
       reason: { reason: "missing_field", field: "b" }
