@@ -5,7 +5,7 @@
  * prints must all follow the wiring.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { readFileSync, rmSync } from "node:fs"
+import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { runCli } from "../support/cli.js"
 import { checkInvariantsIn } from "../support/db.js"
@@ -69,5 +69,66 @@ describe("explicit wiring, end to end", () => {
     const r = runCli(["migrate-settings", "branches/settings.yaml"], { cwd: dir })
     expect(r.status, r.stderr).toBe(0)
     expect(r.stdout).toBe(readFileSync(join(dir, "branches/settings.yaml"), "utf8"))
+  })
+})
+
+describe("an aggregation's on_error (explicit form)", () => {
+  const write = (onError: string, refusedSink = true) => {
+    const d = pipelineFixtures()
+    const text = `
+source:
+  plugin: csv
+  on_success: raw
+  options:
+    path: in.csv
+    schema: {mode: fixed, fields: ["id: int", "copies: int"]}
+    on_validation_failure: discard
+aggregations:
+  - name: replicate
+    plugin: batch_replicate
+    input: raw
+    on_success: out
+    on_error: ${onError}
+    trigger: {count: 3}
+    options: {schema: {mode: observed}, copies_field: copies}
+sinks:
+  out: {plugin: json, on_write_failure: discard, options: {path: out.jsonl, format: jsonl, schema: {mode: observed}}}
+${refusedSink ? "  refused: {plugin: json, on_write_failure: discard, options: {path: refused.jsonl, format: jsonl, schema: {mode: observed}}}\n" : ""}landscape: {url: "sqlite:///audit.db"}
+`
+    writeFileSync(join(d, "in.csv"), "id,copies\n1,2\n2,0\n3,1\n")
+    writeFileSync(join(d, "s.yaml"), text)
+    return d
+  }
+
+  it("sends a row the batch plugin refuses to its on_error sink, ROUTED, while the batch goes on", async () => {
+    const d = write("refused")
+    try {
+      const r = runCli(["run", "-s", "s.yaml", "--json"], { cwd: d })
+      expect(r.status, r.stderr).toBe(0)
+      const res = JSON.parse(r.stdout) as Record<string, unknown>
+      expect(res).toMatchObject({ rows_processed: 3, rows_succeeded: 3, rows_routed: 1, rows_quarantined: 0 })
+      expect(res.routed_destinations).toEqual({ refused: 1 })
+      expect(readFileSync(join(d, "refused.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual([{ id: 2, copies: 0 }])
+      expect(readFileSync(join(d, "out.jsonl"), "utf8").trim().split("\n")).toHaveLength(3)
+      await checkInvariantsIn(join(d, "audit.db"), res.run_id as string)
+      const x = runCli(["explain", "--db", "audit.db", "--run", "latest", "--row", "1"], { cwd: d })
+      expect(x.stdout + x.stderr).toMatch(/aggregation 'replicate' error → on_error → sink refused \(divert\)/)
+    } finally {
+      rmSync(d, { recursive: true, force: true })
+    }
+  })
+
+  it("with on_error: discard the refused row ends QUARANTINED and is written nowhere", async () => {
+    const d = write("discard", false)
+    try {
+      const r = runCli(["run", "-s", "s.yaml", "--json"], { cwd: d })
+      expect(r.status, r.stderr).toBe(0)
+      const res = JSON.parse(r.stdout) as Record<string, unknown>
+      expect(res).toMatchObject({ rows_processed: 3, rows_succeeded: 3, rows_routed: 0, rows_quarantined: 1 })
+      expect(readFileSync(join(d, "out.jsonl"), "utf8")).not.toMatch(/"id": 2/)
+      await checkInvariantsIn(join(d, "audit.db"), res.run_id as string)
+    } finally {
+      rmSync(d, { recursive: true, force: true })
+    }
   })
 })

@@ -15,8 +15,10 @@
  * reason; batch_members link the inputs and batch_outputs the outputs. In `transform`
  * mode inputs end CONSUMED_IN_BATCH and the outputs are new tokens whose parents are
  * the inputs; in `passthrough` mode inputs are BUFFERED until the flush and then
- * continue with their new content. An input the plugin refuses (a per-row error) ends
- * QUARANTINED with its error while the rest of the batch goes on.
+ * continue with their new content. An input the plugin refuses (a per-row error) goes
+ * to the aggregation's `on_error` sink (ROUTED), or ends QUARANTINED with its error,
+ * while the rest of the batch goes on; a batch refused as a whole sends every member
+ * the same way (FAILED when no `on_error` is given).
  */
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { evaluateExpression, isTruthy } from "../../core/expression/index.js"
@@ -55,8 +57,50 @@ export class Aggregations {
     private readonly trail: TrailBuffer,
     /** Sends a flushed batch's output tokens on down the chain (the processor's queue). */
     private readonly enqueue: (token: Token, target: Target) => void,
-    private readonly scheduleTimeout: ScheduleTimeout
+    private readonly scheduleTimeout: ScheduleTimeout,
+    /**
+     * Sends a batch member the plugin refused to the aggregation's `on_error` sink
+     * (ROUTED, along its `on_error` edge); its failed node state is `stateId`.
+     */
+    private readonly divert: (step: AggregationStep, token: Token, stateId: string, sink: string, context: Record<string, unknown>) => void = () => {
+      throw new Error("no on_error routing for aggregations")
+    }
   ) {}
+
+  /**
+   * A member the plugin refused (one row, or the whole batch): its state is closed
+   * failed, its error recorded, and it goes where the aggregation's `on_error` says —
+   * a sink (ROUTED), or `discard` / none given (QUARANTINED, as ELSPETH does with a
+   * refused row).
+   */
+  private refuse(step: AggregationStep, batch: Batch, m: Member, reason: Row): void {
+    const trail = this.trail
+    const errorJson = canonicalJsonUnsafe(reason)
+    const sink = step.onError !== undefined && step.onError !== "discard" ? step.onError : undefined
+    trail.close(m.state, "failed", m.started, null, reason)
+    trail.records.push(m.state, {
+      _tag: "TransformError",
+      error_id: `err_${m.state.state_id.slice(3)}`,
+      run_id: trail.runId,
+      token_id: m.token.tokenId,
+      node_id: step.nodeId,
+      state_id: m.state.state_id,
+      row_hash: m.state.input_hash,
+      row_json: canonicalJsonUnsafe(m.token.row),
+      error_details_json: canonicalJsonUnsafe({ ...reason, retryable: false, attempt: 1 }),
+      destination: sink ?? "discard",
+      created_at: trail.nowIso()
+    })
+    if (sink !== undefined) {
+      this.divert(step, m.token, m.state.state_id, sink, { reason: "transform_error", node: step.name, batch_id: batch.batchId, error: reason })
+      return
+    }
+    trail.direct(m.token.tokenId, "QUARANTINED", {
+      batch_id: batch.batchId,
+      error_hash: sha256Hex(errorJson),
+      context_json: canonicalJsonUnsafe({ reason: "transform_error", node: step.name, destination: "discard", error: reason })
+    })
+  }
 
   /** Aggregation steps of the chain, in order. */
   private get steps(): ReadonlyArray<AggregationStep> {
@@ -253,8 +297,22 @@ export class Aggregations {
       return crash(errorText(e), e)
     }
     if (result._tag === "Error") {
-      // A batch error result drops the whole batch: no on_error routing for batches.
-      this.failBatch(step, batch, { batch_error: result.reason })
+      // A batch the plugin refuses as a whole: its members go to on_error when it is
+      // given (a sink, or discard); without it they end FAILED.
+      if (step.onError === undefined) {
+        this.failBatch(step, batch, { batch_error: result.reason })
+        return
+      }
+      for (const m of batch.members) this.refuse(step, batch, m, { batch_error: result.reason })
+      trail.records.push({
+        _tag: "BatchUpdate",
+        batch_id: batch.batchId,
+        status: "failed",
+        trigger_type: null,
+        trigger_reason: null,
+        error_json: canonicalJsonUnsafe({ batch_error: result.reason, on_error: step.onError }),
+        completed_at: trail.nowIso()
+      })
       return
     }
     if (result.rowErrors !== undefined && result.rowErrors.length > 0) {
@@ -345,7 +403,6 @@ export class Aggregations {
       }
       refused.set(e.index, e)
     }
-    const trail = this.trail
     const kept = new Map<number, number>()
     const members: Array<Member> = []
     batch.members.forEach((m, i) => {
@@ -355,26 +412,7 @@ export class Aggregations {
         members.push(m)
         return
       }
-      const errorJson = canonicalJsonUnsafe(e.reason)
-      trail.close(m.state, "failed", m.started, null, e.reason)
-      trail.records.push(m.state, {
-        _tag: "TransformError",
-        error_id: `err_${m.state.state_id.slice(3)}`,
-        run_id: trail.runId,
-        token_id: m.token.tokenId,
-        node_id: step.nodeId,
-        state_id: m.state.state_id,
-        row_hash: m.state.input_hash,
-        row_json: canonicalJsonUnsafe(m.token.row),
-        error_details_json: canonicalJsonUnsafe({ ...e.reason, retryable: false, attempt: 1 }),
-        destination: "discard",
-        created_at: trail.nowIso()
-      })
-      trail.direct(m.token.tokenId, "QUARANTINED", {
-        batch_id: batch.batchId,
-        error_hash: sha256Hex(errorJson),
-        context_json: canonicalJsonUnsafe({ reason: "transform_error", node: step.name, destination: "discard", error: e.reason })
-      })
+      this.refuse(step, batch, m, e.reason)
     })
     // The batch is out of the open buffers: what follows (and a crash) sees only the kept inputs.
     batch.members.splice(0, batch.members.length, ...members)

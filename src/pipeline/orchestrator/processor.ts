@@ -90,7 +90,20 @@ export class Processor {
   ) {
     this.trail = new TrailBuffer(runId, clock)
     const enqueue = (token: Token, target: Target) => this.emit(token, target)
-    this.aggregations = new Aggregations(plan, this.trail, enqueue, timers.aggregation)
+    this.aggregations = new Aggregations(plan, this.trail, enqueue, timers.aggregation, (step, token, stateId, sink, context) => {
+      this.trail.records.push({
+        _tag: "RoutingEvent",
+        event_id: `evt_${stateId.slice(3)}`,
+        state_id: stateId,
+        edge_id: this.edge(step.nodeId, "on_error"),
+        routing_group_id: `grp_${stateId.slice(3)}`,
+        ordinal: 0,
+        mode: "divert",
+        reason_json: canonicalJsonUnsafe({ on_error: sink, error: context.error }),
+        created_at: this.trail.nowIso()
+      })
+      this.toSink(token, token.row, sink, "ROUTED", context)
+    })
     this.coalesces = new Coalesces(plan, this.trail, enqueue, timers.coalesce)
     this.sinkStep = plan.chain.length + 1
     this.retry = retryPolicyOf(plan)
