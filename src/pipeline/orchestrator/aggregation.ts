@@ -257,16 +257,20 @@ export class Aggregations {
       trail.records.push(m.state)
       trail.direct(m.token.tokenId, "FAILED", { batch_id: batch.batchId, error_hash: sha256Hex(errorJson) })
     }
-    trail.records.push({
+    this.batchFailed(batch, errorJson)
+    void step
+  }
+
+  private batchFailed(batch: Batch, errorJson: string): void {
+    this.trail.records.push({
       _tag: "BatchUpdate",
       batch_id: batch.batchId,
       status: "failed",
       trigger_type: null,
       trigger_reason: null,
       error_json: errorJson,
-      completed_at: trail.nowIso()
+      completed_at: this.trail.nowIso()
     })
-    void step
   }
 
   /** Runs the batch plugin over the batch and sends the outputs on. */
@@ -304,15 +308,7 @@ export class Aggregations {
         return
       }
       for (const m of batch.members) this.refuse(step, batch, m, { batch_error: result.reason })
-      trail.records.push({
-        _tag: "BatchUpdate",
-        batch_id: batch.batchId,
-        status: "failed",
-        trigger_type: null,
-        trigger_reason: null,
-        error_json: canonicalJsonUnsafe({ batch_error: result.reason, on_error: step.onError }),
-        completed_at: trail.nowIso()
-      })
+      this.batchFailed(batch, canonicalJsonUnsafe({ batch_error: result.reason, on_error: step.onError }))
       return
     }
     if (result.rowErrors !== undefined && result.rowErrors.length > 0) {
