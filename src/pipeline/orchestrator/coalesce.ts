@@ -1,6 +1,6 @@
 /**
  * Coalesce points: fork children of the same source row meet here and are merged
- * into one token that continues down the chain.
+ * into one token that goes on to the coalesce's target (the next step, or a sink).
  *
  * Policies decide when a group merges: `require_all` and `best_effort` when every
  * branch arrived, `quorum` when `quorum_count` did, `first` on the first arrival.
@@ -45,11 +45,6 @@ export class Coalesces {
     private readonly enqueue: (token: Token, target: Target) => void,
     private readonly scheduleTimeout: ScheduleCoalesceTimeout
   ) {}
-
-  /** The coalesce that takes `branch`, if any. */
-  forBranch(branch: string): CoalesceStep | undefined {
-    return this.plan.coalesces.find((c) => c.branches.includes(branch))
-  }
 
   /** The groups waiting for siblings, for a checkpoint. */
   snapshot(): Array<CoalesceGroupState> {
