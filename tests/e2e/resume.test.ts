@@ -168,10 +168,16 @@ const waitForRows = async (dir: string, rows: number, timeoutMs: number, why: ()
   for (;;) {
     if (existsSync(join(dir, "runs/audit.db"))) {
       try {
+        // Closed on every path: a connection left open while the Landscape is later
+        // opened and closed in this process by the engine's own SQLite build (the
+        // invariant checks) would keep a stale view of the WAL index and misread the file.
         const audit = new Database(join(dir, "runs/audit.db"), { readonly: true })
-        const n = (audit.prepare("SELECT COUNT(*) AS n FROM rows").get() as { n: number }).n
-        audit.close()
-        if (n >= rows) return
+        try {
+          const n = (audit.prepare("SELECT COUNT(*) AS n FROM rows").get() as { n: number }).n
+          if (n >= rows) return
+        } finally {
+          audit.close()
+        }
       } catch {
         // the schema may not be there yet
       }
