@@ -26,6 +26,13 @@ const repoOption = Options.directory("repo").pipe(
   Options.withDescription("Git repository the issues are worked in (overrides `repo`); each issue gets its own worktree"),
   Options.optional
 )
+const resumeOption = Options.text("resume").pipe(
+  Options.withDescription(
+    "Resume a loop run that is not running (interrupted, crashed, failed): finished issues keep their records, " +
+      "the others start again from the integration head, then run_end runs"
+  ),
+  Options.optional
+)
 const maxAgentsOption = Options.integer("max-agents").pipe(
   Options.withDescription("How many issues run at once (overrides `max_agents`)"),
   Options.optional
@@ -78,9 +85,17 @@ export const loopJson = (result: LoopRunResult) => ({
       verdict: issue.review.verdict,
       findings: issue.review.findings.length,
       blocking: issue.review.blocking.length
+    },
+    integration: issue.integration === undefined || issue.integration === null ? null : {
+      status: issue.integration.status,
+      sha: issue.integration.sha,
+      mode: issue.integration.mode,
+      conflicts: issue.integration.conflicts
     }
   })),
-  run_end: { status: result.run_end.status, reason: result.run_end.reason }
+  run_end: { status: result.run_end.status, reason: result.run_end.reason },
+  integration: result.integration,
+  attempt: result.attempt
 })
 
 const summary = (result: LoopRunResult) =>
@@ -97,6 +112,10 @@ const summary = (result: LoopRunResult) =>
       ])
     ),
     `run_end: ${result.run_end.status}${result.run_end.reason === null ? "" : ` (${result.run_end.reason})`}`,
+    result.integration.branch === null
+      ? `integration: none`
+      : `integration: ${result.integration.branch} (${result.integration.strategy}) at ${result.integration.head ?? "?"}`,
+    ...(result.attempt > 1 ? [`attempt: ${result.attempt} (resumed)`] : []),
     `loop ${result.run_id}: ${result.status}${result.reason === null ? "" : ` (${result.reason})`} — ` +
     `${result.counts.success}/${result.counts.total} succeeded; logs in ${result.run_dir}`
   ].join("\n")
@@ -124,6 +143,7 @@ export const loopCommand = Command.make(
     issues: issuesOption,
     repo: repoOption,
     maxAgents: maxAgentsOption,
+    resume: resumeOption,
     db: dbOption,
     json: jsonOption
   },
@@ -136,9 +156,10 @@ export const loopCommand = Command.make(
       const config = applyOverrides(loaded, args)
       const abort = yield* makeRunAbort
       yield* claimSigintFor(abort)
-      const result = yield* runLoop(config).pipe(
+      const result = yield* runLoop(config, Option.match(args.resume, { onNone: () => ({}), onSome: (resume) => ({ resume }) })).pipe(
         Effect.provideService(RunAbort, abort),
-        Effect.provide(loopRun(config, dbUrl(args.db)))
+        Effect.provide(loopRun(config, dbUrl(args.db))),
+        Effect.catchTag("LoopResumeError", (e) => Effect.fail(usageError(`cannot resume: ${e.message}`)))
       )
       if (args.json) yield* printJson(loopJson(result))
       else yield* printHuman(summary(result))
@@ -150,6 +171,6 @@ export const loopCommand = Command.make(
       "(validation, remediation through the fixer) → review → finalize in its own git worktree, then one " +
       "run_end stage. Every actor is a shell command; every result is recorded in the Landscape. " +
       "Exit 0 when some issue succeeded, 1 when none did (or run_end failed), 2 for an invalid config, " +
-      "130 on Ctrl-C (the first drains, the second kills)."
+      "130 on Ctrl-C (the first drains, the second kills). --resume RUN_ID continues a run that stopped."
   )
 )

@@ -8,7 +8,14 @@ import { Effect, Layer } from "effect"
 import * as NodeCrypto from "node:crypto"
 import * as NodeOs from "node:os"
 import { LoopRecorder, LoopRecordError, type LoopRecorderService } from "../services/loop-recorder.js"
-import type { IssueCounts, LoopRunStatus, LoopRunSummary, LoopStageSummary } from "../services/loop-records.js"
+import type {
+  IssueCounts,
+  LoopIssueRecord,
+  LoopRunRecord,
+  LoopRunStatus,
+  LoopRunSummary,
+  LoopStageSummary
+} from "../services/loop-records.js"
 import { ownerIsGone } from "./owners.js"
 
 const json = (value: unknown) => JSON.stringify(value ?? null)
@@ -128,6 +135,57 @@ export const makeLoopRecorderSql: Effect.Effect<LoopRecorderService, never, SqlC
           skipped_count = ${info.counts.skipped},
           run_end_status = ${info.runEnd?.status ?? null}, run_end_reason = ${info.runEnd?.reason ?? null}
           WHERE run_id = ${runId}`.pipe(Effect.asVoid, wrap("finishRun")),
+    setIntegration: (runId, info) =>
+      sql`UPDATE loop_runs SET base_sha = ${info.baseSha}, integration_strategy = ${info.strategy},
+          integration_branch = ${info.branch}, integration_head = ${info.head}
+          WHERE run_id = ${runId}`.pipe(Effect.asVoid, wrap("setIntegration")),
+    recordIntegration: (runId, issueId, head) =>
+      sql.withTransaction(Effect.gen(function*() {
+        yield* sql`UPDATE loop_runs SET integration_head = ${head} WHERE run_id = ${runId}`
+        if (issueId !== null) {
+          yield* sql`UPDATE loop_issues SET integration_sha = ${head} WHERE run_id = ${runId} AND issue_id = ${issueId}`
+        }
+      })).pipe(wrap("recordIntegration")),
+    loadRun: (runId) =>
+      Effect.gen(function*() {
+        const runs = yield* sql<Omit<LoopRunRecord, "issues">>`SELECT run_id, status, reason, config_file, repo, run_dir,
+          base_sha, integration_strategy, integration_branch, integration_head, attempts, owner_pid, owner_host
+          FROM loop_runs WHERE run_id = ${runId}`
+        const run = runs[0]
+        if (run === undefined) return undefined
+        const issues = yield* sql<Omit<LoopIssueRecord, "result"> & { result_json: string | null }>`SELECT issue_id,
+          title, status, reason, branch, base_sha, head_sha, integration_sha, result_json
+          FROM loop_issues WHERE run_id = ${runId} ORDER BY rowid`
+        const record: LoopRunRecord = {
+          ...run,
+          issues: issues.map(({ result_json, ...issue }) => ({
+            ...issue,
+            result: result_json === null ? null : JSON.parse(result_json) as unknown
+          }))
+        }
+        return record
+      }).pipe(wrap("loadRun"), Effect.withSpan("LoopRecorder.loadRun")),
+    resumeRun: (runId, info) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const taken = yield* sql<{ attempts: number }>`UPDATE loop_runs SET status = 'running', reason = NULL,
+          completed_at = NULL, run_end_status = NULL, run_end_reason = NULL, owner_pid = ${process.pid},
+          owner_host = ${NodeOs.hostname()}, attempts = attempts + 1, resumed_at = ${info.resumedAt}
+          WHERE run_id = ${runId} AND status != 'running' RETURNING attempts`
+        if (taken[0] === undefined) {
+          return yield* Effect.fail(
+            new LoopRecordError({ operation: "resumeRun", message: `loop run ${runId} is running or does not exist` })
+          )
+        }
+        for (const issueId of info.rerun) {
+          yield* sql`UPDATE loop_issues SET status = 'pending', reason = NULL, completed_at = NULL
+            WHERE run_id = ${runId} AND issue_id = ${issueId}`
+        }
+        return taken[0].attempts
+      })).pipe(
+        Effect.catchTag("SqlError", (e) =>
+          Effect.fail(new LoopRecordError({ operation: "resumeRun", message: e.message, cause: e }))
+        )
+      ),
     listRuns: Effect.gen(function*() {
       const runs = yield* sql<RunRow>`SELECT run_id, status, reason, started_at, completed_at, owner_pid, owner_host
         FROM loop_runs ORDER BY started_at DESC, run_id DESC`

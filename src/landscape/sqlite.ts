@@ -22,6 +22,7 @@ import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
 import migration0004 from "./migrations/0004_diverted_outcome.js"
+import migration0006 from "./migrations/0006_loop_integration.js"
 import { reapCrashedRuns } from "./reap.js"
 import { DEFAULT_ENCRYPTION, type LandscapeEncryption, LandscapeOpenError, openLandscapeClient } from "./open.js"
 import { notLandscape } from "./recorder-errors.js"
@@ -41,10 +42,12 @@ export const migrations = {
   "0001_pipeline_tables": migration0001,
   "0002_loop_tables": migration0002,
   "0003_run_attempts": migration0003,
-  "0004_diverted_outcome": migration0004
+  "0004_diverted_outcome": migration0004,
+  "0006_loop_integration": migration0006
 } as const
 
-export const LATEST_MIGRATION = Object.keys(migrations).length
+/** The highest migration id (ids need not be contiguous). */
+export const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((name) => Number(name.slice(0, 4))))
 
 export class LandscapeUrlError extends Data.TaggedError("LandscapeUrlError")<{
   readonly url: string

@@ -90,6 +90,13 @@ const RunEndSchema = Schema.Struct({
   code_review: Schema.optional(CodeReview)
 })
 
+const IntegrationStrategy = Schema.Literal("merge", "rebase", "none")
+export type IntegrationStrategy = typeof IntegrationStrategy.Type
+const IntegrationSchema = Schema.Struct({
+  branch: Schema.optional(Schema.NonEmptyString),
+  strategy: Schema.optionalWith(IntegrationStrategy, { default: () => "merge" as const })
+})
+
 const LoopConfigFile = Schema.Struct({
   repo: Schema.optionalWith(Schema.NonEmptyString, { default: () => "." }),
   issues: Schema.optional(Schema.NonEmptyString),
@@ -119,7 +126,8 @@ const LoopConfigFile = Schema.Struct({
     finding_threshold: Schema.optionalWith(Priority, { default: () => "P1" as const }),
     max_retries: Schema.optionalWith(NonNegativeInt, { default: () => 1 })
   })),
-  finalize: Schema.optional(Actor)
+  finalize: Schema.optional(Actor),
+  integration: Schema.optional(IntegrationSchema)
 })
 
 /** One runnable command after resolution of named refs. */
@@ -173,6 +181,11 @@ export interface LoopConfig {
     | (ActorDef & { readonly findingThreshold: 0 | 1 | 2 | 3; readonly maxRetries: number })
     | undefined
   readonly finalize: ActorDef | undefined
+  /**
+   * How finished issues are merged into the run's integration branch. `branch`
+   * undefined: `runledger/<run_id>/integration`; `{run_id}` in it is replaced.
+   */
+  readonly integration: { readonly branch: string | undefined; readonly strategy: IntegrationStrategy }
 }
 
 const show = (value: unknown): string | undefined => {
@@ -298,7 +311,8 @@ const resolve = (
       findingThreshold: Number(raw.reviewer.finding_threshold.slice(1)) as 0 | 1 | 2 | 3,
       maxRetries: raw.reviewer.max_retries
     },
-    finalize: actor(raw.finalize)
+    finalize: actor(raw.finalize),
+    integration: { branch: raw.integration?.branch, strategy: raw.integration?.strategy ?? "merge" }
   }
   return Either.right(config)
 }

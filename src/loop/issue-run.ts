@@ -1,9 +1,11 @@
 import { Effect, Exit, Option, type Types } from "effect"
+import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import type { LoopRecorderService } from "../services/loop-recorder.js"
 import type { RunAbortService } from "./abort.js"
 import type { LoopConfig } from "./config.js"
 import { checkProgress, type FailedGate, type GateProgress, runGate } from "./gate.js"
+import { type Integration, integrationFailureReason, runIntegrationStage } from "./integration.js"
 import type { Issue } from "./issues.js"
 import { boundsFrom, type Event, initial, isTerminal, type IssueStatus, type Step, transition } from "./lifecycle.js"
 import { type IssueReport, unstartedReport } from "./report.js"
@@ -24,6 +26,10 @@ export interface RunEnv {
   readonly emit: (line: string) => Effect.Effect<void>
   /** Serialises git's worktree bookkeeping across issues. */
   readonly gitLock: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** The run's integration branch; null with `integration.strategy: none`. */
+  readonly integration: Integration | null
+  /** The run's attempt: 1, then +1 per resume. */
+  readonly attempt: number
 }
 
 /** Records an issue that never ran because a dependency did not succeed. */
@@ -81,7 +87,9 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
       runId,
       issueId: issue.id,
       keep: config.keepWorktrees,
-      lock: env.gitLock
+      lock: env.gitLock,
+      attempt: env.attempt,
+      ...(env.integration === null ? {} : { base: env.integration.head })
     })
     report.branch = ws.branch
     report.base_sha = ws.baseSha
@@ -95,7 +103,8 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
 
     yield* writeIssueFile(files, issue)
     const stages = makeStageTrail(recorder, runId, issue.id)
-    let logIndex = 0
+    // A resumed issue keeps the logs of its interrupted attempt: number on from them.
+    let logIndex = yield* Effect.sync(() => NodeFs.readdirSync(files.logDir).length)
     const ctx: StageContext = {
       runId,
       issueId: issue.id,
@@ -106,7 +115,10 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
         ISSUE_FILE: files.issue,
         RESULT_FILE: files.result,
         BASE_SHA: ws.baseSha,
-        ISSUE_DIR: files.dir
+        ISSUE_DIR: files.dir,
+        RUNLEDGER_REPO: config.repo,
+        RUNLEDGER_BRANCH: ws.branch,
+        RUNLEDGER_INTEGRATION_BRANCH: env.integration?.branch ?? ""
       },
       logDir: files.logDir,
       graceMs: config.killGraceMs,
@@ -263,6 +275,22 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
             if (!fin.passed) {
               status = "failed"
               reason = "finalize_failed"
+            }
+          }
+          if (status === "success" && env.integration !== null) {
+            const integrated = yield* runIntegrationStage({
+              integration: env.integration,
+              stages,
+              recorder,
+              emit,
+              runId,
+              issueId: issue.id,
+              workspace: ws
+            })
+            report.integration = integrated
+            if (integrated.status !== "merged") {
+              status = "failed"
+              reason = integrationFailureReason(integrated)
             }
           }
           report.head_sha = yield* headSha(ws.path).pipe(Effect.orElseSucceed(() => null))

@@ -1,6 +1,8 @@
 import { Option } from "effect"
 import type { IssueCounts, LoopRunStatus } from "../services/loop-records.js"
 import type { Issue } from "./issues.js"
+import type { IntegrationStrategy } from "./config.js"
+import type { IntegrationOutcome } from "./integration.js"
 import type { IssueStatus } from "./lifecycle.js"
 import type { ReviewOutcome, RunEndResult, SessionEndResult } from "./results.js"
 
@@ -17,6 +19,19 @@ export interface IssueReport {
   readonly review_rounds: number
   readonly session_end: SessionEndResult | null
   readonly review: ReviewOutcome | null
+  /** The merge into the integration branch; absent (or null) when it did not run. */
+  readonly integration?: IntegrationOutcome | null
+}
+
+/** Where the run's work was integrated. */
+export interface RunIntegration {
+  readonly strategy: IntegrationStrategy
+  /** null with strategy `none`. */
+  readonly branch: string | null
+  /** The repository HEAD the run started from. */
+  readonly base_sha: string
+  /** The integration branch's final head (`none`: the repository's HEAD at run_end). */
+  readonly head: string | null
 }
 
 export interface LoopRunResult {
@@ -27,6 +42,9 @@ export interface LoopRunResult {
   readonly counts: IssueCounts
   readonly issues: ReadonlyArray<IssueReport>
   readonly run_end: RunEndResult
+  readonly integration: RunIntegration
+  /** 1 for a run started once; +1 for each resume. */
+  readonly attempt: number
 }
 
 /** The report of an issue before (or without) any work on it: no worktree, no attempts. */

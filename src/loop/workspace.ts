@@ -46,11 +46,38 @@ export interface Workspace {
   readonly baseSha: string
 }
 
-const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-+|-+$/g, "") || "issue"
+export const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-+|-+$/g, "") || "issue"
+
+/** Whether `ref` names a commit in the repository (no error for a missing one). */
+export const refExists = (repo: string, ref: string) =>
+  capture("git", ["rev-parse", "--verify", "--quiet", `${ref}^{commit}`], repo).pipe(
+    Effect.map((r) => r.exitCode === 0),
+    Effect.orElseSucceed(() => false)
+  )
+
+/**
+ * The branch and path for an issue's worktree. The plain names
+ * (`runledger/<run_id>/<issue_id>`, `<root>/<issue_id>`) unless taken — by the
+ * interrupted attempt of a resumed run, whose branch and commits are kept — then
+ * suffixed with the run's attempt: `-r2`, `-r3`, … (`-r2.2` if even that is taken).
+ */
+const freshNames = (repo: string, root: string, runId: string, issueId: string, attempt: number) =>
+  Effect.gen(function*() {
+    const plainBranch = `runledger/${safe(runId)}/${safe(issueId)}`
+    const plainPath = NodePath.join(root, safe(issueId))
+    for (let n = 0;; n++) {
+      const suffix = n === 0 ? "" : n === 1 ? `-r${Math.max(attempt, 2)}` : `-r${Math.max(attempt, 2)}.${n}`
+      const branch = plainBranch + suffix
+      const path = plainPath + suffix
+      if (!(yield* refExists(repo, `refs/heads/${branch}`)) && !NodeFs.existsSync(path)) return { branch, path }
+    }
+  })
 
 /**
  * A git worktree on a new branch for one issue, removed when the scope closes (the
- * branch and its commits stay). `lock` serialises git's worktree bookkeeping.
+ * branch and its commits stay). It starts at `base` (the integration head), or at the
+ * repository's HEAD when no base is given. `lock` serialises git's worktree
+ * bookkeeping (and the integration merges, so `base` is read between two merges).
  */
 export const acquireWorkspace = (options: {
   readonly repo: string
@@ -59,12 +86,14 @@ export const acquireWorkspace = (options: {
   readonly issueId: string
   readonly keep: boolean
   readonly lock: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly base?: Effect.Effect<string, WorkspaceError, CommandExecutor.CommandExecutor>
+  /** The run's attempt (1, then 2 for its first resume, …): names a retried issue's branch. */
+  readonly attempt?: number
 }) =>
   Effect.acquireRelease(
     options.lock(Effect.gen(function*() {
-      const path = NodePath.join(options.root, safe(options.issueId))
-      const branch = `runledger/${safe(options.runId)}/${safe(options.issueId)}`
-      const baseSha = yield* headSha(options.repo)
+      const { branch, path } = yield* freshNames(options.repo, options.root, options.runId, options.issueId, options.attempt ?? 1)
+      const baseSha = yield* (options.base ?? headSha(options.repo))
       yield* Effect.sync(() => NodeFs.mkdirSync(options.root, { recursive: true }))
       yield* git(options.repo, "worktree", "add", "-q", "-b", branch, path, baseSha)
       const workspace: Workspace = { path, branch, baseSha }

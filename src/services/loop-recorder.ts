@@ -2,8 +2,11 @@ import { Context, Data, Effect } from "effect"
 import type {
   LoopCommandRecord,
   LoopIssueFinish,
+  LoopIntegrationInfo,
   LoopIssueStart,
   LoopRunFinish,
+  LoopRunRecord,
+  LoopRunResume,
   LoopRunStart,
   LoopRunSummary,
   LoopStageFinish,
@@ -33,6 +36,25 @@ export interface LoopRecorderService {
   readonly finishStage: (stageId: string, info: LoopStageFinish) => Effect.Effect<void, LoopRecordError>
   readonly recordCommand: (command: LoopCommandRecord) => Effect.Effect<void, LoopRecordError>
   readonly finishRun: (runId: string, info: LoopRunFinish) => Effect.Effect<void, LoopRecordError>
+  /** Names the run's integration branch, strategy and base (once, as the run starts). */
+  readonly setIntegration: (runId: string, info: LoopIntegrationInfo) => Effect.Effect<void, LoopRecordError>
+  /**
+   * The integration branch moved to `head`: by an issue's merge (`issueId`, whose
+   * `integration_sha` it becomes) or by the run itself (`issueId` null).
+   */
+  readonly recordIntegration: (
+    runId: string,
+    issueId: string | null,
+    head: string
+  ) => Effect.Effect<void, LoopRecordError>
+  /** A run and its issues, for a resume; undefined when there is no such loop run. */
+  readonly loadRun: (runId: string) => Effect.Effect<LoopRunRecord | undefined, LoopRecordError>
+  /**
+   * Takes a finished run over for another attempt: the run reads `running` again,
+   * owned by this process, its attempt counter +1 (returned); the issues to work again
+   * read `pending`. Fails when the run is `running`.
+   */
+  readonly resumeRun: (runId: string, info: LoopRunResume) => Effect.Effect<number, LoopRecordError>
   /**
    * Loop runs, newest first. A run still `running` whose owning process is gone reads
    * `interrupted, reason=process_crash`.

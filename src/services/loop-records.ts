@@ -116,3 +116,51 @@ export interface LoopStageSummary {
   readonly started_at: string
   readonly completed_at: string | null
 }
+
+/** Where a run integrates its issues (`strategy: none`: no branch). */
+export interface LoopIntegrationInfo {
+  readonly strategy: string
+  readonly branch: string | null
+  /** The repository HEAD the run started from. */
+  readonly baseSha: string
+  readonly head: string | null
+}
+
+/** One issue of a recorded run, as a resume reads it back. */
+export interface LoopIssueRecord {
+  readonly issue_id: string
+  readonly title: string
+  readonly status: "pending" | "running" | LoopIssueStatus
+  readonly reason: string | null
+  readonly branch: string | null
+  readonly base_sha: string | null
+  readonly head_sha: string | null
+  readonly integration_sha: string | null
+  /** The stored report (`result_json`), null while the issue has none. */
+  readonly result: unknown
+}
+
+/** A recorded loop run with its issues, as a resume reads it back. */
+export interface LoopRunRecord {
+  readonly run_id: string
+  readonly status: LoopRunStatus
+  readonly reason: string | null
+  readonly config_file: string
+  readonly repo: string
+  readonly run_dir: string
+  readonly base_sha: string | null
+  readonly integration_strategy: string | null
+  readonly integration_branch: string | null
+  readonly integration_head: string | null
+  /** 1 for a run never resumed; +1 per resume. */
+  readonly attempts: number
+  readonly owner_pid: number
+  readonly owner_host: string
+  readonly issues: ReadonlyArray<LoopIssueRecord>
+}
+
+export interface LoopRunResume {
+  readonly resumedAt: string
+  /** The issues worked again: back to `pending`. */
+  readonly rerun: ReadonlyArray<string>
+}

@@ -95,7 +95,9 @@ describe("runledger loop (CLI)", () => {
         },
         review: null
       }],
-      run_end: { status: "skipped", reason: "not_configured", started_at: null, finished_at: null, commands: [], code_review_result: null, validations: 0 }
+      run_end: { status: "skipped", reason: "not_configured", started_at: null, finished_at: null, commands: [], code_review_result: null, validations: 0 },
+      integration: { strategy: "merge", branch: "runledger/r/integration", base_sha: "abc", head: "def" },
+      attempt: 1
     })
     assert.deepStrictEqual(doc.issues[0]!.session_end, {
       status: "pass",
@@ -103,7 +105,7 @@ describe("runledger loop (CLI)", () => {
       commands: [{ ref: "test", passed: true, exit_code: 0, duration_ms: 5 }]
     })
     assert.deepStrictEqual(doc.run_end, { status: "skipped", reason: "not_configured" })
-    assert.hasAllKeys(doc, ["run_id", "status", "reason", "counts", "issues", "run_end"])
+    assert.hasAllKeys(doc, ["run_id", "status", "reason", "counts", "issues", "run_end", "integration", "attempt"])
     assert.includeMembers(Object.keys(doc.issues[0]!), ["issue_id", "status", "base_sha", "gate_attempts", "session_end", "review", "reason"])
   })
 
