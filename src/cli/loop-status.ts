@@ -196,7 +196,7 @@ const stageOption = Options.text("stage").pipe(
 )
 
 /** The output of one command: its log file, or the recorded tail when the file is gone. */
-const commandOutput = (c: LoopCommandRow): { readonly source: string; readonly text: string } => {
+const readOutput = (c: LoopCommandRow): { readonly source: string; readonly text: string } => {
   if (c.log_file !== null) {
     try {
       return { source: `log ${c.log_file}`, text: NodeFs.readFileSync(c.log_file, "utf8") }
@@ -209,6 +209,8 @@ const commandOutput = (c: LoopCommandRow): { readonly source: string; readonly t
   }
   return { source: "no log file; the output tail recorded in the Landscape follows", text: c.output_tail }
 }
+
+const commandOutput = (c: LoopCommandRow) => Effect.sync(() => readOutput(c))
 
 const outcomeText = (c: LoopCommandRow) =>
   c.timed_out ? "timed out" : c.exit_code === null ? "killed by a signal" : `exit ${c.exit_code}`
@@ -241,19 +243,18 @@ export const loopLogsCommand = Command.make(
           ))
         }
         if (args.json) {
-          return yield* printJson(commands.map((c) => {
-            const output = commandOutput(c)
-            return { ...c, output_source: output.source, output: output.text }
-          }))
+          const docs = yield* Effect.forEach(commands, (c) =>
+            Effect.map(commandOutput(c), (output) => ({ ...c, output_source: output.source, output: output.text })))
+          return yield* printJson(docs)
         }
         if (commands.length === 0) return yield* printHuman(`${args.issue}: no command recorded in run ${run.run_id}`)
-        const blocks = commands.map((c) => {
-          const output = commandOutput(c)
-          const head = `== ${c.stage}${c.attempt === null ? "" : ` #${c.attempt}`} ${c.ref}: ${outcomeText(c)}` +
-            `${c.passed ? "" : " (failed)"}, ${formatDuration(c.duration_ms)}`
-          const body = output.text.endsWith("\n") || output.text === "" ? output.text : output.text + "\n"
-          return `${head}\n$ ${c.command}\n(${output.source})\n${body}`
-        })
+        const blocks = yield* Effect.forEach(commands, (c) =>
+          Effect.map(commandOutput(c), (output) => {
+            const head = `== ${c.stage}${c.attempt === null ? "" : ` #${c.attempt}`} ${c.ref}: ${outcomeText(c)}` +
+              `${c.passed ? "" : " (failed)"}, ${formatDuration(c.duration_ms)}`
+            const body = output.text.endsWith("\n") || output.text === "" ? output.text : output.text + "\n"
+            return `${head}\n$ ${c.command}\n(${output.source})\n${body}`
+          }))
         yield* printHuman(blocks.join("\n"))
       }).pipe(Effect.provide(landscapeRead(url)))
     }).pipe(exitOnError)
