@@ -26,8 +26,14 @@ export const dbUrl = (db: Option.Option<string>, fallback?: string): string =>
 /** Writes a JSON document on stdout (the only thing `--json` commands put there). */
 export const printJson = (value: unknown) => Effect.sync(() => process.stdout.write(JSON.stringify(value, null, 2) + "\n"))
 
-/** Human output goes to stderr so stdout stays clean for pipes. */
-export const printHuman = (text: string) => Effect.sync(() => process.stderr.write(text.endsWith("\n") ? text : text + "\n"))
+/**
+ * A command's human result (a summary, a table, a narrative) on stdout, so that
+ * `runledger runs > file` keeps it. With `--json` commands print the JSON instead.
+ */
+export const printHuman = (text: string) => Effect.sync(() => process.stdout.write(text.endsWith("\n") ? text : text + "\n"))
+
+/** Diagnostics (warnings, notes, progress) on stderr, apart from the result on stdout. */
+export const printNote = (text: string) => Effect.sync(() => process.stderr.write(text.endsWith("\n") ? text : text + "\n"))
 
 /**
  * For commands that read a trail: a Landscape file that does not exist is a mistyped

@@ -14,7 +14,7 @@ import type { SigningKeyMissing } from "../services/signing.js"
 import type { LandscapeOpenError, LandscapeUrlError } from "../landscape/sqlite.js"
 import type { ExportVerificationError } from "../landscape/verify.js"
 import { formatLoopConfigError, type LoopConfigError } from "../loop/config.js"
-import type { IssueSourceError } from "../loop/issues.js"
+import { formatIssueSourceError, type IssueSourceError } from "../loop/issues.js"
 import type { LoopRecordError } from "../services/loop-recorder.js"
 import type { LoopRunStatus } from "../services/loop-records.js"
 import type { WorkspaceError } from "../loop/workspace.js"
@@ -100,7 +100,7 @@ const mapping: { readonly [T in Tag]: (e: Extract<MappedError, { _tag: T }>) => 
   ResumeRefused: (e) => usageError(`cannot resume: ${e.message}`),
   // Issue loops.
   LoopConfigError: (e) => usageError(formatLoopConfigError(e)),
-  IssueSourceError: (e) => usageError(`${e.file}: ${e.key}: ${e.message}`),
+  IssueSourceError: (e) => usageError(formatIssueSourceError(e)),
   WorkspaceError: (e) => new CliExit({ code: ExitCodes.failed, message: `${e.operation} in ${e.path}: ${e.message}` }),
   LoopRecordError: (e) => new CliExit({ code: ExitCodes.failed, message: `audit write failed (${e.operation}): ${e.message}` })
 }

@@ -2,7 +2,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect } from "effect"
 import { exportRun } from "../pipeline/orchestrator/export.js"
-import { dbOption, dbUrl, printHuman, requireLandscape } from "./common.js"
+import { dbOption, dbUrl, printHuman, printNote, requireLandscape } from "./common.js"
 import { exitOnError } from "./exit.js"
 import { landscapeRead } from "./layers.js"
 
@@ -32,7 +32,7 @@ export const exportCommand = Command.make(
       yield* requireLandscape(url, ` (--db ${url})`)
       const summary = yield* exportRun({ run, format, out, sign }).pipe(Effect.provide(landscapeRead(url)))
       if (summary.run_status === "running") {
-        yield* printHuman(`warning: run ${summary.run_id} is still marked running; the export is a snapshot of its trail so far`)
+        yield* printNote(`warning: run ${summary.run_id} is still marked running; the export is a snapshot of its trail so far`)
       }
       yield* printHuman(
         `exported run ${summary.run_id} (${summary.run_status}): ${summary.record_count} records${summary.signed ? ", signed" : ""} → ${summary.out}`

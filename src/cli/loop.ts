@@ -1,19 +1,26 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
+import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { makeRunAbort, RunAbort, type RunAbortService } from "../loop/abort.js"
 import { type LoopConfig, loadLoopConfig } from "../loop/config.js"
 import { runLoop } from "../loop/coordinator.js"
+import { git } from "../loop/workspace.js"
 import type { LoopRunResult } from "../loop/report.js"
-import { dbOption, dbUrl, jsonOption, printHuman, printJson, table } from "./common.js"
+import { dbOption, dbUrl, jsonOption, printHuman, printJson, printNote, table } from "./common.js"
 import { exitOnError, loopStatusExit, usageError } from "./exit.js"
 import { loopRun } from "./layers.js"
+import { loopLogsCommand, loopStatusCommand } from "./loop-status.js"
 import { claimSigint } from "./signals.js"
 
 const configOption = Options.file("config").pipe(
   Options.withAlias("c"),
-  Options.withDescription("Loop config file (YAML): implementer, commands, gate, validation_triggers, fixer, reviewer")
+  Options.withDescription(
+    "Loop config file (YAML): implementer, commands, gate, validation_triggers, fixer, reviewer. " +
+      "Required to run a loop; not given to the status and logs subcommands"
+  ),
+  Options.optional
 )
 const issuesOption = Options.file("issues").pipe(
   Options.withDescription(
@@ -37,6 +44,48 @@ const maxAgentsOption = Options.integer("max-agents").pipe(
   Options.withDescription("How many issues run at once (overrides `max_agents`)"),
   Options.optional
 )
+const allowDirtyOption = Options.boolean("allow-dirty").pipe(
+  Options.withDescription(
+    "Run even though the repository has uncommitted changes to tracked files (a warning on stderr). " +
+      "Issue worktrees start from the committed HEAD, so such changes are not part of the run"
+  )
+)
+
+/** How many dirty paths the refusal names. */
+const DIRTY_PATHS_SHOWN = 5
+
+/**
+ * Before anything is created: the repository exists and is a git repository (else exit
+ * 2 naming it), and has no uncommitted changes to tracked files — refused (exit 2, the
+ * first paths named) unless `allowDirty`, then a warning. Untracked files do not count:
+ * the Landscape, the run folder and an uncommitted loop config usually are.
+ */
+export const checkRepository = (repo: string, allowDirty: boolean) =>
+  Effect.gen(function*() {
+    if (!NodeFs.existsSync(repo)) return yield* Effect.fail(usageError(`repo ${repo} does not exist`))
+    if (!NodeFs.statSync(repo).isDirectory()) return yield* Effect.fail(usageError(`repo ${repo} is not a directory`))
+    const inside = yield* git(repo, "rev-parse", "--is-inside-work-tree").pipe(Effect.orElseSucceed(() => "false"))
+    if (inside !== "true") {
+      return yield* Effect.fail(
+        usageError(`repo ${repo} is not a git repository (set \`repo\` in the loop config or give --repo)`)
+      )
+    }
+    const status = yield* git(repo, "status", "--porcelain", "--untracked-files=no").pipe(
+      Effect.mapError((e) => usageError(`repo ${repo}: cannot read git status: ${e.message}`))
+    )
+    // `XY path` lines (the first one's leading space is trimmed away by `git`).
+    const paths = status.split("\n").filter((l) => l.trim() !== "").map((l) => /^[ A-Z?!]{1,2} (.*)$/.exec(l)?.[1] ?? l)
+    if (paths.length === 0) return
+    const shown = paths.slice(0, DIRTY_PATHS_SHOWN).join(", ") +
+      (paths.length > DIRTY_PATHS_SHOWN ? ` and ${paths.length - DIRTY_PATHS_SHOWN} more` : "")
+    if (!allowDirty) {
+      return yield* Effect.fail(usageError(
+        `repo ${repo} has uncommitted changes (${shown}); issue worktrees start from the committed HEAD and would ` +
+          "not see them: commit or stash them, or pass --allow-dirty to run anyway"
+      ))
+    }
+    yield* printNote(`warning: repo ${repo} has uncommitted changes (${shown}); the run starts from the committed HEAD without them`)
+  })
 
 /** Applies the command-line overrides; relative paths resolve against the working directory. */
 export const applyOverrides = (
@@ -144,16 +193,23 @@ export const loopCommand = Command.make(
     repo: repoOption,
     maxAgents: maxAgentsOption,
     resume: resumeOption,
+    allowDirty: allowDirtyOption,
     db: dbOption,
     json: jsonOption
   },
   (args) =>
     Effect.gen(function*() {
-      const loaded = yield* loadLoopConfig(args.config)
+      if (Option.isNone(args.config)) {
+        return yield* Effect.fail(usageError(
+          "loop needs --config (-c) FILE to run a loop; `runledger loop status` and `runledger loop logs ISSUE` read recorded runs"
+        ))
+      }
+      const loaded = yield* loadLoopConfig(args.config.value)
       if (Option.isSome(args.maxAgents) && args.maxAgents.value < 1) {
         return yield* Effect.fail(usageError("--max-agents must be at least 1"))
       }
       const config = applyOverrides(loaded, args)
+      yield* checkRepository(config.repo, args.allowDirty)
       const abort = yield* makeRunAbort
       yield* claimSigintFor(abort)
       const result = yield* runLoop(config, Option.match(args.resume, { onNone: () => ({}), onSome: (resume) => ({ resume }) })).pipe(
@@ -171,6 +227,9 @@ export const loopCommand = Command.make(
       "(validation, remediation through the fixer) → review → finalize in its own git worktree, then one " +
       "run_end stage. Every actor is a shell command; every result is recorded in the Landscape. " +
       "Exit 0 when some issue succeeded, 1 when none did (or run_end failed), 2 for an invalid config, " +
-      "130 on Ctrl-C (the first drains, the second kills). --resume RUN_ID continues a run that stopped."
-  )
+      "130 on Ctrl-C (the first drains, the second kills). A repository with uncommitted changes to tracked files " +
+      "is refused unless --allow-dirty. --resume RUN_ID continues a run that stopped. Subcommands: status (a " +
+      "recorded run's issues and stages), logs (an issue's command output)."
+  ),
+  Command.withSubcommands([loopStatusCommand, loopLogsCommand])
 )

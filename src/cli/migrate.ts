@@ -5,7 +5,7 @@ import { Console, Effect, Option } from "effect"
 import { readFileSync, writeFileSync } from "node:fs"
 import { migrateSettings } from "../pipeline/migrate.js"
 import { SettingsError } from "../pipeline/settings.js"
-import { printHuman } from "./common.js"
+import { printHuman, printNote } from "./common.js"
 import { exitOnError } from "./exit.js"
 
 const fileArg = Args.file({ name: "OLD.yaml", exists: "either" }).pipe(
@@ -31,7 +31,7 @@ export const migrateCommand = Command.make("migrate-settings", { file: fileArg, 
         })
     })
     const migrated = yield* migrateSettings(file, text)
-    for (const note of migrated.notes) yield* printHuman(`note: ${note}`)
+    for (const note of migrated.notes) yield* printNote(`note: ${note}`)
     if (Option.isSome(output)) {
       yield* Effect.try({
         try: () => writeFileSync(output.value, migrated.text, { flag: "wx" }),

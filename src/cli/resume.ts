@@ -4,7 +4,7 @@ import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import { checkExportSigningKey } from "../pipeline/orchestrator/export.js"
 import { prepareResume, type ResumePreview, resumeRun } from "../pipeline/resume.js"
-import { DEFAULT_DB, dbUrl, printHuman, printJson, table } from "./common.js"
+import { DEFAULT_DB, dbUrl, printHuman, printJson, printNote, table } from "./common.js"
 import { exitOnError, usageError } from "./exit.js"
 import { pipelineRun, pipelineTelemetry } from "./layers.js"
 import { loadPlan, quietOption, runAndReport, settingsOption } from "./run.js"
@@ -96,7 +96,7 @@ export const resumeCommand = Command.make(
           return yield* printHuman(previewText(prepared.preview))
         }
         if (!quiet && !json) {
-          yield* printHuman(
+          yield* printNote(
             `resuming run ${prepared.preview.run_id} from checkpoint ${prepared.preview.checkpoint.sequence}: ${prepared.preview.rows_done} rows done`
           )
         }

@@ -8,7 +8,7 @@ import { checkExportSigningKey, exportAfterRun } from "../pipeline/orchestrator/
 import { runPipeline, type RunPipelineOptions } from "../pipeline/orchestrator/run.js"
 import type { RunResult } from "../pipeline/orchestrator/types.js"
 import { loadPipelineSettings } from "../pipeline/settings.js"
-import { dbOption, dbUrl, DEFAULT_DB, jsonOption, printHuman, printJson, table } from "./common.js"
+import { dbOption, dbUrl, DEFAULT_DB, jsonOption, printHuman, printJson, printNote, table } from "./common.js"
 import { exitOnError, usageError } from "./exit.js"
 import { pipelineRun, pipelineTelemetry } from "./layers.js"
 import { describePlan, planText } from "./plan-view.js"
@@ -67,7 +67,7 @@ export const runAndReport = <E, R>(
 ) =>
   Effect.gen(function*() {
     // A failed export leaves the run completed (exit 0); its error goes to stderr.
-    const onFailure = (message: string) => printHuman(`runledger: export failed: ${message}`)
+    const onFailure = (message: string) => printNote(`runledger: export failed: ${message}`)
     const afterRun = yield* exportAfterRun(plan, { onFailure })
     const result = yield* start(afterRun === undefined ? {} : { afterRun }).pipe(
       // With --json a failed run still prints its RunResult.
@@ -121,7 +121,7 @@ export const runCommand = Command.make(
       // Before any row is read or sink opened: signing needs its key.
       const keyProblem = checkExportSigningKey(plan, process.env)
       if (keyProblem !== undefined) return yield* Effect.fail(keyProblem)
-      if (!quiet) for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
+      if (!quiet) for (const w of plan.warnings) yield* printNote(`warning: ${w}`)
       const url = dbUrl(db, plan.settings.landscape?.url ?? DEFAULT_DB)
       if (args.dryRun) {
         const description = yield* describePlan(plan, url)

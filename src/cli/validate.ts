@@ -2,7 +2,7 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
-import { printHuman } from "./common.js"
+import { printHuman, printNote } from "./common.js"
 import { exitOnError, usageError } from "./exit.js"
 import { GRAPH_FORMATS, type GraphFormat, renderGraph } from "./graph-view.js"
 import { loadPlan, settingsOption } from "./run.js"
@@ -28,12 +28,13 @@ export const validateCommand = Command.make(
         return yield* Effect.fail(usageError(`'${format.value}' is a --graph format: give --graph ${format.value}`))
       }
       const plan = yield* loadPlan(settings)
-      for (const w of plan.warnings) yield* printHuman(`warning: ${w}`)
+      for (const w of plan.warnings) yield* printNote(`warning: ${w}`)
       if (graph) {
         const chosen: GraphFormat = Option.getOrElse(format, () => "text" as const)
         yield* Effect.sync(() => process.stdout.write(renderGraph(plan.graph, chosen) + "\n"))
       }
-      yield* printHuman(
+      // With --graph stdout holds the graph alone (`validate --graph mermaid > dag.mmd`).
+      yield* (graph ? printNote : printHuman)(
         `${settings}: valid — ${plan.chain.length} steps, ${plan.sinks.size} sinks, ${plan.graph.nodes.length} nodes, ${plan.graph.edges.length} edges`
       )
     }).pipe(exitOnError)

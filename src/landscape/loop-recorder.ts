@@ -224,3 +224,130 @@ export const LoopRecorderSql: Layer.Layer<LoopRecorder, never, SqlClient.SqlClie
   LoopRecorder,
   makeLoopRecorderSql
 )
+
+// ---------------------------------------------------------------------------
+// Reads for `runledger loop status` and `runledger loop logs`
+
+/** A loop run's row, with the crash of its owner already applied. */
+export interface LoopRunRow {
+  readonly run_id: string
+  readonly status: LoopRunStatus
+  readonly reason: string | null
+  readonly started_at: string
+  readonly completed_at: string | null
+  readonly config_file: string
+  readonly repo: string
+  readonly run_dir: string
+  readonly max_agents: number
+  readonly run_end_status: string | null
+  readonly run_end_reason: string | null
+  readonly counts: IssueCounts
+}
+
+/**
+ * An issue's row: the known columns, plus whatever else `loop_issues` holds (later
+ * columns such as an integration result appear without a change here).
+ */
+export type LoopIssueRow = {
+  readonly issue_id: string
+  readonly title: string
+  readonly status: string
+  readonly reason: string | null
+  readonly branch: string | null
+  readonly base_sha: string | null
+  readonly head_sha: string | null
+  readonly gate_attempts: number
+  readonly review_rounds: number
+  readonly started_at: string | null
+  readonly completed_at: string | null
+} & Readonly<Record<string, unknown>>
+
+export interface LoopCommandRow {
+  readonly stage_id: string | null
+  readonly issue_id: string | null
+  readonly stage: string
+  /** The attempt of the stage row the command ran in (null outside a recorded stage). */
+  readonly attempt: number | null
+  readonly ref: string
+  readonly command: string
+  readonly passed: boolean
+  readonly exit_code: number | null
+  readonly timed_out: boolean
+  readonly duration_ms: number
+  readonly output_tail: string
+  readonly log_file: string | null
+  readonly started_at: string
+  readonly finished_at: string
+}
+
+interface FullRunRow extends RunRow {
+  readonly config_file: string
+  readonly repo: string
+  readonly run_dir: string
+  readonly max_agents: number
+  readonly run_end_status: string | null
+  readonly run_end_reason: string | null
+}
+
+const readWrap = (operation: string) => <A, R>(effect: Effect.Effect<A, SqlError, R>) =>
+  Effect.mapError(effect, (e) => new LoopRecordError({ operation, message: e.message, cause: e }))
+
+/** The loop run `runId`, or the newest one for `latest`; undefined when there is none. */
+export const readLoopRun = (runId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = runId === "latest"
+      ? yield* sql<FullRunRow>`SELECT * FROM loop_runs ORDER BY started_at DESC, rowid DESC LIMIT 1`
+      : yield* sql<FullRunRow>`SELECT * FROM loop_runs WHERE run_id = ${runId}`
+    const run = rows[0]
+    if (run === undefined) return undefined
+    const counts = yield* sql<{ status: string; n: number }>`SELECT status, COUNT(*) AS n FROM loop_issues
+      WHERE run_id = ${run.run_id} GROUP BY status`
+    const gone = crashed(run)
+    const row: LoopRunRow = {
+      run_id: run.run_id,
+      status: gone ? "interrupted" : run.status,
+      reason: gone ? "process_crash" : run.reason,
+      started_at: run.started_at,
+      completed_at: run.completed_at,
+      config_file: run.config_file,
+      repo: run.repo,
+      run_dir: run.run_dir,
+      max_agents: run.max_agents,
+      run_end_status: run.run_end_status,
+      run_end_reason: run.run_end_reason,
+      counts: countsOf(counts)
+    }
+    return row
+  }).pipe(readWrap("readLoopRun"), Effect.withSpan("LoopRecorder.readLoopRun"))
+
+/** The ids of the recorded loop runs, newest first (for "did you mean" lists). */
+export const readLoopRunIds = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ run_id: string }>`SELECT run_id FROM loop_runs ORDER BY started_at DESC, rowid DESC`
+  return rows.map((r) => r.run_id)
+}).pipe(readWrap("readLoopRunIds"))
+
+/** The issues of a run in the order they were listed, every column but the stored report. */
+export const readLoopIssues = (runId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<Record<string, unknown>>`SELECT * FROM loop_issues WHERE run_id = ${runId} ORDER BY rowid`
+    return rows.map((row) => {
+      const { result_json: _report, run_id: _run, ...rest } = row
+      return rest as LoopIssueRow
+    })
+  }).pipe(readWrap("readLoopIssues"))
+
+/** The commands of a run (of one issue, or of the run's own stages for `issueId` null), in the order they ran. */
+export const readLoopCommands = (runId: string, issueId: string | null) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<Omit<LoopCommandRow, "passed" | "timed_out"> & { passed: number; timed_out: number }>`
+      SELECT c.stage_id, c.issue_id, c.stage, s.attempt, c.ref, c.command, c.passed, c.exit_code, c.timed_out,
+        c.duration_ms, c.output_tail, c.log_file, c.started_at, c.finished_at
+      FROM command_results c LEFT JOIN stage_results s ON s.stage_id = c.stage_id
+      WHERE c.run_id = ${runId} AND ${issueId === null ? sql`c.issue_id IS NULL` : sql`c.issue_id = ${issueId}`}
+      ORDER BY c.started_at, c.rowid`
+    return rows.map((r): LoopCommandRow => ({ ...r, passed: r.passed === 1, timed_out: r.timed_out === 1 }))
+  }).pipe(readWrap("readLoopCommands"))

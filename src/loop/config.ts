@@ -2,6 +2,7 @@ import { Effect, Either, ParseResult, Schema } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import * as YAML from "yaml"
+import { expects, firstProblem, renderPath } from "./schema-errors.js"
 
 /** Invalid loop configuration: names the file, the key and the offending value. */
 export class LoopConfigError extends Schema.TaggedError<LoopConfigError>()("LoopConfigError", {
@@ -24,6 +25,7 @@ export const GLOBAL_VALIDATION_MIGRATION_ERROR = [
   ""
 ].join("\n")
 
+const DURATION_TEXT = "a duration such as 500ms, 2s, 10m, 1h or a number of seconds"
 const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 
@@ -43,14 +45,15 @@ export const DurationMs = Schema.transformOrFail(Schema.Union(Schema.Number, Sch
     const ms = parseDuration(input)
     return ms === undefined
       ? ParseResult.fail(
-        new ParseResult.Type(ast, input, `bad duration ${JSON.stringify(input)}: expected e.g. 500ms, 2s, 10m, 1h or seconds`)
+        new ParseResult.Type(ast, input, `expected ${DURATION_TEXT}`)
       )
       : ParseResult.succeed(ms)
   },
   encode: (ms) => ParseResult.succeed(`${ms}ms`)
-})
+}).annotations(expects(DURATION_TEXT))
 
-const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
+const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative()).annotations(expects("a non-negative integer"))
+const PositiveInt = Schema.Int.pipe(Schema.positive()).annotations(expects("a positive integer"))
 const FailureMode = Schema.Literal("abort", "continue", "remediate")
 export type FailureMode = typeof FailureMode.Type
 const FireOn = Schema.Literal("success", "failure", "both")
@@ -63,21 +66,38 @@ const CommandSpec = Schema.Struct({
   allow_fail: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 /** A named command: a string, or `{command, timeout, allow_fail}`. */
-const CommandEntry = Schema.Union(Schema.NonEmptyString, CommandSpec)
+const CommandEntry = Schema.Union(Schema.NonEmptyString, CommandSpec).annotations(
+  expects("a command string or a mapping {command, timeout, allow_fail}")
+)
+
+/**
+ * An item of `gate.commands` and `validation_triggers.*.commands`: a command name
+ * (`- test`), a reference (`- ref: test`), or an inline command
+ * (`- command: "npm test"`, optionally with `ref`, `timeout`, `allow_fail`).
+ */
+const CommandItem = Schema.Union(
+  Schema.NonEmptyString,
+  Schema.Struct({
+    ref: Schema.optional(Schema.NonEmptyString),
+    command: Schema.optional(Schema.NonEmptyString),
+    timeout: Schema.optional(DurationMs),
+    allow_fail: Schema.optional(Schema.Boolean)
+  })
+).annotations(expects("a command name or a mapping {ref: name} or {command: ...}"))
+type CommandItem = typeof CommandItem.Type
 
 const Actor = Schema.Struct({
   command: Schema.NonEmptyString,
   timeout: Schema.optional(DurationMs)
 })
 
-const CommandRef = Schema.Struct({ ref: Schema.NonEmptyString })
 const CodeReview = Schema.Struct({ enabled: Schema.optionalWith(Schema.Boolean, { default: () => false }) })
 
 const SessionEndSchema = Schema.Struct({
   failure_mode: Schema.optionalWith(FailureMode, { default: () => "continue" as const }),
   max_retries: Schema.optional(NonNegativeInt),
   timeout: Schema.optional(DurationMs),
-  commands: Schema.optionalWith(Schema.Array(CommandRef), { default: () => [] }),
+  commands: Schema.optionalWith(Schema.Array(CommandItem), { default: () => [] }),
   code_review: Schema.optional(CodeReview)
 })
 
@@ -86,7 +106,7 @@ const RunEndSchema = Schema.Struct({
   failure_mode: Schema.optionalWith(FailureMode, { default: () => "continue" as const }),
   max_retries: Schema.optional(NonNegativeInt),
   timeout: Schema.optional(DurationMs),
-  commands: Schema.optionalWith(Schema.Array(CommandRef), { default: () => [] }),
+  commands: Schema.optionalWith(Schema.Array(CommandItem), { default: () => [] }),
   code_review: Schema.optional(CodeReview)
 })
 
@@ -102,14 +122,14 @@ const LoopConfigFile = Schema.Struct({
   issues: Schema.optional(Schema.NonEmptyString),
   beads: Schema.optional(Schema.NonEmptyString),
   workdir: Schema.optionalWith(Schema.NonEmptyString, { default: () => ".runledger" }),
-  max_agents: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 1 }),
+  max_agents: Schema.optionalWith(PositiveInt, { default: () => 1 }),
   kill_grace: Schema.optionalWith(DurationMs, { default: () => 5000 }),
   keep_worktrees: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   implementer: Actor,
   commands: Schema.optionalWith(Schema.Record({ key: Schema.String, value: CommandEntry }), { default: () => ({}) }),
   gate: Schema.optionalWith(
     Schema.Struct({
-      commands: Schema.optionalWith(Schema.Array(Schema.NonEmptyString), { default: () => [] }),
+      commands: Schema.optionalWith(Schema.Array(CommandItem), { default: () => [] }),
       max_retries: Schema.optionalWith(NonNegativeInt, { default: () => 2 }),
       require_commit: Schema.optionalWith(Schema.Boolean, { default: () => true })
     }),
@@ -191,7 +211,7 @@ export interface LoopConfig {
 const show = (value: unknown): string | undefined => {
   if (value === undefined) return undefined
   try {
-    return typeof value === "string" ? value : JSON.stringify(value)
+    return typeof value === "string" ? (value.trim() === "" ? JSON.stringify(value) : value) : JSON.stringify(value)
   } catch {
     return String(value)
   }
@@ -227,19 +247,45 @@ const resolve = (
       : { ref: name, command: entry.command, timeoutMs: entry.timeout, allowFail: entry.allow_fail }
   }
   const known = Object.keys(commands).join(", ") || "(none)"
-  const refs = (key: string, names: ReadonlyArray<string>): Either.Either<Array<CommandDef>, LoopConfigError> => {
+  /** Resolves a command list: names and `{ref}` point into `commands`, `{command}` is inline. */
+  const refs = (
+    key: string,
+    stage: string,
+    items: ReadonlyArray<CommandItem>
+  ): Either.Either<Array<CommandDef>, LoopConfigError> => {
     const out: Array<CommandDef> = []
-    for (const [i, name] of names.entries()) {
+    for (const [i, item] of items.entries()) {
+      if (typeof item !== "string" && item.command !== undefined) {
+        out.push({
+          ref: item.ref ?? `${stage}-${i + 1}`,
+          command: item.command,
+          timeoutMs: item.timeout,
+          allowFail: item.allow_fail ?? false
+        })
+        continue
+      }
+      const name = typeof item === "string" ? item : item.ref
+      const at = typeof item === "string" ? `${key}[${i}]` : `${key}[${i}].ref`
+      if (name === undefined) {
+        return fail(`${key}[${i}]`, item, "needs `ref` (the name of a command under `commands`) or `command`")
+      }
+      if (typeof item !== "string" && (item.timeout !== undefined || item.allow_fail !== undefined)) {
+        return fail(
+          `${key}[${i}]`,
+          item,
+          `timeout and allow_fail belong to the command's definition under \`commands.${name}\` (or give an inline \`command\`)`
+        )
+      }
       const def = commands[name]
       if (def === undefined) {
-        return fail(`${key}[${i}]`, name, `refers to undefined command "${name}"; defined commands: ${known}`)
+        return fail(at, name, `refers to undefined command "${name}"; defined commands: ${known}`)
       }
       out.push(def)
     }
     return Either.right(out)
   }
 
-  const gate = refs("gate.commands", raw.gate.commands)
+  const gate = refs("gate.commands", "gate", raw.gate.commands)
   if (Either.isLeft(gate)) return Either.left(gate.left)
 
   const trigger = (
@@ -248,7 +294,7 @@ const resolve = (
   ): Either.Either<TriggerConfig | undefined, LoopConfigError> => {
     if (t === undefined) return Either.right(undefined)
     const key = `validation_triggers.${name}`
-    const cmds = refs(`${key}.commands`, t.commands.map((c) => c.ref))
+    const cmds = refs(`${key}.commands`, name, t.commands)
     if (Either.isLeft(cmds)) return Either.left(cmds.left)
     if (t.failure_mode === "remediate") {
       if (t.max_retries === undefined) {
@@ -349,17 +395,10 @@ export const parseLoopConfig = (
   }
   const decoded = decodeFile(raw)
   if (Either.isLeft(decoded)) {
-    const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
-    const path = issue?.path ?? []
-    const key = path.length === 0 ? "(root)" : path.map(String).join(".")
-    const message = issue === undefined
-      ? "invalid"
-      : issue._tag === "Unexpected"
-      ? "unknown key"
-      : issue._tag === "Missing"
-      ? "is required"
-      : issue.message
-    const value = show(lookup(raw, path))
+    const problem = firstProblem(decoded.left.issue)
+    const key = renderPath(problem.path)
+    const message = problem.message
+    const value = show(problem.value ?? lookup(raw, problem.path))
     return Either.left(
       new LoopConfigError(value === undefined ? { file, key, message } : { file, key, value, message })
     )

@@ -1,13 +1,33 @@
 import { Data, Effect, Either, Schema } from "effect"
 import * as NodeFs from "node:fs"
 import * as YAML from "yaml"
+import { expects, firstProblem, renderPath } from "./schema-errors.js"
 
 /** The issues file cannot be read or is malformed (a usage error: exit 2). */
 export class IssueSourceError extends Data.TaggedError("IssueSourceError")<{
   readonly file: string
   readonly key: string
+  /** The offending value, when there is one to show. */
+  readonly value?: string
   readonly message: string
 }> {}
+
+/** `FILE: KEY = VALUE: MESSAGE`, the CLI's line for an issues-file problem. */
+export const formatIssueSourceError = (e: IssueSourceError): string =>
+  `${e.file}: ${e.key}${e.value === undefined ? "" : ` = ${e.value}`}: ${e.message}`
+
+const showValue = (value: unknown): string | undefined => {
+  if (value === undefined) return undefined
+  if (typeof value === "string") return value.trim() === "" ? JSON.stringify(value) : value
+  try {
+    return JSON.stringify(value)
+  } catch {
+    return String(value)
+  }
+}
+
+/** How many known ids an unknown-dependency message lists before it says "and N more". */
+const KNOWN_IDS_SHOWN = 20
 
 export interface Issue {
   readonly id: string
@@ -20,7 +40,7 @@ export interface Issue {
 
 const Id = Schema.Union(Schema.NonEmptyString, Schema.Int).pipe(
   Schema.transform(Schema.String, { strict: true, decode: (v) => String(v), encode: (s) => s })
-)
+).annotations(expects("an issue id (a non-empty string or an integer)"))
 
 const FileIssue = Schema.Struct({
   id: Id,
@@ -39,10 +59,23 @@ export const parseIssueFile = (text: string, file: string): Either.Either<Array<
   } catch (e) {
     return Either.left(new IssueSourceError({ file, key: "(file)", message: `not valid YAML/JSON: ${String(e)}` }))
   }
-  if (raw !== null && typeof raw === "object" && !Array.isArray(raw) && "issues" in raw) raw = raw.issues
+  const wrapped = raw !== null && typeof raw === "object" && !Array.isArray(raw) && "issues" in raw
+  if (wrapped) raw = (raw as { issues: unknown }).issues
+  // Paths read `issues[2].title` under an `issues:` key, `[2].title` for a bare list.
+  const prefix = wrapped ? "issues" : ""
   const decoded = decodeFileIssues(raw ?? [])
   if (Either.isLeft(decoded)) {
-    return Either.left(new IssueSourceError({ file, key: "(issues)", message: decoded.left.message }))
+    const problem = firstProblem(decoded.left.issue)
+    const value = showValue(problem.value)
+    const key = problem.path.length === 0
+      ? (wrapped ? "issues" : "(root)")
+      : renderPath(problem.path, prefix)
+    const message = problem.path.length === 0 && problem.message === "expected a list"
+      ? "expected a list of issues {id, title, body, priority, depends_on} (or a mapping with an `issues:` list)"
+      : problem.message
+    return Either.left(
+      new IssueSourceError(value === undefined ? { file, key, message } : { file, key, value, message })
+    )
   }
   const issues = decoded.right.map((i): Issue => ({
     id: i.id,
@@ -51,12 +84,37 @@ export const parseIssueFile = (text: string, file: string): Either.Either<Array<
     priority: i.priority,
     dependsOn: i.depends_on
   }))
-  const seen = new Set<string>()
-  for (const issue of issues) {
-    if (seen.has(issue.id)) {
-      return Either.left(new IssueSourceError({ file, key: `id`, message: `duplicate issue id "${issue.id}"` }))
+  const seen = new Map<string, number>()
+  for (const [index, issue] of issues.entries()) {
+    const first = seen.get(issue.id)
+    if (first !== undefined) {
+      return Either.left(
+        new IssueSourceError({
+          file,
+          key: renderPath([index, "id"], prefix),
+          value: issue.id,
+          message: `duplicate issue id "${issue.id}" (also ${renderPath([first], prefix)})`
+        })
+      )
     }
-    seen.add(issue.id)
+    seen.set(issue.id, index)
+  }
+  const known = [...seen.keys()]
+  const knownText = known.length <= KNOWN_IDS_SHOWN
+    ? known.join(", ")
+    : `${known.slice(0, KNOWN_IDS_SHOWN).join(", ")} and ${known.length - KNOWN_IDS_SHOWN} more`
+  for (const [index, issue] of issues.entries()) {
+    for (const [d, dep] of issue.dependsOn.entries()) {
+      if (seen.has(dep)) continue
+      return Either.left(
+        new IssueSourceError({
+          file,
+          key: renderPath([index, "depends_on", d], prefix),
+          value: dep,
+          message: `issue "${issue.id}" depends on unknown issue "${dep}"; known ids: ${knownText}`
+        })
+      )
+    }
   }
   return Either.right(issues)
 }

@@ -75,26 +75,26 @@ afterAll(() => {
 const WRITTEN = ["out", "db", "audit", "runs", "logs"]
 
 describe("run --dry-run", () => {
-  it("validates, prints the plan on stderr, and creates no file or folder", async () => {
+  it("validates, prints the plan on stdout, and creates no file or folder", async () => {
     const dir = wideDir()
     wide.push(dir)
     const before = snapshot(dir)
     const r = await runCliIn(dir, ["run", "-s", "settings.yaml", "--dry-run"])
     expect(r.status, r.stderr).toBe(0)
-    expect(r.stdout).toBe("")
+    expect(r.stderr).not.toContain("dry run:")
     expect(snapshot(dir)).toEqual(before)
     for (const path of WRITTEN) expect(existsSync(join(dir, path)), path).toBe(false)
-    expect(r.stderr).toContain("dry run: settings.yaml is valid")
-    expect(r.stderr).toMatch(/landscape +sqlite:\/\/\/runs\/audit\.db → .*runs\/audit\.db \(new\)/)
-    expect(r.stderr).toContain("checkpoint  every 50 rows")
-    expect(r.stderr).toContain("export      the audit trail to sink trail as csv")
-    expect(r.stderr).toContain("telemetry   events appended to logs/events.jsonl")
+    expect(r.stdout).toContain("dry run: settings.yaml is valid")
+    expect(r.stdout).toMatch(/landscape +sqlite:\/\/\/runs\/audit\.db → .*runs\/audit\.db \(new\)/)
+    expect(r.stdout).toContain("checkpoint  every 50 rows")
+    expect(r.stdout).toContain("export      the audit trail to sink trail as csv")
+    expect(r.stdout).toContain("telemetry   events appended to logs/events.jsonl")
     // The DAG, then every sink with the file it would write.
-    expect(r.stderr).toContain("gate size")
-    expect(r.stderr).toMatch(/on_validation_failure \[divert\] → sink quarantine \(json\)/)
-    expect(r.stderr).toMatch(/small +csv +out\/small\.csv +new +default sink/)
-    expect(r.stderr).toMatch(/big +database +db\/big\.db \(table big\) +new/)
-    expect(r.stderr).toMatch(/trail +csv +.*audit\/trail \(a folder of CSV files\) +new +audit export/)
+    expect(r.stdout).toContain("gate size")
+    expect(r.stdout).toMatch(/on_validation_failure \[divert\] → sink quarantine \(json\)/)
+    expect(r.stdout).toMatch(/small +csv +out\/small\.csv +new +default sink/)
+    expect(r.stdout).toMatch(/big +database +db\/big\.db \(table big\) +new/)
+    expect(r.stdout).toMatch(/trail +csv +.*audit\/trail \(a folder of CSV files\) +new +audit export/)
   })
 
   it("-n --json: the plan as one JSON document on stdout", async () => {
@@ -217,8 +217,8 @@ describe("plugins list", () => {
     const plain = await runCliIn(work, ["plugins"])
     const list = await runCliIn(work, ["plugins", "list"])
     expect(list.status).toBe(0)
-    expect(list.stderr).toBe(plain.stderr)
-    expect(list.stderr).toContain("csv")
+    expect(list.stdout).toBe(plain.stdout)
+    expect(list.stdout).toContain("csv")
     const json = await runCliIn(work, ["plugins", "list", "--json"])
     expect(json.stdout).toBe((await runCliIn(work, ["plugins", "--json"])).stdout)
     const all = JSON.parse(json.stdout) as Array<{ kind: string }>
@@ -300,7 +300,8 @@ describe("validate --graph", () => {
   it("without --graph prints no graph; a stray format or an invalid file exits 2", async () => {
     const plain = await runCliIn(fresh, ["validate", "-s", "orders/settings.yaml"])
     expect(plain.status).toBe(0)
-    expect(plain.stdout).toBe("")
+    expect(plain.stdout).toBe("orders/settings.yaml: valid — " + plain.stdout.split(" — ")[1])
+    expect(plain.stdout).not.toMatch(/^source/m)
     const stray = await runCliIn(fresh, ["validate", "-s", "orders/settings.yaml", "mermaid"])
     expect(stray.status).toBe(2)
     expect(stray.stderr).toContain("give --graph mermaid")

@@ -228,7 +228,7 @@ describe("wiring mistakes in the explicit settings form", () => {
     const file = write(`base-${name}.yaml`, base)
     const v = cli("validate", "-s", file)
     expect(v.status, v.stderr).toBe(0)
-    expect(v.stderr).toContain(`${file}: valid`)
+    expect(v.stdout).toContain(`${file}: valid`)
     const r = cli("run", "-s", file, "--json", "--db", `sqlite:///runs/base-${name}.db`)
     expect(r.status, r.stderr).toBe(0)
     expect((JSON.parse(r.stdout) as { status: string }).status).toBe("completed")

@@ -46,16 +46,16 @@ describe("runledger explain", () => {
     expect(l.sink.artifacts[0].path_or_uri).toMatch(/large\.csv$/)
   })
 
-  it("without --json: a narrative on stderr, nothing on stdout", () => {
+  it("without --json: the narrative on stdout, nothing on stderr", () => {
     const r = runCli(["explain", "--db", dbOf("orders"), "--run", "latest", "--row", "1"], { cwd: work })
     expect(r.status, r.stderr).toBe(0)
-    expect(r.stdout).toBe("")
-    expect(r.stderr).toContain(`run ${ordersRun} (completed)`)
-    expect(r.stderr).toContain("source row 1")
-    expect(r.stderr).toContain(`"customer":"Grace"`)
-    expect(r.stderr).toContain("gate 'big_orders': row['total'] >= 500 → 'true' → sink large")
-    expect(r.stderr).toMatch(/step 1 +gate 'big_orders'.*completed +in [0-9a-f]{12} → out [0-9a-f]{12}/)
-    expect(r.stderr).toContain("outcome ROUTED → sink large")
+    expect(r.stderr).toBe("")
+    expect(r.stdout).toContain(`run ${ordersRun} (completed)`)
+    expect(r.stdout).toContain("source row 1")
+    expect(r.stdout).toContain(`"customer":"Grace"`)
+    expect(r.stdout).toContain("gate 'big_orders': row['total'] >= 500 → 'true' → sink large")
+    expect(r.stdout).toMatch(/step 1 +gate 'big_orders'.*completed +in [0-9a-f]{12} → out [0-9a-f]{12}/)
+    expect(r.stdout).toContain("outcome ROUTED → sink large")
   })
 
   it("exit 2 for an unknown row (naming the valid range) and for a missing Landscape", () => {
@@ -84,8 +84,8 @@ describe("runledger explain", () => {
     const pick = listed.candidates[1]!.token_id
     const picked = runCli(["explain", "--db", db, "--run", basketsRun, "--token", pick], { cwd: work })
     expect(picked.status, picked.stderr).toBe(0)
-    expect(picked.stderr).toMatch(/\n  tok_\w+  EXPANDED\n/)
-    expect(picked.stderr).toMatch(new RegExp(`(├─|└─) ${pick}  COMPLETED → sink output .*← explained`))
-    expect(picked.stderr).toContain("transform 'json_explode_0' (json_explode)  completed")
+    expect(picked.stdout).toMatch(/\n  tok_\w+  EXPANDED\n/)
+    expect(picked.stdout).toMatch(new RegExp(`(├─|└─) ${pick}  COMPLETED → sink output .*← explained`))
+    expect(picked.stdout).toContain("transform 'json_explode_0' (json_explode)  completed")
   })
 })

@@ -58,8 +58,9 @@ describe("export and verify from the CLI", () => {
     const trail = join(work, FIXTURE, "output/signed/trail.json")
     const ok = runCli(["verify", trail], { cwd: work, env: WITH_KEY })
     expect(ok.status, ok.stderr).toBe(0)
-    expect(ok.stderr).toMatch(/verified \d+ records of run run_/)
-    expect(ok.stderr.trim().split("\n")).toHaveLength(1)
+    expect(ok.stdout).toMatch(/verified \d+ records of run run_/)
+    expect(ok.stdout.trim().split("\n")).toHaveLength(1)
+    expect(ok.stderr).toBe("")
 
     const tampered = join(work, "tampered.json")
     writeFileSync(tampered, readFileSync(trail, "utf8").replace("\"Lindqvist\"", "\"Lindqvisk\""))
@@ -95,7 +96,7 @@ describe("export and verify from the CLI", () => {
     const db = `${FIXTURE}/runs/audit.db`
     const e = runCli(["export", "--db", db, "--run", "latest", "--format", "json", "--out", "out/trail.jsonl", "--sign"], { cwd: work, env: WITH_KEY })
     expect(e.status, e.stderr).toBe(0)
-    expect(e.stderr).toMatch(/exported run run_\w+ \(completed\): \d+ records, signed/)
+    expect(e.stdout).toMatch(/exported run run_\w+ \(completed\): \d+ records, signed/)
     const v = runCli(["verify", "out/trail.jsonl"], { cwd: work, env: WITH_KEY })
     expect(v.status, v.stderr).toBe(0)
     const lines = readFileSync(join(work, "out/trail.jsonl"), "utf8").trim().split("\n")

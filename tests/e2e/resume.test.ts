@@ -428,9 +428,9 @@ describe("resume refuses, exit 2, changing nothing", () => {
     const before = sizes(dir)
     const r = await cli(dir, ["resume", "latest", "-s", "s.yaml", "--dry-run"])
     expect(r.status, r.stderr).toBe(0)
-    // Human output goes to stderr (stdout is for --json).
-    expect(r.stderr).toMatch(/can be resumed as attempt 2/)
-    expect(r.stderr).toMatch(/rows done, \d+ rows left/)
+    // The human preview is the command's result: stdout.
+    expect(r.stdout).toMatch(/can be resumed as attempt 2/)
+    expect(r.stdout).toMatch(/rows done, \d+ rows left/)
     expect(sizes(dir)).toEqual(before)
     const audit = new Database(join(dir, "runs/audit.db"), { readonly: true })
     expect((audit.prepare("SELECT COUNT(*) AS n FROM run_attempts").get() as { n: number }).n).toBe(1)

@@ -169,14 +169,14 @@ describe("on_write_failure: a failsink", () => {
   it("explain tells a diverted row's story, as text and JSON", () => {
     const text = runCli(["explain", "--db", "runs/audit.db", "--run", "latest", "--row", "3"], { cwd: dir })
     expect(text.status, text.stderr).toBe(0)
-    // the narrative goes to stderr (docs/explain.md)
-    expect(text.stderr).toContain("sink 'out' (csv)  failed")
-    expect(text.stderr).toContain(`error: ${CSV_REASON}`)
-    expect(text.stderr).toContain("sink 'out' could not write the row → on_write_failure → sink failed (divert)")
-    expect(text.stderr).toContain("sink 'failed' (json)  completed")
-    expect(text.stderr).toContain("outcome DIVERTED → sink failed")
-    expect(text.stderr).toContain("diverted from sink out to its failsink failed")
-    expect(text.stderr).toContain("wrote out/failed.jsonl")
+    // the narrative goes to stdout (docs/explain.md)
+    expect(text.stdout).toContain("sink 'out' (csv)  failed")
+    expect(text.stdout).toContain(`error: ${CSV_REASON}`)
+    expect(text.stdout).toContain("sink 'out' could not write the row → on_write_failure → sink failed (divert)")
+    expect(text.stdout).toContain("sink 'failed' (json)  completed")
+    expect(text.stdout).toContain("outcome DIVERTED → sink failed")
+    expect(text.stdout).toContain("diverted from sink out to its failsink failed")
+    expect(text.stdout).toContain("wrote out/failed.jsonl")
 
     const json = runCli(["explain", "--db", "runs/audit.db", "--run", "latest", "--row", "3", "--json"], { cwd: dir })
     expect(json.status, json.stderr).toBe(0)
@@ -255,10 +255,10 @@ describe("on_write_failure: discard", () => {
     }
     const text = runCli(["explain", "--db", "runs/audit.db", "--run", "latest", "--row", "10"], { cwd: dir })
     expect(text.status, text.stderr).toBe(0)
-    expect(text.stderr).toContain("sink 'out' (csv)  failed")
-    expect(text.stderr).toContain(`error: ${CSV_REASON}`)
-    expect(text.stderr).toMatch(/outcome DIVERTED\n/)
-    expect(text.stderr).toContain("diverted from sink out and discarded (on_write_failure: discard)")
+    expect(text.stdout).toContain("sink 'out' (csv)  failed")
+    expect(text.stdout).toContain(`error: ${CSV_REASON}`)
+    expect(text.stdout).toMatch(/outcome DIVERTED\n/)
+    expect(text.stdout).toContain("diverted from sink out and discarded (on_write_failure: discard)")
   })
 
   it("without on_write_failure (the older settings form) the same row fails the run, as before", async () => {

@@ -62,7 +62,7 @@ describe("loop config", () => {
 
   it("names file, key and value for undefined refs, unknown keys and bad durations", () => {
     const undefinedRef = error({ ...base, validation_triggers: { session_end: { commands: [{ ref: "typo" }] } } })
-    assert.strictEqual(undefinedRef.key, "validation_triggers.session_end.commands[0]")
+    assert.strictEqual(undefinedRef.key, "validation_triggers.session_end.commands[0].ref")
     assert.strictEqual(undefinedRef.value, "typo")
     assert.include(formatLoopConfigError(undefinedRef), "/cfg/loop.yaml")
 
@@ -72,12 +72,12 @@ describe("loop config", () => {
     const unknown = error({ ...base, gate: { commands: [], max_retry: 3 } })
     assert.strictEqual(unknown.key, "gate.max_retry")
     assert.strictEqual(unknown.value, "3")
-    assert.strictEqual(unknown.message, "unknown key")
+    assert.strictEqual(unknown.message, "unknown key; allowed keys: commands, max_retries, require_commit")
 
     const duration = error({ ...base, implementer: { command: "x", timeout: "soon" } })
     assert.strictEqual(duration.key, "implementer.timeout")
     assert.strictEqual(duration.value, "soon")
-    assert.include(duration.message, "bad duration")
+    assert.include(duration.message, "expected a duration")
 
     const missing = error({ commands: {} })
     assert.strictEqual(missing.key, "implementer")
