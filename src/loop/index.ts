@@ -11,11 +11,12 @@ export {
   loadLoopConfig,
   parseLoopConfig
 } from "./config.js"
-export { runLoop } from "./coordinator.js"
+export { LoopResumeError, runLoop, type RunLoopOptions } from "./coordinator.js"
+export type { IntegrationOutcome } from "./integration.js"
 export { CommandFixer } from "./fixer.js"
 export { type Issue, IssueSourceError } from "./issues.js"
 export * as Lifecycle from "./lifecycle.js"
-export { type IssueReport, type LoopRunResult } from "./report.js"
+export { type IssueReport, type LoopRunResult, type RunIntegration } from "./report.js"
 export type { CommandResult, ReviewOutcome, RunEndResult, SessionEndResult } from "./results.js"
 export { fireOnMet, runRunEnd } from "./run-end.js"
 export { runSessionEnd } from "./session-end.js"
