@@ -15,7 +15,7 @@ import { nowIso } from "./results.js"
 import { runRunEndStage } from "./run-end-stage.js"
 import { createRunFolder, eventEmitter, newRunId } from "./run-folder.js"
 import { scheduleIssues } from "./scheduler.js"
-import { headSha } from "./workspace.js"
+import { headSha, refExists } from "./workspace.js"
 
 /** A `--resume` that cannot be done: no such run, a run still running, nothing left to do (exit 2). */
 export class LoopResumeError extends Data.TaggedError("LoopResumeError")<{
@@ -65,6 +65,16 @@ const startNewRun = (config: LoopConfig, issues: ReadonlyArray<Issue>, recorder:
     const baseSha = yield* headSha(config.repo)
     const { strategy } = config.integration
     const branch = strategy === "none" ? null : integrationBranchName(config.integration.branch, runId)
+    if (branch !== null && (yield* refExists(config.repo, `refs/heads/${branch}`))) {
+      return yield* Effect.fail(
+        new LoopConfigError({
+          file: config.file,
+          key: "integration.branch",
+          value: branch,
+          message: "the branch exists already; each run needs a new one (put {run_id} in the name)"
+        })
+      )
+    }
     yield* recorder.beginRun({
       runId,
       startedAt,

@@ -212,4 +212,17 @@ describe("loop integration branch", () => {
       assert.strictEqual(git(s.repo, "show", `${loser.branch!}:shared.txt`), `from ${loser.issue_id}`)
       assert.strictEqual(git(s.repo, "rev-parse", loser.branch!), loser.head_sha)
     }))
+
+  it.live("a configured integration branch that exists already is refused before the run starts", () =>
+    Effect.gen(function*() {
+      const s = scenario({
+        integration: { branch: "loop-integration" },
+        implementer: { command: edit("work-$ISSUE_ID.txt", "by $ISSUE_ID") }
+      }, [{ id: "A", title: "a" }])
+      git(s.repo, "branch", "loop-integration")
+      const error = yield* Effect.flip(runScenario(s))
+      assert.strictEqual(error._tag, "LoopConfigError")
+      assert.include(error.message, "the branch exists already")
+      assert.strictEqual(git(s.repo, "worktree", "list").split("\n").length, 1)
+    }))
 })
