@@ -154,7 +154,7 @@ export const makeLoopRecorderSql: Effect.Effect<LoopRecorderService, never, SqlC
         const run = runs[0]
         if (run === undefined) return undefined
         const issues = yield* sql<Omit<LoopIssueRecord, "result"> & { result_json: string | null }>`SELECT issue_id,
-          title, status, reason, branch, base_sha, head_sha, integration_sha, result_json
+          title, status, reason, branch, worktree, base_sha, head_sha, integration_sha, result_json
           FROM loop_issues WHERE run_id = ${runId} ORDER BY rowid`
         const record: LoopRunRecord = {
           ...run,

@@ -1,5 +1,6 @@
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Data, Effect, Option } from "effect"
+import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { Fixer } from "../services/fixer.js"
 import { LoopRecorder, type LoopRecorderService } from "../services/loop-recorder.js"
@@ -15,7 +16,7 @@ import { nowIso } from "./results.js"
 import { runRunEndStage } from "./run-end-stage.js"
 import { createRunFolder, eventEmitter, newRunId } from "./run-folder.js"
 import { scheduleIssues } from "./scheduler.js"
-import { headSha, refExists } from "./workspace.js"
+import { git, headSha, refExists } from "./workspace.js"
 
 /** A `--resume` that cannot be done: no such run, a run still running, nothing left to do (exit 2). */
 export class LoopResumeError extends Data.TaggedError("LoopResumeError")<{
@@ -158,7 +159,11 @@ const startResumedRun = (
       finished,
       order: record.issues.map((i) => i.issue_id)
     }
-    return { start, startedAt, rerun: [...rerunIds] }
+    // Worktrees a crashed attempt left behind (their branches and commits stay).
+    const stale = config.keepWorktrees
+      ? []
+      : rerun.flatMap((i) => (i.worktree !== null && NodeFs.existsSync(i.worktree) ? [i.worktree] : []))
+    return { start, startedAt, rerun: [...rerunIds], stale }
   })
 
 /**
@@ -196,7 +201,7 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
   const recorder = yield* LoopRecorder
   const abort = Option.getOrElse(yield* Effect.serviceOption(RunAbort), () => undefined) ?? (yield* makeRunAbort)
   const opened = options.resume === undefined
-    ? { ...(yield* startNewRun(config, source, recorder)), rerun: null }
+    ? { ...(yield* startNewRun(config, source, recorder)), rerun: null, stale: [] }
     : yield* startResumedRun(config, options.resume, source, recorder)
   const { start, startedAt } = opened
   const { runDir, runId } = start
@@ -206,6 +211,9 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
     yield* emit(`[run] resumed: run_id=${runId}, attempt=${start.attempt}, rerun=${opened.rerun.join(",")}`)
   }
   const gitLock = (yield* Effect.makeSemaphore(1)).withPermits(1)
+  for (const path of opened.stale) {
+    yield* git(config.repo, "worktree", "remove", "--force", path).pipe(Effect.ignore)
+  }
   const integration = start.strategy === "none" || start.branch === null
     ? null
     : yield* acquireIntegration({

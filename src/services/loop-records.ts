@@ -133,6 +133,7 @@ export interface LoopIssueRecord {
   readonly status: "pending" | "running" | LoopIssueStatus
   readonly reason: string | null
   readonly branch: string | null
+  readonly worktree: string | null
   readonly base_sha: string | null
   readonly head_sha: string | null
   readonly integration_sha: string | null

@@ -150,6 +150,8 @@ const checkResumed = (s: Setup, runId: string, resumed: ResumeJson) => {
     integration_head: resumed.integration.head
   })
   expect(db.running).toBe(0)
+  // No worktree is left: not the crashed attempt's, not the resume's, not the integration one.
+  expect(git(s.repo, "worktree", "list").split("\n")).toHaveLength(1)
   const events = readFileSync(join(s.dir, ".runledger", "runs", runId, "events.jsonl"), "utf8")
   expect(events).toContain(`[run] resumed: run_id=${runId}, attempt=2`)
   return db
