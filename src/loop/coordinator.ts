@@ -6,7 +6,7 @@ import { Telemetry } from "../services/telemetry.js"
 import { makeRunAbort, RunAbort } from "./abort.js"
 import { type LoopConfig, LoopConfigError } from "./config.js"
 import { type Issue, loadIssues } from "./issues.js"
-import { type RunEnv, runIssue, skipBlockedIssue } from "./issue-run.js"
+import { type RunEnv, runIssue, skipBlockedIssue, skipIssue } from "./issue-run.js"
 import { countsOf, type LoopRunResult, runOutcome } from "./report.js"
 import { nowIso } from "./results.js"
 import { runRunEndStage } from "./run-end-stage.js"
@@ -61,13 +61,15 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig) {
   const gitLock = (yield* Effect.makeSemaphore(1)).withPermits(1)
   const env: RunEnv = { config, runId, runDir, recorder, abort, emit, gitLock }
 
-  const { killed, reports } = yield* scheduleIssues({
+  const { killed, reports, unstarted } = yield* scheduleIssues({
     issues,
     maxAgents: config.maxAgents,
     abort,
     run: (issue: Issue) => runIssue(env, issue),
     skip: (issue, blocked) => skipBlockedIssue(env, issue, blocked)
   })
+  // After a hard kill the issues that never started are recorded too: the trail matches the result.
+  yield* Effect.forEach(unstarted, (issue) => skipIssue(env, issue, "killed"), { discard: true })
   const counts = countsOf(reports)
   const aborted = killed ? Option.some("killed") : yield* abort.reason
 

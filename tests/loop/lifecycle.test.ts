@@ -192,19 +192,19 @@ describe("lifecycle (pure)", () => {
   })
 
   it("a blocking review sends the implementer back; a parse error re-runs the reviewer once", () => {
-    let step = transition(bounds, { _tag: "Reviewing", round: 1, parseRetry: false }, {
+    let step = transition(bounds, { _tag: "Reviewing", round: 1, parseRetry: false, drain: null }, {
       _tag: "ReviewResult",
       outcome: "parse_error"
     })
-    assert.deepStrictEqual(step.action, { _tag: "RunReviewer", round: 1, rerun: true })
+    assert.deepStrictEqual(step.action, { _tag: "RunReviewer", round: 1, rerun: true, drain: false })
     step = transition(bounds, step.state, { _tag: "ReviewResult", outcome: "blocked" })
     assert.deepStrictEqual(step.action, { _tag: "RunImplementer", round: 2, attempt: 1, feedback: "review" })
-    step = transition(bounds, { _tag: "Reviewing", round: 2, parseRetry: false }, {
+    step = transition(bounds, { _tag: "Reviewing", round: 2, parseRetry: false, drain: null }, {
       _tag: "ReviewResult",
       outcome: "blocked"
     })
     assert.deepStrictEqual(step.action, { _tag: "RunFinalize", status: "failed", reason: "review_blocked" })
-    step = transition(bounds, { _tag: "Reviewing", round: 1, parseRetry: true }, {
+    step = transition(bounds, { _tag: "Reviewing", round: 1, parseRetry: true, drain: null }, {
       _tag: "ReviewResult",
       outcome: "parse_error"
     })
