@@ -74,7 +74,8 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig) {
   const aborted = killed ? Option.some("killed") : yield* abort.reason
 
   const { completedAt, runEnd } = yield* runRunEndStage(env, { counts, aborted, baseSha: runBaseSha })
-  const [status, reason] = runOutcome(aborted, counts, runEnd)
+  // A Ctrl-C during run_end itself interrupts the run too.
+  const [status, reason] = runOutcome(Option.isSome(aborted) ? aborted : yield* abort.reason, counts, runEnd)
   yield* recorder.finishRun(runId, {
     status,
     reason,

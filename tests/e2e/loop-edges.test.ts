@@ -313,6 +313,36 @@ describe("the trail after a second Ctrl-C and after a timeout kill", () => {
     expect(query(loop.db, "SELECT stage FROM stage_results WHERE status = 'running'")).toEqual([])
   }, 60_000)
 
+  it("Ctrl-C twice during run_end: its command is killed at once and recorded, its stage closed, exit 130", async () => {
+    const loop = startLoop({
+      kill_grace: "60s",
+      implementer: commit,
+      commands: { stubborn: fixture("stubborn-group.sh", "$ISSUE_DIR/pids") },
+      validation_triggers: { run_end: { commands: [{ ref: "stubborn" }] } }
+    }, [{ id: "Z-1", title: "then a stubborn run_end" }])
+    const pidfile = () => NodePath.join(loop.runDir(), "run_end", "pids")
+    await waitFor("run_end's command runs", () => readPids(pidfile()).length === 2, loop)
+    const pids = readPids(pidfile())
+    loop.signal("SIGINT")
+    await sleep(200)
+    loop.signal("SIGINT")
+    expect(await loop.exited, loop.err()).toBe(130)
+    for (const pid of pids) expect(isAlive(pid), `pid ${pid} survived the second Ctrl-C`).toBe(false)
+    const result = JSON.parse(loop.out()) as JsonResult
+    expect(result.issues.map((i) => i.status)).toEqual(["success"])
+    expect([result.status, result.reason]).toEqual(["interrupted", "killed"])
+    expect(result.run_end.status).toBe("skipped")
+    expect(query(loop.db, "SELECT stage FROM stage_results WHERE status = 'running'")).toEqual([])
+    const rows = query<{ exit_code: number | null; output_tail: string }>(
+      loop.db,
+      "SELECT exit_code, output_tail FROM command_results WHERE stage = 'run_end'"
+    )
+    expect(rows).toHaveLength(1)
+    expect(rows[0]!.exit_code).toBeNull()
+    expect(rows[0]!.output_tail).toContain("[killed: killed]")
+    expect(dbCounts(loop.db)).toEqual(result.counts)
+  }, 60_000)
+
   it("a command killed by the session_end timeout has its row, timed_out", async () => {
     const loop = startLoop({
       implementer: commit,
