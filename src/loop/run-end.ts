@@ -99,6 +99,9 @@ export const runRunEnd = Effect.fn("loop.runRunEnd")(function*(input: RunEndInpu
           })
         )
       }
+      // A drain (or a hard kill) during the last command: nothing more runs, not even the review.
+      const drained = yield* ctx.abort.reason
+      if (Option.isSome(drained)) return { ...skipped(drained.value, current), validations: validation }
       last = current
       passed = validationPassed(current, allowFail)
       if (passed) break
