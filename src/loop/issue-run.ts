@@ -58,7 +58,6 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
     let recorded = false
     const finishRecord = (status: IssueStatus, reason: string | null) =>
       Effect.gen(function*() {
-        recorded = true
         report.status = status
         report.reason = reason
         yield* recorder.finishIssue(runId, issue.id, {
@@ -70,6 +69,7 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
           result: report,
           completedAt: yield* nowIso
         })
+        recorded = true
         yield* emit(`[issue] finished: issue_id=${issue.id}, status=${status}${reason === null ? "" : `, reason=${reason}`}`)
       })
 
