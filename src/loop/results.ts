@@ -1,5 +1,5 @@
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
-import { Cause, Clock, DateTime, Effect, Exit, FiberRef } from "effect"
+import { Clock, DateTime, Effect, Exit, FiberRef } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import type { RunAbortService } from "./abort.js"
@@ -127,8 +127,9 @@ const hardKilled: Killed = { _tag: "Killed", reason: "killed" }
  * Runs `body` (one process) so that its end is always recorded: it ends normally,
  * it is killed by a hard kill (raced here, so that commands outside an issue —
  * run_end's — die at once too), or the calling fiber is interrupted (a stage timeout,
- * the scheduler's hard kill). In the last two cases the row says `killed`, with the
- * reason, and an interruption is passed on after the row is written.
+ * the scheduler's hard kill). In the last two cases the row says `[killed: <reason>]`
+ * (`killed` for a hard kill, the CommandKillReason for a stage timeout), and the
+ * interruption is passed on once the row is written.
  */
 const recordedRun = <A, E, R>(
   ctx: StageContext,
@@ -148,7 +149,11 @@ const recordedRun = <A, E, R>(
       if (Exit.isSuccess(exit)) {
         outcome = exit.value
       } else {
-        const reason = (yield* ctx.abort.hardKill) ? "killed" : yield* FiberRef.get(CommandKillReason)
+        const reason = !Exit.isInterrupted(exit)
+          ? "error"
+          : (yield* ctx.abort.hardKill)
+          ? "killed"
+          : yield* FiberRef.get(CommandKillReason)
         outcome = { _tag: "Killed", reason }
       }
       const result = toResult(outcome, finished)
@@ -158,7 +163,7 @@ const recordedRun = <A, E, R>(
       }
       // The fiber is going down: the row is written on a best-effort basis, then the interruption goes on.
       yield* ctx.onCommand(stage, result).pipe(Effect.catchAllCause(() => Effect.void))
-      return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
+      return yield* Effect.failCause(exit.cause)
     })
   )
 
