@@ -171,6 +171,35 @@ describe("abort and SIGINT", () => {
       assert.strictEqual(byId.B!.session_end, null)
     }))
 
+  it.live("R10: an issue in session_end when another issue aborts the run is still reviewed, then ends interrupted", () =>
+    Effect.gen(function*() {
+      // A's check fails once B's check is running, so the abort lands inside B's session_end.
+      const s = scenario({
+        max_agents: 2,
+        implementer: commit,
+        commands: {
+          check:
+            `if [ "$ISSUE_ID" = A ]; then while [ ! -f "$ISSUE_DIR/../B/se-started" ]; do sleep 0.02; done; exit 1; else touch "$ISSUE_DIR/se-started"; sleep 0.5; fi`,
+          after: `touch "$ISSUE_DIR/after-ran"`
+        },
+        validation_triggers: { session_end: { failure_mode: "abort", commands: [{ ref: "check" }, { ref: "after" }] } },
+        reviewer: { command: fixture("reviewer-canned.sh", json("review-approve.json")) }
+      }, [{ id: "A", title: "fails", priority: 0 }, { id: "B", title: "in session_end", priority: 1 }])
+      const { inspected, result } = yield* runScenario(s, {
+        inspect: (sql) => sql<{ issue_id: string; status: string }>`SELECT issue_id, status FROM stage_results WHERE stage = 'review'`
+      })
+      const byId = Object.fromEntries(result.issues.map((i) => [i.issue_id, i]))
+      assert.deepStrictEqual([byId.A!.status, byId.A!.reason, byId.A!.review], ["failed", "session_end_failed", null])
+      assert.deepStrictEqual([byId.B!.session_end?.status, byId.B!.session_end?.reason], ["interrupted", "run_aborted"])
+      assert.deepStrictEqual(byId.B!.session_end?.commands.map((c) => [c.ref, c.passed]), [["check", true]])
+      assert.isFalse(NodeFs.existsSync(issueFile(s, result.run_dir, "B", "after-ran")))
+      assert.strictEqual(byId.B!.review?.status, "approved")
+      assert.include(readIf(issueFile(s, result.run_dir, "B", "reviews.log")), `"status":"interrupted"`)
+      assert.deepStrictEqual([byId.B!.status, byId.B!.reason], ["interrupted", "run_aborted"])
+      assert.deepStrictEqual(inspected, [{ issue_id: "B", status: "approved" }])
+      assert.deepStrictEqual([result.status, result.reason], ["failed", "run_aborted"])
+    }))
+
   it.live("a drain mid-command (the first Ctrl-C): the command finishes, the issue is interrupted, run_end skipped", () =>
     Effect.gen(function*() {
       const s = scenario({
