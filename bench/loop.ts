@@ -117,7 +117,7 @@ const timeoutToGone = async (timeoutMs: number, graceMs: number) => {
       config: config.sessionEnd!,
       bounds: boundsFrom(config),
       round: 1,
-      codeReview: Effect.die("none"),
+      codeReview: () => Effect.die("none"),
       fixerCommand: ""
     })
     return { result, elapsed: performance.now() - started }

@@ -10,9 +10,11 @@ import { Context, Deferred, Effect, Layer, Option, Ref } from "effect"
 export interface RunAbortService {
   /** Drain the run. The first reason wins (`run_aborted`, `sigint`). */
   readonly request: (reason: string) => Effect.Effect<void>
+  /** The drain reason; `killed` once a hard kill was requested, whatever came first. */
   readonly reason: Effect.Effect<Option.Option<string>>
   /** Completes when the first request arrives. */
   readonly awaitRequest: Effect.Effect<string>
+  /** Kill now; it also drains the run (reason `killed`) if nothing had asked for it. */
   readonly requestHardKill: Effect.Effect<void>
   readonly hardKill: Effect.Effect<boolean>
   readonly awaitHardKill: Effect.Effect<void>
@@ -24,15 +26,21 @@ export const makeRunAbort: Effect.Effect<RunAbortService> = Effect.gen(function*
   const reason = yield* Ref.make(Option.none<string>())
   const requested = yield* Deferred.make<string>()
   const killed = yield* Deferred.make<void>()
+  const request = (r: string) =>
+    Ref.update(reason, (current) => (Option.isSome(current) ? current : Option.some(r))).pipe(
+      Effect.zipRight(Deferred.succeed(requested, r)),
+      Effect.asVoid
+    )
   return {
-    request: (r) =>
-      Ref.update(reason, (current) => (Option.isSome(current) ? current : Option.some(r))).pipe(
-        Effect.zipRight(Deferred.succeed(requested, r)),
-        Effect.asVoid
-      ),
-    reason: Ref.get(reason),
+    request,
+    // After a hard kill every check reads `killed`, so an issue that ends on its own
+    // (its command killed) and one interrupted by the kill tell the same story.
+    reason: Effect.flatMap(
+      Deferred.isDone(killed),
+      (isKilled) => (isKilled ? Effect.succeed(Option.some("killed")) : Ref.get(reason))
+    ),
     awaitRequest: Deferred.await(requested),
-    requestHardKill: Effect.asVoid(Deferred.succeed(killed, undefined)),
+    requestHardKill: Effect.zipRight(request("killed"), Effect.asVoid(Deferred.succeed(killed, undefined))),
     hardKill: Deferred.isDone(killed),
     awaitHardKill: Deferred.await(killed)
   }

@@ -10,7 +10,7 @@ import { makeRunAbort, RunAbort } from "./abort.js"
 import { type IntegrationStrategy, type LoopConfig, LoopConfigError } from "./config.js"
 import { acquireIntegration, integrationBranchName } from "./integration.js"
 import { type Issue, loadIssues } from "./issues.js"
-import { type RunEnv, runIssue, skipBlockedIssue } from "./issue-run.js"
+import { type RunEnv, runIssue, skipBlockedIssue, skipIssue } from "./issue-run.js"
 import { countsOf, type IssueReport, type LoopRunResult, runOutcome, unstartedReport } from "./report.js"
 import { nowIso } from "./results.js"
 import { runRunEndStage } from "./run-end-stage.js"
@@ -233,7 +233,7 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
   const env: RunEnv = { config, runId, runDir, recorder, abort, emit, gitLock, integration, attempt: start.attempt }
 
   const kept = (issue: Issue) => start.finished.get(issue.id)
-  const { killed, reports } = yield* scheduleIssues({
+  const { killed, reports, unstarted } = yield* scheduleIssues({
     issues: start.issues,
     maxAgents: config.maxAgents,
     abort,
@@ -246,7 +246,11 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
       return report !== undefined ? Effect.succeed(report) : skipBlockedIssue(env, issue, blocked)
     }
   })
-  // A hard kill reports every issue interrupted; those a resume kept stay as recorded.
+  // After a hard kill the issues that never started are recorded too: the trail matches
+  // the result. Those a resume kept stay as recorded.
+  yield* Effect.forEach(unstarted.filter((i) => kept(i) === undefined), (issue) => skipIssue(env, issue, "killed"), {
+    discard: true
+  })
   const byId = new Map(reports.map((r) => [r.issue_id, killed ? kept({ id: r.issue_id } as Issue) ?? r : r]))
   const ordered = start.order.flatMap((id) => {
     const r = byId.get(id)
@@ -261,7 +265,8 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
     baseSha: start.baseSha,
     integration
   })
-  const [status, reason] = runOutcome(aborted, counts, runEnd)
+  // A Ctrl-C during run_end itself interrupts the run too.
+  const [status, reason] = runOutcome(Option.isSome(aborted) ? aborted : yield* abort.reason, counts, runEnd)
   yield* recorder.finishRun(runId, {
     status,
     reason,

@@ -10,8 +10,10 @@ import { supervise } from "./supervisor.js"
 /**
  * The Fixer that runs the config's `fixer.command` under the supervisor, in the
  * issue's worktree, with `FAILURE_FILE` (the failing commands and their output),
- * `TRIGGER`, `ISSUE_ID` and `ATTEMPT` in its environment. Without a configured fixer
- * it is `NoFixer`.
+ * `TRIGGER`, `ISSUE_ID` and `ATTEMPT` in its environment, its output in the request's
+ * `logFile`, and the request's `hardKill` handed to the supervisor. A non-zero exit or a
+ * timeout is a `FixerError` that still carries the exit code and the log file. Without
+ * a configured fixer it is `NoFixer`.
  */
 export const CommandFixer = (
   config: Pick<LoopConfig, "fixer" | "killGraceMs">
@@ -36,6 +38,7 @@ export const CommandFixer = (
               },
               catch: (e) => new FixerError({ reason: "SpawnFailed", message: `cannot write FAILURE_FILE: ${String(e)}` })
             })
+            const logFile = request.logFile ?? NodePath.join(dir, `${stem}.log`)
             const result = yield* supervise({
               command: fixer.command,
               cwd: request.cwd ?? process.cwd(),
@@ -48,25 +51,28 @@ export const CommandFixer = (
               },
               timeoutMs: fixer.timeoutMs,
               graceMs: config.killGraceMs,
-              logFile: NodePath.join(dir, `${stem}.log`)
+              logFile,
+              ...(request.hardKill === undefined ? {} : { hardKill: request.hardKill })
             }).pipe(
               Effect.provideService(CommandExecutor.CommandExecutor, executor),
               Effect.mapError((e) => new FixerError({ reason: "SpawnFailed", message: e.message }))
             )
+            const ran = { exitCode: result.exitCode, durationMs: result.durationMs, outputTail: result.outputTail, logFile }
             if (result.timedOut) {
               return yield* Effect.fail(
-                new FixerError({ reason: "Timeout", message: `fixer timed out after ${fixer.timeoutMs}ms` })
+                new FixerError({ reason: "Timeout", message: `fixer timed out after ${fixer.timeoutMs}ms`, ...ran })
               )
             }
             if (result.exitCode !== 0) {
               return yield* Effect.fail(
                 new FixerError({
                   reason: "CommandFailed",
-                  message: `fixer exited with ${result.exitCode ?? result.signal}: ${result.outputTail.slice(-500)}`
+                  message: `fixer exited with ${result.exitCode ?? result.signal}: ${result.outputTail.slice(-500)}`,
+                  ...ran
                 })
               )
             }
-            return { exitCode: 0, durationMs: result.durationMs, outputTail: result.outputTail }
+            return { exitCode: 0, durationMs: result.durationMs, outputTail: result.outputTail, logFile }
           })
       }
     })

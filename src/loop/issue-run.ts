@@ -9,7 +9,7 @@ import { type Integration, integrationFailureReason, runIntegrationStage } from 
 import type { Issue } from "./issues.js"
 import { boundsFrom, type Event, initial, isTerminal, type IssueStatus, type Step, transition } from "./lifecycle.js"
 import { type IssueReport, unstartedReport } from "./report.js"
-import { nowIso, runCommand, type StageContext } from "./results.js"
+import { nowIso, runCommand, type SessionEndResult, type StageContext } from "./results.js"
 import { findingsText, runReviewer } from "./review.js"
 import { createIssueFolder, readResolution, removeFile, writeFile, writeIssueFile } from "./run-folder.js"
 import { runSessionEnd, skippedSessionEnd } from "./session-end.js"
@@ -34,8 +34,12 @@ export interface RunEnv {
 
 /** Records an issue that never ran because a dependency did not succeed. */
 export const skipBlockedIssue = (env: RunEnv, issue: Issue, blocked: ReadonlyArray<string>) =>
+  skipIssue(env, issue, `dependency_failed:${blocked.join(",")}`)
+
+/** Records an issue that never ran: `skipped` with the reason (a failed dependency, a hard kill). */
+export const skipIssue = (env: RunEnv, issue: Issue, reason: string) =>
   Effect.gen(function*() {
-    const report = unstartedReport(issue, "skipped", `dependency_failed:${blocked.join(",")}`)
+    const report = unstartedReport(issue, "skipped", reason)
     yield* env.recorder.finishIssue(env.runId, issue.id, {
       status: report.status,
       reason: report.reason,
@@ -57,6 +61,7 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
     const { abort, config, emit, recorder, runId } = env
     const bounds = boundsFrom(config)
     const report: Types.Mutable<IssueReport> = unstartedReport(issue, "skipped", null)
+    let recorded = false
     const finishRecord = (status: IssueStatus, reason: string | null) =>
       Effect.gen(function*() {
         report.status = status
@@ -70,8 +75,15 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
           result: report,
           completedAt: yield* nowIso
         })
+        recorded = true
         yield* emit(`[issue] finished: issue_id=${issue.id}, status=${status}${reason === null ? "" : `, reason=${reason}`}`)
       })
+
+    // If the whole run is killed (second SIGINT), the issue still ends on the record,
+    // wherever it was (even creating its worktree).
+    yield* Effect.addFinalizer((exit) =>
+      Exit.isInterrupted(exit) && !recorded ? finishRecord("interrupted", "killed").pipe(Effect.ignore) : Effect.void
+    )
 
     // Pending issues never start once the run is aborted.
     const pendingAbort = yield* abort.reason
@@ -135,15 +147,23 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
         yield* stages.skipped("session_end", reason, report.session_end)
       })
 
-    const codeReview = (reviewStage: string) =>
+    /**
+     * The reviewer over `base_sha..HEAD`, in the review stage or in session_end's code
+     * review. Its `$SESSION_END_RESULT_FILE` is written just before, from this round's
+     * session_end (in session_end itself: its result so far), so it is never stale.
+     */
+    const codeReview = (reviewStage: string, evidence: SessionEndResult | null, round: number) =>
       Effect.gen(function*() {
         const reviewer = config.reviewer!
+        yield* writeFile(files.sessionEnd, JSON.stringify(evidence, null, 2))
         const head = yield* writeDiff(ws.path, ws.baseSha, files.diff).pipe(Effect.orElseSucceed(() => ""))
         return yield* runReviewer(ctx, reviewStage, reviewer, {
           HEAD_SHA: head,
           DIFF_FILE: files.diff,
           REVIEW_RANGE: `${ws.baseSha}..${head}`,
-          SESSION_END_RESULT_FILE: files.sessionEnd
+          SESSION_END_RESULT_FILE: files.sessionEnd,
+          ATTEMPT: String(round),
+          MAX_ATTEMPTS: String(bounds.maxReviewRounds)
         })
       })
 
@@ -151,16 +171,11 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
     let previousGate: FailedGate | null = null
     let step: Step = transition(bounds, initial, { _tag: "Start" })
 
-    // If the whole run is killed (second SIGINT), the issue still ends on the record.
-    yield* Effect.addFinalizer((exit) =>
-      Exit.isInterrupted(exit) && !isTerminal(step.state)
-        ? finishRecord("interrupted", "killed").pipe(Effect.ignore)
-        : Effect.void
-    )
-
     while (!isTerminal(step.state)) {
       const action = step.action
-      if (action._tag !== "RunFinalize" && action._tag !== "None") {
+      // A draining run still reviews an issue that was in session_end (R10), unless it is being killed.
+      const drainReview = action._tag === "RunReviewer" && action.drain && !(yield* abort.hardKill)
+      if (action._tag !== "RunFinalize" && action._tag !== "None" && !drainReview) {
         const aborted = yield* abort.reason
         if (Option.isSome(aborted)) {
           step = transition(bounds, step.state, { _tag: "Aborted", reason: aborted.value })
@@ -226,26 +241,28 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
               config: config.sessionEnd!,
               bounds,
               round: action.round,
-              codeReview: codeReview("session_end"),
+              codeReview: (evidence) => codeReview("session_end", evidence, action.round),
               fixerCommand: config.fixer?.command ?? ""
             }),
             (r) => ({ status: r.status, reason: r.reason, result: r })
           )
           report.session_end = result
+          const drain = yield* abort.reason
           event = {
             _tag: "SessionEndFinished",
             status: result.status,
-            abortRun: result.status === "fail" && config.sessionEnd!.failureMode === "abort"
+            abortRun: (result.status === "fail" || result.status === "timeout") &&
+              config.sessionEnd!.failureMode === "abort",
+            ...(Option.isSome(drain) ? { drain: drain.value } : {})
           }
           break
         }
         case "RunReviewer": {
           report.review_rounds = action.round
-          yield* writeFile(files.sessionEnd, JSON.stringify(report.session_end, null, 2))
           const outcome = yield* stages.run(
             "review",
             action.round,
-            codeReview("review"),
+            codeReview("review", report.session_end, action.round),
             (r) => ({
               status: r.status,
               reason: r.status === "parse_error" ? r.error : null,
@@ -256,7 +273,9 @@ export const runIssue = (env: RunEnv, issue: Issue) =>
           if (outcome.status === "blocked") {
             feedback = `# Review blocked (round ${action.round})\n\n${findingsText(outcome.blocking)}\n`
           }
-          event = { _tag: "ReviewResult", outcome: outcome.status }
+          event = action.drain && (yield* abort.hardKill)
+            ? { _tag: "Aborted", reason: "killed" }
+            : { _tag: "ReviewResult", outcome: outcome.status }
           break
         }
         case "RunFinalize": {

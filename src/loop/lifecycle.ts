@@ -7,9 +7,10 @@
  *                      │ pass
  *                      ▼
  *               session_end ⇄ session_end_remediating
- *                      │ finished (any status)
+ *                      │ finished (any status; also when the run began draining meanwhile)
  *                      ▼
  *                  reviewing ──(blocked, rounds left)──▶ implementing (with findings)
+ *                      │        (draining: any outcome ends the issue interrupted)
  *                      │ approved
  *                      ▼
  *                  finalizing ──▶ done
@@ -39,7 +40,11 @@ export type State =
   | { readonly _tag: "Gating"; readonly round: number; readonly attempt: number }
   | { readonly _tag: "SessionEnd"; readonly round: number; readonly validation: number }
   | { readonly _tag: "SessionEndRemediating"; readonly round: number; readonly validation: number }
-  | { readonly _tag: "Reviewing"; readonly round: number; readonly parseRetry: boolean }
+  /**
+   * `drain` is the abort reason when the run began draining while session_end ran:
+   * the review still runs (its evidence is recorded), then the issue ends interrupted.
+   */
+  | { readonly _tag: "Reviewing"; readonly round: number; readonly parseRetry: boolean; readonly drain: string | null }
   | { readonly _tag: "Finalizing"; readonly status: IssueStatus; readonly reason: string | null }
   | { readonly _tag: "Done"; readonly status: IssueStatus; readonly reason: string | null }
 
@@ -52,11 +57,23 @@ export type Event =
   /** One validation of session_end (all its commands) finished. */
   | { readonly _tag: "SessionEndValidated"; readonly passed: boolean }
   | { readonly _tag: "FixerDone" }
-  /** session_end as a whole ended (timeout and interruption end it early). */
-  | { readonly _tag: "SessionEndFinished"; readonly status: SessionEndStatus; readonly abortRun?: boolean }
+  /**
+   * session_end as a whole ended (timeout and interruption end it early). `abortRun`:
+   * this issue's failure aborts the run (failure_mode abort); `drain`: the run's abort
+   * reason, when the run was aborted (by another issue, or Ctrl-C) while it ran.
+   */
+  | {
+    readonly _tag: "SessionEndFinished"
+    readonly status: SessionEndStatus
+    readonly abortRun?: boolean
+    readonly drain?: string
+  }
   | { readonly _tag: "ReviewResult"; readonly outcome: "approved" | "blocked" | "parse_error" }
   | { readonly _tag: "Finalized" }
-  /** Run abort or SIGINT, seen between two commands. */
+  /**
+   * Run abort or SIGINT, seen before the state's action was performed. An issue whose
+   * first implementer never ran did no work: it ends `skipped`, like a pending one.
+   */
   | { readonly _tag: "Aborted"; readonly reason: string }
 
 /** What the interpreter must do on entering a state. */
@@ -67,7 +84,8 @@ export type Action =
   | { readonly _tag: "RunSessionEndValidation"; readonly round: number; readonly validation: number }
   | { readonly _tag: "RunFixer"; readonly round: number; readonly attempt: number }
   | { readonly _tag: "FinishSessionEnd"; readonly passed: boolean; readonly exhausted: boolean }
-  | { readonly _tag: "RunReviewer"; readonly round: number; readonly rerun: boolean }
+  /** `drain`: the review of a draining run (the interpreter runs it despite the abort). */
+  | { readonly _tag: "RunReviewer"; readonly round: number; readonly rerun: boolean; readonly drain: boolean }
   | { readonly _tag: "RunFinalize"; readonly status: IssueStatus; readonly reason: string | null }
   | { readonly _tag: "None" }
 
@@ -90,13 +108,27 @@ const implement = (round: number, attempt: number, feedback: "gate" | "review" |
   action: { _tag: "RunImplementer", round, attempt, feedback }
 })
 
-const review = (round: number, parseRetry: boolean): Step => ({
-  state: { _tag: "Reviewing", round, parseRetry },
-  action: { _tag: "RunReviewer", round, rerun: parseRetry }
+const review = (round: number, parseRetry: boolean, drain: string | null = null): Step => ({
+  state: { _tag: "Reviewing", round, parseRetry, drain },
+  action: { _tag: "RunReviewer", round, rerun: parseRetry, drain: drain !== null }
 })
 
-const afterSessionEnd = (bounds: LifecycleBounds, round: number): Step =>
-  bounds.reviewer ? review(round, false) : finalize("success", null)
+/**
+ * After session_end: a failure (or timeout) under failure_mode abort fails the issue
+ * unreviewed; a run that began draining meanwhile still gets this issue's review (R10);
+ * otherwise the review, or success without a reviewer.
+ */
+const afterSessionEnd = (
+  bounds: LifecycleBounds,
+  round: number,
+  event: Extract<Event, { _tag: "SessionEndFinished" }>
+): Step => {
+  if (event.abortRun === true) {
+    return finalize("failed", event.status === "timeout" ? "session_end_timeout" : "session_end_failed")
+  }
+  if (event.drain !== undefined) return bounds.reviewer ? review(round, false, event.drain) : finalize("interrupted", event.drain)
+  return bounds.reviewer ? review(round, false) : finalize("success", null)
+}
 
 /** An event that makes no sense in a state leaves it unchanged (the interpreter's bug, not the user's). */
 const stay = (state: State): Step => ({ state, action: { _tag: "None" } })
@@ -106,6 +138,7 @@ export const transition = (bounds: LifecycleBounds, state: State, event: Event):
   if (event._tag === "Aborted") {
     if (state._tag === "Finalizing") return finalize(state.status, state.reason)
     if (state._tag === "Pending") return finalize("skipped", event.reason)
+    if (state._tag === "Implementing" && state.round === 1 && state.attempt === 1) return finalize("skipped", event.reason)
     return finalize("interrupted", event.reason)
   }
   switch (state._tag) {
@@ -138,7 +171,7 @@ export const transition = (bounds: LifecycleBounds, state: State, event: Event):
     case "SessionEnd":
       switch (event._tag) {
         case "SessionEndSkipped":
-          return afterSessionEnd(bounds, state.round)
+          return bounds.reviewer ? review(state.round, false) : finalize("success", null)
         case "SessionEndValidated":
           if (event.passed) {
             return { state, action: { _tag: "FinishSessionEnd", passed: true, exhausted: false } }
@@ -151,8 +184,7 @@ export const transition = (bounds: LifecycleBounds, state: State, event: Event):
           }
           return { state, action: { _tag: "FinishSessionEnd", passed: false, exhausted: bounds.remediate } }
         case "SessionEndFinished":
-          // failure_mode abort: this issue failed and the run stops; it is not reviewed.
-          return event.abortRun === true ? finalize("failed", "session_end_failed") : afterSessionEnd(bounds, state.round)
+          return afterSessionEnd(bounds, state.round, event)
         default:
           return stay(state)
       }
@@ -164,10 +196,11 @@ export const transition = (bounds: LifecycleBounds, state: State, event: Event):
           action: { _tag: "RunSessionEndValidation", round: state.round, validation }
         }
       }
-      if (event._tag === "SessionEndFinished") return afterSessionEnd(bounds, state.round)
+      if (event._tag === "SessionEndFinished") return afterSessionEnd(bounds, state.round, event)
       return stay(state)
     case "Reviewing":
       if (event._tag !== "ReviewResult") return stay(state)
+      if (state.drain !== null) return finalize("interrupted", state.drain)
       switch (event.outcome) {
         case "approved":
           return finalize("success", null)

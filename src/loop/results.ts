@@ -1,7 +1,9 @@
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
-import { Clock, DateTime, Effect } from "effect"
+import { Clock, DateTime, Effect, Exit, FiberRef } from "effect"
+import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import type { RunAbortService } from "./abort.js"
+import type { FixerError, FixResult } from "../services/fixer.js"
 import { supervise } from "./supervisor.js"
 
 /** One finished command, as recorded and as shown in `--json`. */
@@ -82,8 +84,114 @@ export const nowIso = Effect.map(Clock.currentTimeMillis, (ms) => DateTime.forma
 const safeName = (ref: string) => ref.replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 60)
 
 /**
+ * Why a command interrupted from outside was killed, as its `command_results` row
+ * says: a stage sets it around the part of its work its own timeout bounds
+ * (`Effect.locally(CommandKillReason, "session_end_timeout")`). A hard kill overrides it.
+ */
+export const CommandKillReason: FiberRef.FiberRef<string> = FiberRef.unsafeMake("interrupted")
+
+/** Timeout reasons: the killed command is recorded `timed_out`. */
+const isTimeout = (reason: string) => reason.endsWith("_timeout")
+
+/** The last bytes of a log file, for the record of a command that was killed before it ended. */
+const logTail = (file: string | null, bytes = 8192): string => {
+  if (file === null) return ""
+  try {
+    const size = NodeFs.statSync(file).size
+    const fd = NodeFs.openSync(file, "r")
+    try {
+      const length = Math.min(size, bytes)
+      const buffer = Buffer.alloc(length)
+      NodeFs.readSync(fd, buffer, 0, length, size - length)
+      return buffer.toString("utf8")
+    } finally {
+      NodeFs.closeSync(fd)
+    }
+  } catch {
+    return ""
+  }
+}
+
+interface Finished {
+  readonly at: string
+  readonly ms: number
+}
+
+interface Killed {
+  readonly _tag: "Killed"
+  readonly reason: string
+}
+const hardKilled: Killed = { _tag: "Killed", reason: "killed" }
+
+/**
+ * Runs `body` (one process) so that its end is always recorded: it ends normally,
+ * it is killed by a hard kill (raced here, so that commands outside an issue —
+ * run_end's — die at once too), or the calling fiber is interrupted (a stage timeout,
+ * the scheduler's hard kill). In the last two cases the row says `[killed: <reason>]`
+ * (`killed` for a hard kill, the CommandKillReason for a stage timeout), and the
+ * interruption is passed on once the row is written.
+ */
+const recordedRun = <A, E, R>(
+  ctx: StageContext,
+  stage: string,
+  body: Effect.Effect<A, E, R>,
+  toResult: (outcome: Exit.Exit<A, E> | Killed, finished: Finished) => CommandResult
+): Effect.Effect<CommandResult, never, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const raced = Effect.raceFirst(
+        Effect.exit(body),
+        Effect.as(ctx.abort.awaitHardKill, hardKilled)
+      )
+      const exit = yield* Effect.exit(restore(raced))
+      const finished: Finished = { at: yield* nowIso, ms: yield* Clock.currentTimeMillis }
+      let outcome: Exit.Exit<A, E> | Killed
+      if (Exit.isSuccess(exit)) {
+        outcome = exit.value
+      } else {
+        const reason = !Exit.isInterrupted(exit)
+          ? "error"
+          : (yield* ctx.abort.hardKill)
+          ? "killed"
+          : yield* FiberRef.get(CommandKillReason)
+        outcome = { _tag: "Killed", reason }
+      }
+      const result = toResult(outcome, finished)
+      if (Exit.isSuccess(exit)) {
+        yield* ctx.onCommand(stage, result)
+        return result
+      }
+      // The fiber is going down: the row is written on a best-effort basis, then the interruption goes on.
+      yield* ctx.onCommand(stage, result).pipe(Effect.catchAllCause(() => Effect.void))
+      return yield* Effect.failCause(exit.cause)
+    })
+  )
+
+const killedResult = (
+  spec: { readonly ref: string; readonly command: string },
+  killed: Killed,
+  started: Finished,
+  finished: Finished,
+  logFile: string | null
+): CommandResult => {
+  const tail = logTail(logFile)
+  return {
+    ref: spec.ref,
+    command: spec.command,
+    passed: false,
+    exit_code: null,
+    timed_out: isTimeout(killed.reason),
+    duration_ms: finished.ms - started.ms,
+    output_tail: `${tail}${tail === "" || tail.endsWith("\n") ? "" : "\n"}[killed: ${killed.reason}]`,
+    started_at: started.at,
+    finished_at: finished.at,
+    log_file: logFile
+  }
+}
+
+/**
  * Runs one command under the supervisor. A command that cannot even start is a
- * failed command (exit_code null), not a failed run.
+ * failed command (exit_code null), not a failed run. Every command gets `STAGE`.
  */
 export const runCommand = (
   ctx: StageContext,
@@ -99,46 +207,52 @@ export const runCommand = (
 ): Effect.Effect<CommandResult, never, CommandExecutor.CommandExecutor> =>
   Effect.gen(function*() {
     const startedAt = yield* nowIso
+    const startedMs = yield* Clock.currentTimeMillis
     const logFile = NodePath.join(ctx.logDir, `${String(ctx.nextLogIndex()).padStart(3, "0")}-${stage}-${safeName(spec.ref)}.log`)
-    const outcome = yield* supervise({
+    const run = supervise({
       command: spec.command,
       cwd: ctx.cwd,
-      env: { ...ctx.env, ...spec.env },
+      env: { ...ctx.env, STAGE: stage, ...spec.env },
       timeoutMs: spec.timeoutMs,
       graceMs: ctx.graceMs,
       logFile,
       tailBytes: spec.keepStdout === true ? 1 << 20 : 8192,
       hardKill: ctx.abort.hardKill
     }).pipe(Effect.either)
-    const finishedAt = yield* nowIso
-    const result: CommandResult = outcome._tag === "Right"
-      ? {
-        ref: spec.ref,
-        command: spec.command,
-        passed: outcome.right.exitCode === 0,
-        exit_code: outcome.right.exitCode,
-        timed_out: outcome.right.timedOut,
-        duration_ms: outcome.right.durationMs,
-        output_tail: spec.keepStdout === true ? outcome.right.outputTail.slice(-8192) : outcome.right.outputTail,
-        started_at: startedAt,
-        finished_at: finishedAt,
-        log_file: logFile,
-        ...(spec.keepStdout === true ? { stdout: outcome.right.stdoutTail } : {})
+    return yield* recordedRun(ctx, stage, run, (outcome, finished): CommandResult => {
+      const finishedAt = finished.at
+      if (outcome._tag === "Killed") return killedResult(spec, outcome, { at: startedAt, ms: startedMs }, finished, logFile)
+      // `run` cannot fail (Effect.either): a failed Exit here would be a defect, already passed on as a cause.
+      const either = Exit.isSuccess(outcome) ? outcome.value : undefined
+      if (either !== undefined && either._tag === "Right") {
+        const r = either.right
+        return {
+          ref: spec.ref,
+          command: spec.command,
+          passed: r.exitCode === 0,
+          exit_code: r.exitCode,
+          timed_out: r.timedOut,
+          duration_ms: r.durationMs,
+          output_tail: spec.keepStdout === true ? r.outputTail.slice(-8192) : r.outputTail,
+          started_at: startedAt,
+          finished_at: finishedAt,
+          log_file: logFile,
+          ...(spec.keepStdout === true ? { stdout: r.stdoutTail } : {})
+        }
       }
-      : {
+      return {
         ref: spec.ref,
         command: spec.command,
         passed: false,
         exit_code: null,
         timed_out: false,
         duration_ms: 0,
-        output_tail: outcome.left.message,
+        output_tail: either === undefined ? "command failed" : either.left.message,
         started_at: startedAt,
         finished_at: finishedAt,
         log_file: null
       }
-    yield* ctx.onCommand(stage, result)
-    return result
+    })
   })
 
 /** Whether a validation (a list of command results) passes, honouring allow_fail. */
@@ -156,46 +270,54 @@ export const failureText = (results: ReadonlyArray<CommandResult>): string =>
     )
     .join("\n")
 
-/** Runs the Fixer and records its run as a `fixer` command of the stage; a fixer failure is logged, not fatal. */
-export const runFix = <E extends { readonly reason: string; readonly message: string }>(
+/**
+ * Runs the Fixer and records its run as a `fixer` command of the stage, with its exit
+ * code and log file (`fix` is handed the log file to write); a fixer failure is logged,
+ * not fatal. Like every command, a killed fixer is recorded before the kill goes on.
+ */
+export const runFix = (
   ctx: StageContext,
   stage: string,
   command: string,
-  fix: Effect.Effect<{ readonly exitCode: number; readonly durationMs: number; readonly outputTail: string }, E>
+  fix: (logFile: string) => Effect.Effect<FixResult, FixerError>
 ): Effect.Effect<void> =>
   Effect.gen(function*() {
     const startedAt = yield* nowIso
-    const started = yield* Clock.currentTimeMillis
-    const outcome = yield* Effect.either(fix)
-    const finishedAt = yield* nowIso
-    const elapsed = (yield* Clock.currentTimeMillis) - started
-    const result: CommandResult = outcome._tag === "Right"
-      ? {
-        ref: "fixer",
-        command,
-        passed: outcome.right.exitCode === 0,
-        exit_code: outcome.right.exitCode,
-        timed_out: false,
-        duration_ms: outcome.right.durationMs,
-        output_tail: outcome.right.outputTail,
-        started_at: startedAt,
-        finished_at: finishedAt,
-        log_file: null
+    const startedMs = yield* Clock.currentTimeMillis
+    const logFile = NodePath.join(ctx.logDir, `${String(ctx.nextLogIndex()).padStart(3, "0")}-${stage}-fixer.log`)
+    const spec = { ref: "fixer", command }
+    const result = yield* recordedRun(ctx, stage, Effect.either(fix(logFile)), (outcome, finished): CommandResult => {
+      if (outcome._tag === "Killed") return killedResult(spec, outcome, { at: startedAt, ms: startedMs }, finished, logFile)
+      const either = Exit.isSuccess(outcome) ? outcome.value : undefined
+      const base = { ...spec, started_at: startedAt, finished_at: finished.at }
+      if (either !== undefined && either._tag === "Right") {
+        const r = either.right
+        return {
+          ...base,
+          passed: r.exitCode === 0,
+          exit_code: r.exitCode,
+          timed_out: false,
+          duration_ms: r.durationMs,
+          output_tail: r.outputTail,
+          log_file: r.logFile ?? null
+        }
       }
-      : {
-        ref: "fixer",
-        command,
+      const e = either?.left
+      return {
+        ...base,
         passed: false,
-        exit_code: null,
-        timed_out: outcome.left.reason === "Timeout",
-        duration_ms: elapsed,
-        output_tail: outcome.left.message,
-        started_at: startedAt,
-        finished_at: finishedAt,
-        log_file: null
+        exit_code: e?.exitCode ?? null,
+        timed_out: e?.reason === "Timeout",
+        duration_ms: e?.durationMs ?? finished.ms - startedMs,
+        output_tail: e === undefined ? "fixer failed" : e.outputTail ?? e.message,
+        log_file: e?.logFile ?? null
       }
-    if (outcome._tag === "Left") {
-      yield* ctx.emit(`[fixer] failed: issue_id=${ctx.issueId ?? "-"}, reason=${outcome.left.reason}`)
+    })
+    if (!result.passed) {
+      yield* ctx.emit(
+        `[fixer] failed: issue_id=${ctx.issueId ?? "-"}, exit_code=${result.exit_code ?? "none"}${
+          result.timed_out ? ", timed_out" : ""
+        }`
+      )
     }
-    yield* ctx.onCommand(stage, result)
   })

@@ -82,7 +82,11 @@ export const parseReview = (stdout: string, threshold: number, command: CommandR
   }
 }
 
-/** Runs the reviewer command and parses its verdict. A failed process is a parse error. */
+/**
+ * Runs the reviewer command and parses its verdict. A failed process is a parse error.
+ * The reviewer gets `STAGE` (from runCommand) and `ATTEMPT`/`MAX_ATTEMPTS`: the review
+ * round and its bound as the caller passes them, `1`/`1` otherwise (run_end).
+ */
 export const runReviewer = (
   ctx: StageContext,
   stage: string,
@@ -90,7 +94,13 @@ export const runReviewer = (
   env: Readonly<Record<string, string>>
 ): Effect.Effect<ReviewOutcome, never, CommandExecutor.CommandExecutor> =>
   Effect.map(
-    runCommand(ctx, stage, { ref: "reviewer", command: reviewer.command, timeoutMs: reviewer.timeoutMs, env, keepStdout: true }),
+    runCommand(ctx, stage, {
+      ref: "reviewer",
+      command: reviewer.command,
+      timeoutMs: reviewer.timeoutMs,
+      env: { ATTEMPT: "1", MAX_ATTEMPTS: "1", ...env },
+      keepStdout: true
+    }),
     (result) => {
       if (result.exit_code !== 0) {
         return {

@@ -3,6 +3,7 @@ import { Duration, Effect, Option } from "effect"
 import { Fixer } from "../services/fixer.js"
 import type { FireOn, RunEndConfig } from "./config.js"
 import {
+  CommandKillReason,
   type CommandResult,
   failureText,
   nowIso,
@@ -50,8 +51,8 @@ const skipped = (reason: string, commands: ReadonlyArray<CommandResult> = []): R
 
 /**
  * The single run-level stage. Commands (possibly none: a review-only run_end) with
- * remediation between failed validations, then the code review, which runs when the
- * commands passed or when `failure_mode` is `continue`.
+ * remediation between failed validations, then the code review, which runs unless the
+ * commands failed under `failure_mode: abort` (R12: an exhausted remediate is reviewed).
  */
 export const runRunEnd = Effect.fn("loop.runRunEnd")(function*(input: RunEndInput) {
   const { config, ctx } = input
@@ -75,19 +76,17 @@ export const runRunEnd = Effect.fn("loop.runRunEnd")(function*(input: RunEndInpu
     while (validation < maxValidations) {
       validation++
       if (validation > 1) {
-        yield* runFix(
-          ctx,
-          "run_end",
-          input.fixerCommand,
+        yield* runFix(ctx, "run_end", input.fixerCommand, (logFile) =>
           fixer.runFixer({
             issueId: "run",
             trigger: "run_end",
             failureOutput: failureText(last),
             attempt: validation - 1,
             cwd: ctx.cwd,
-            env: { ...ctx.env, ATTEMPT: String(validation - 1), MAX_ATTEMPTS: String(maxValidations - 1) }
-          })
-        )
+            env: { ...ctx.env, STAGE: "run_end", ATTEMPT: String(validation - 1), MAX_ATTEMPTS: String(maxValidations - 1) },
+            logFile,
+            hardKill: ctx.abort.hardKill
+          }))
       }
       const current: Array<CommandResult> = []
       for (const def of config.commands) {
@@ -100,12 +99,17 @@ export const runRunEnd = Effect.fn("loop.runRunEnd")(function*(input: RunEndInpu
           })
         )
       }
+      // A drain (or a hard kill) during the last command: nothing more runs, not even the review.
+      const drained = yield* ctx.abort.reason
+      if (Option.isSome(drained)) return { ...skipped(drained.value, current), validations: validation }
       last = current
       passed = validationPassed(current, allowFail)
       if (passed) break
     }
+    // R12: only failure_mode abort gates the review on the commands; continue and an
+    // exhausted remediate still review the run's work.
     let review: ReviewOutcome | null = null
-    if (config.codeReview && (passed || config.failureMode === "continue")) review = yield* input.codeReview
+    if (config.codeReview && (passed || config.failureMode !== "abort")) review = yield* input.codeReview
     const blocked = review !== null && review.status !== "approved"
     const reason = !passed
       ? config.failureMode === "remediate" ? "max_retries_exhausted" : "commands_failed"
@@ -123,7 +127,7 @@ export const runRunEnd = Effect.fn("loop.runRunEnd")(function*(input: RunEndInpu
 
   const timed = config.timeoutMs === undefined
     ? Effect.map(body, Option.some)
-    : Effect.timeoutOption(body, Duration.millis(config.timeoutMs))
+    : Effect.timeoutOption(Effect.locally(body, CommandKillReason, "run_end_timeout"), Duration.millis(config.timeoutMs))
   const outcome = yield* timed
   const finishedAt = yield* nowIso
   const result: RunEndResult = Option.match(outcome, {

@@ -8,8 +8,10 @@ import { type IssueReport, unstartedReport } from "./report.js"
  * Runs the issues, up to `maxAgents` at once. Each issue first waits for its
  * dependencies: the topological order guarantees that a dependency has started (or
  * finished) before a dependent takes an agent slot; one that did not succeed makes the
- * dependent `skip` instead of `run`. A hard kill interrupts every issue at once; the
- * run then reports every issue `interrupted, reason=killed` (`killed: true`).
+ * dependent `skip` instead of `run`. A hard kill interrupts every issue at once
+ * (`killed: true`): finished issues keep their reports, unfinished ones are
+ * `interrupted, reason=killed`, and those that never started (`unstarted`, for the
+ * caller to record) `skipped, reason=killed`.
  */
 export const scheduleIssues = <E, R>(options: {
   readonly issues: ReadonlyArray<Issue>
@@ -22,6 +24,10 @@ export const scheduleIssues = <E, R>(options: {
     const { abort, issues } = options
     const done = new Map<string, Deferred.Deferred<IssueStatus>>()
     for (const issue of issues) done.set(issue.id, yield* Deferred.make<IssueStatus>())
+    // What a hard kill found: finished issues keep their report, started ones were
+    // interrupted (and recorded so by their own finalizer), the rest never started.
+    const finished = new Map<string, IssueReport>()
+    const started = new Set<string>()
     const runOne = (issue: Issue) =>
       Effect.gen(function*() {
         const blocked: Array<string> = []
@@ -29,7 +35,9 @@ export const scheduleIssues = <E, R>(options: {
           const d = done.get(dep)
           if (d !== undefined && (yield* Deferred.await(d)) !== "success") blocked.push(dep)
         }
+        started.add(issue.id)
         const report = blocked.length > 0 ? yield* options.skip(issue, blocked) : yield* options.run(issue)
+        finished.set(issue.id, report)
         yield* Deferred.succeed(done.get(issue.id)!, report.status)
         return report
       }).pipe(
@@ -43,8 +51,9 @@ export const scheduleIssues = <E, R>(options: {
     yield* Fiber.interrupt(killer)
     const killed = Exit.isInterrupted(workExit)
     if (Exit.isFailure(workExit) && !killed) return yield* Effect.failCause(workExit.cause)
-    const reports: ReadonlyArray<IssueReport> = Exit.isSuccess(workExit)
-      ? workExit.value
-      : issues.map((i) => unstartedReport(i, "interrupted", "killed"))
-    return { reports, killed }
+    if (Exit.isSuccess(workExit)) return { reports: workExit.value, killed, unstarted: [] }
+    const reports = issues.map((i) =>
+      finished.get(i.id) ?? unstartedReport(i, started.has(i.id) ? "interrupted" : "skipped", "killed")
+    )
+    return { reports, killed, unstarted: issues.filter((i) => !started.has(i.id)) }
   })

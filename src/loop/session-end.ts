@@ -4,6 +4,7 @@ import { Fixer } from "../services/fixer.js"
 import type { TriggerConfig } from "./config.js"
 import { type LifecycleBounds, type Step, transition } from "./lifecycle.js"
 import {
+  CommandKillReason,
   type CommandResult,
   failureText,
   nowIso,
@@ -20,8 +21,12 @@ export interface SessionEndInput {
   readonly config: TriggerConfig
   readonly bounds: LifecycleBounds
   readonly round: number
-  /** Runs the code review over `base_sha..HEAD` (only called when `code_review.enabled`). */
-  readonly codeReview: Effect.Effect<ReviewOutcome, never, CommandExecutor.CommandExecutor>
+  /**
+   * Runs the code review over `base_sha..HEAD` (only called when `code_review.enabled`),
+   * given this session_end's result so far (its commands' verdict, no review yet) as
+   * the reviewer's evidence.
+   */
+  readonly codeReview: (evidence: SessionEndResult) => Effect.Effect<ReviewOutcome, never, CommandExecutor.CommandExecutor>
   /** Shown in the recorded fixer command. */
   readonly fixerCommand: string
 }
@@ -41,9 +46,10 @@ type Body = Omit<SessionEndResult, "started_at" | "finished_at">
 /**
  * session_end for one issue: its commands in order, remediation through the Fixer
  * between failed validations, then the optional code review — all under one
- * `Effect.timeout`. Abort/SIGINT is checked between commands: the running command
- * completes and the completed results are kept. Never fails: every outcome is a
- * SessionEndResult for the review to weigh.
+ * `Effect.timeout` (a command it kills is still recorded, `timed_out`). Abort/SIGINT is
+ * checked between commands: the running command completes and the completed results
+ * are kept. Never fails: every outcome is a SessionEndResult for the review to weigh.
+ * Under failure_mode abort a `fail` or a `timeout` requests the run's abort.
  */
 export const runSessionEnd = Effect.fn("loop.runSessionEnd")(function*(input: SessionEndInput) {
   const { bounds, config, ctx } = input
@@ -88,37 +94,39 @@ export const runSessionEnd = Effect.fn("loop.runSessionEnd")(function*(input: Se
         case "RunFixer": {
           const abort = yield* ctx.abort.reason
           if (Option.isSome(abort)) return interrupted(abort.value, last, action.attempt)
-          yield* runFix(
-            ctx,
-            "session_end",
-            input.fixerCommand,
+          yield* runFix(ctx, "session_end", input.fixerCommand, (logFile) =>
             fixer.runFixer({
               issueId,
               trigger: "session_end",
               failureOutput: failureText(last),
               attempt: action.attempt,
               cwd: ctx.cwd,
-              env: { ...ctx.env, ATTEMPT: String(action.attempt), MAX_ATTEMPTS: String(bounds.maxSessionEndValidations - 1) }
-            })
-          )
+              env: {
+                ...ctx.env,
+                STAGE: "session_end",
+                ATTEMPT: String(action.attempt),
+                MAX_ATTEMPTS: String(bounds.maxSessionEndValidations - 1)
+              },
+              logFile,
+              hardKill: ctx.abort.hardKill
+            }))
           step = transition(bounds, step.state, { _tag: "FixerDone" })
           break
         }
         case "FinishSessionEnd": {
           const validations = step.state._tag === "SessionEnd" ? step.state.validation : 1
-          let review: ReviewOutcome | null = null
-          if (config.codeReview) {
-            const abort = yield* ctx.abort.reason
-            if (Option.isSome(abort)) return interrupted(abort.value, last, validations)
-            review = yield* input.codeReview
-          }
-          return {
+          const verdict: Body = {
             status: action.passed ? "pass" : "fail",
             commands: last,
-            code_review_result: review,
+            code_review_result: null,
             reason: action.passed ? null : action.exhausted ? "max_retries_exhausted" : "commands_failed",
             validations
           }
+          if (!config.codeReview) return verdict
+          const abort = yield* ctx.abort.reason
+          if (Option.isSome(abort)) return interrupted(abort.value, last, validations)
+          const review = yield* input.codeReview({ ...verdict, started_at: startedAt, finished_at: null })
+          return { ...verdict, code_review_result: review }
         }
         default:
           return yield* Effect.dieMessage(`session_end: unexpected lifecycle action ${action._tag}`)
@@ -128,7 +136,7 @@ export const runSessionEnd = Effect.fn("loop.runSessionEnd")(function*(input: Se
 
   const timed = config.timeoutMs === undefined
     ? Effect.map(body, Option.some)
-    : Effect.timeoutOption(body, Duration.millis(config.timeoutMs))
+    : Effect.timeoutOption(Effect.locally(body, CommandKillReason, "session_end_timeout"), Duration.millis(config.timeoutMs))
   const outcome = yield* timed
   const finishedAt = yield* nowIso
   const result: SessionEndResult = Option.match(outcome, {
@@ -144,7 +152,10 @@ export const runSessionEnd = Effect.fn("loop.runSessionEnd")(function*(input: Se
     }),
     onSome: (b) => ({ ...b, started_at: startedAt, finished_at: finishedAt })
   })
-  if (result.status === "fail" && config.failureMode === "abort") yield* ctx.abort.request("run_aborted")
+  // A timeout is a failure too: under failure_mode abort it stops the run.
+  if ((result.status === "fail" || result.status === "timeout") && config.failureMode === "abort") {
+    yield* ctx.abort.request("run_aborted")
+  }
   yield* ctx.emit(`[trigger] session_end completed: issue_id=${issueId}, result=${result.status}`)
   return result
 })

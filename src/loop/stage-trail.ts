@@ -28,10 +28,12 @@ export const makeStageTrail = (recorder: LoopRecorderService, runId: string, iss
   return {
     current: () => current,
     run: (name, attempt, body, summarize) =>
-      Effect.gen(function*() {
+      // Uninterruptible around the body, so that an interrupted stage (a hard kill)
+      // still closes its row before the interruption goes on.
+      Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
         const stageId = yield* recorder.startStage({ runId, issueId, stage: name, attempt, startedAt: yield* nowIso })
         current = stageId
-        const exit = yield* Effect.exit(body)
+        const exit = yield* Effect.exit(restore(body))
         const completedAt = yield* nowIso
         if (Exit.isSuccess(exit)) {
           yield* recorder.finishStage(stageId, { ...summarize(exit.value), completedAt })
@@ -45,7 +47,7 @@ export const makeStageTrail = (recorder: LoopRecorderService, runId: string, iss
         }
         current = null
         return yield* exit
-      }),
+      })),
     skipped: (name, reason, result) =>
       Effect.gen(function*() {
         const at = yield* nowIso

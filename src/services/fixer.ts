@@ -13,17 +13,31 @@ export interface FixRequest {
   readonly cwd?: string
   /** Extra environment for the fixer process. */
   readonly env?: Readonly<Record<string, string>>
+  /** Where the fixer's output goes (the caller records it with the run). */
+  readonly logFile?: string
+  /**
+   * Polled while a kill waits out its grace period: true means SIGKILL now (the run's
+   * second Ctrl-C). Without it a fixer that ignores SIGTERM is killed after the grace.
+   */
+  readonly hardKill?: Effect.Effect<boolean>
 }
 
 export interface FixResult {
   readonly exitCode: number
   readonly durationMs: number
   readonly outputTail: string
+  readonly logFile?: string | null
 }
 
+/** A fixer that did not succeed; when its process ran, what it did (for the record). */
 export class FixerError extends Data.TaggedError("FixerError")<{
   readonly reason: "NotConfigured" | "CommandFailed" | "Timeout" | "SpawnFailed"
   readonly message: string
+  /** The process's exit code (null: killed by a signal, or by its timeout). */
+  readonly exitCode?: number | null
+  readonly durationMs?: number
+  readonly outputTail?: string
+  readonly logFile?: string
 }> {}
 
 /**

@@ -29,9 +29,15 @@ const eventArb: fc.Arbitrary<Event> = fc.oneof(
   fc.constant<Event>({ _tag: "SessionEndSkipped" }),
   fc.boolean().map((passed): Event => ({ _tag: "SessionEndValidated", passed })),
   fc.constant<Event>({ _tag: "FixerDone" }),
-  fc.constantFrom("pass", "fail", "timeout", "interrupted").map((status): Event => ({
+  fc.record({
+    status: fc.constantFrom("pass", "fail", "timeout", "interrupted"),
+    abortRun: fc.boolean(),
+    drain: fc.option(fc.constantFrom("sigint", "run_aborted"), { nil: undefined })
+  }).map(({ abortRun, drain, status }): Event => ({
     _tag: "SessionEndFinished",
-    status: status as "pass"
+    status: status as "pass",
+    abortRun,
+    ...(drain === undefined ? {} : { drain })
   })),
   fc.constantFrom("approved", "blocked", "parse_error").map((outcome): Event => ({
     _tag: "ReviewResult",
@@ -81,7 +87,10 @@ const answer = (action: Action, state: State, choice: number): Event => {
     case "RunFixer":
       return { _tag: "FixerDone" }
     case "FinishSessionEnd":
-      return { _tag: "SessionEndFinished", status: action.passed ? "pass" : "fail" }
+      // Now and then the run begins draining while session_end runs.
+      return choice % 13 === 0
+        ? { _tag: "SessionEndFinished", status: "interrupted", drain: "sigint" }
+        : { _tag: "SessionEndFinished", status: action.passed ? "pass" : "fail" }
     case "RunReviewer":
       return { _tag: "ReviewResult", outcome: (["approved", "blocked", "parse_error"] as const)[choice % 3]! }
     case "RunFinalize":
@@ -102,9 +111,13 @@ describe("lifecycle (pure)", () => {
         let step = transition(bounds, initial, { _tag: "Start" })
         let i = 0
         let implementerRuns = 0
+        let drained = false
         while (!isTerminal(step.state)) {
           checkBounds(bounds, step.state)
           if (step.action._tag === "RunImplementer") implementerRuns++
+          // A draining run reviews at most once more and never implements again.
+          if (drained) assert.oneOf(step.action._tag, ["RunReviewer", "RunFinalize"])
+          if (step.state._tag === "Reviewing" && step.state.drain !== null) drained = true
           const event: Event = abortAt !== null && i === abortAt
             ? { _tag: "Aborted", reason: "run_aborted" }
             : answer(step.action, step.state, choices[i % choices.length]!)
@@ -192,19 +205,19 @@ describe("lifecycle (pure)", () => {
   })
 
   it("a blocking review sends the implementer back; a parse error re-runs the reviewer once", () => {
-    let step = transition(bounds, { _tag: "Reviewing", round: 1, parseRetry: false }, {
+    let step = transition(bounds, { _tag: "Reviewing", round: 1, parseRetry: false, drain: null }, {
       _tag: "ReviewResult",
       outcome: "parse_error"
     })
-    assert.deepStrictEqual(step.action, { _tag: "RunReviewer", round: 1, rerun: true })
+    assert.deepStrictEqual(step.action, { _tag: "RunReviewer", round: 1, rerun: true, drain: false })
     step = transition(bounds, step.state, { _tag: "ReviewResult", outcome: "blocked" })
     assert.deepStrictEqual(step.action, { _tag: "RunImplementer", round: 2, attempt: 1, feedback: "review" })
-    step = transition(bounds, { _tag: "Reviewing", round: 2, parseRetry: false }, {
+    step = transition(bounds, { _tag: "Reviewing", round: 2, parseRetry: false, drain: null }, {
       _tag: "ReviewResult",
       outcome: "blocked"
     })
     assert.deepStrictEqual(step.action, { _tag: "RunFinalize", status: "failed", reason: "review_blocked" })
-    step = transition(bounds, { _tag: "Reviewing", round: 1, parseRetry: true }, {
+    step = transition(bounds, { _tag: "Reviewing", round: 1, parseRetry: true, drain: null }, {
       _tag: "ReviewResult",
       outcome: "parse_error"
     })
@@ -223,5 +236,57 @@ describe("lifecycle (pure)", () => {
       transition(bounds, { _tag: "Gating", round: 1, attempt: 1 }, { _tag: "Aborted", reason: "run_aborted" }).action,
       { _tag: "RunFinalize", status: "interrupted", reason: "run_aborted" }
     )
+  })
+
+  it("R10: a run that begins draining while session_end runs still reviews the issue, then ends it interrupted", () => {
+    const inSessionEnd: State = { _tag: "SessionEnd", round: 1, validation: 1 }
+    const drained = transition(bounds, inSessionEnd, { _tag: "SessionEndFinished", status: "interrupted", drain: "sigint" })
+    assert.deepStrictEqual(drained.action, { _tag: "RunReviewer", round: 1, rerun: false, drain: true })
+    for (const outcome of ["approved", "blocked", "parse_error"] as const) {
+      assert.deepStrictEqual(
+        transition(bounds, drained.state, { _tag: "ReviewResult", outcome }).action,
+        { _tag: "RunFinalize", status: "interrupted", reason: "sigint" }
+      )
+    }
+    // The session_end may have completed its last command when the drain began: still reviewed.
+    assert.strictEqual(
+      transition(bounds, inSessionEnd, { _tag: "SessionEndFinished", status: "pass", drain: "run_aborted" }).action._tag,
+      "RunReviewer"
+    )
+    assert.deepStrictEqual(
+      transition({ ...bounds, reviewer: false }, inSessionEnd, { _tag: "SessionEndFinished", status: "interrupted", drain: "sigint" })
+        .action,
+      { _tag: "RunFinalize", status: "interrupted", reason: "sigint" }
+    )
+  })
+
+  it("failure_mode abort: a failed or timed-out session_end fails the issue unreviewed, its own reason each", () => {
+    const inSessionEnd: State = { _tag: "SessionEnd", round: 1, validation: 1 }
+    assert.deepStrictEqual(
+      transition(bounds, inSessionEnd, { _tag: "SessionEndFinished", status: "fail", abortRun: true, drain: "run_aborted" }).action,
+      { _tag: "RunFinalize", status: "failed", reason: "session_end_failed" }
+    )
+    assert.deepStrictEqual(
+      transition(bounds, inSessionEnd, { _tag: "SessionEndFinished", status: "timeout", abortRun: true }).action,
+      { _tag: "RunFinalize", status: "failed", reason: "session_end_timeout" }
+    )
+  })
+
+  it("an abort seen before the first implementer ran skips the issue; after any work it interrupts it", () => {
+    const started = transition(bounds, initial, { _tag: "Start" })
+    assert.deepStrictEqual(
+      transition(bounds, started.state, { _tag: "Aborted", reason: "run_aborted" }).action,
+      { _tag: "RunFinalize", status: "skipped", reason: "run_aborted" }
+    )
+    for (const state of [
+      { _tag: "Implementing", round: 1, attempt: 2 },
+      { _tag: "Implementing", round: 2, attempt: 1 },
+      { _tag: "Gating", round: 1, attempt: 1 }
+    ] as const) {
+      assert.deepStrictEqual(
+        transition(bounds, state, { _tag: "Aborted", reason: "run_aborted" }).action,
+        { _tag: "RunFinalize", status: "interrupted", reason: "run_aborted" }
+      )
+    }
   })
 })
