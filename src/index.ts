@@ -49,6 +49,7 @@ export {
   LoopConfigError,
   type LoopRunResult,
   makeRunAbort,
+  ProcessWatchdogLive,
   RunAbort,
   RunAbortLive,
   runLoop,
