@@ -304,6 +304,43 @@ describe.skipIf(process.platform !== "linux")("kill -9 of runledger loop: its wa
     expectCrashed(t, "S-1", "session_end", "slow_validation")
   }, 60_000)
 
+  it("during the fixer of a remediating session_end", async () => {
+    const loop = startLoop({
+      implementer: { command: fixture("implementer-commit.sh"), timeout: "1m" },
+      commands: { failing: "exit 1" },
+      fixer: { command: stubborn("fixer"), timeout: "5m" },
+      validation_triggers: {
+        ...noRunEnd,
+        session_end: { failure_mode: "remediate", max_retries: 1, commands: [{ ref: "failing" }] }
+      }
+    }, [{ id: "F-1", title: "remediated" }])
+    await waitRunning(loop, ["F-1.fixer"])
+    await kill9(loop)
+    await expectNoSurvivors(loop.mark, 2000)
+
+    const t = runsAfterCrash(loop.db)
+    const fixer = expectCrashed(t, "F-1", "session_end", "fixer")
+    expect(fixer.log_file).toMatch(/fixer-session_end-1-.*\.log$/)
+    // The validation before it ended normally and keeps its own row.
+    expect(t.commands.find((c) => c.ref === "failing")).toMatchObject({ passed: 0, exit_code: 1 })
+  }, 60_000)
+
+  it("during run_end (the run's own stage)", async () => {
+    const loop = startLoop({
+      implementer: { command: fixture("implementer-commit.sh"), timeout: "1m" },
+      commands: { slow_suite: stubborn("run_end") },
+      validation_triggers: { run_end: { fire_on: "both", commands: [{ ref: "slow_suite" }] } }
+    }, [{ id: "R-1", title: "done before run_end" }])
+    // run_end's ISSUE_ID is empty.
+    await waitRunning(loop, [".run_end"])
+    await kill9(loop)
+    await expectNoSurvivors(loop.mark, 2000)
+
+    const t = runsAfterCrash(loop.db)
+    expectCrashed(t, null, "run_end", "slow_suite")
+    expect(t.run[0]).toMatchObject({ total_count: 1, interrupted_count: 0 })
+  }, 60_000)
+
   it("with max_agents 2: both issues' commands", async () => {
     const loop = startLoop({ max_agents: 2, implementer: { command: stubborn("implementer"), timeout: "5m" } }, [
       { id: "P-1", title: "one" },
