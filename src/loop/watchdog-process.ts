@@ -17,6 +17,10 @@
  * announced but whose group was never written (runledger died in between) is found by
  * its marker in /proc.
  *
+ * A listed group is killed without checking who is in it: runledger writes `E` as soon
+ * as a group is gone, so a group number still listed cannot have been handed to another
+ * process in the meantime (that takes the whole pid space wrapping around).
+ *
  * Usage: node watchdog-process.js <owner pid> <grace ms>
  */
 import { COMMAND_ID_ENV, groupsCarrying, terminateGroups } from "../core/process-groups.js"
