@@ -50,6 +50,7 @@ export {
   LoopResumeError,
   type LoopRunResult,
   makeRunAbort,
+  ProcessWatchdogLive,
   RunAbort,
   RunAbortLive,
   runLoop,

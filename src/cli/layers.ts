@@ -7,7 +7,7 @@
  * |---|---|---|
  * | `landscapeRead(url)` | explain, export, runs | the Landscape (Recorder + SqlClient) |
  * | `pipelineRun(settings, url, telemetry)` | run, resume (the run, its export, its summary) | the Landscape as the settings ask for it + the run's Telemetry |
- * | `loopRun(config, url)` | loop | the loop's audit port (LoopRecorder) + the Fixer + console Telemetry |
+ * | `loopRun(config, url)` | loop | the loop's audit port (LoopRecorder) + the process watchdog + the Fixer + console Telemetry |
  *
  * validate, verify and plugins need no service.
  *
@@ -32,6 +32,7 @@ import {
 } from "../landscape/sqlite.js"
 import type { LoopConfig } from "../loop/config.js"
 import { CommandFixer } from "../loop/fixer.js"
+import { ProcessWatchdogLive } from "../loop/watchdog.js"
 import { type LandscapeSections, landscapeRequest } from "../pipeline/landscape-settings.js"
 import type { PipelineSettings } from "../pipeline/settings.js"
 import { TelemetryConsole, TelemetryJsonl, TelemetryNoop, TelemetryTee } from "../services/telemetry.js"
@@ -105,6 +106,16 @@ export const pipelineRun = (
   telemetry: ReturnType<typeof pipelineTelemetry>
 ) => Layer.merge(SqliteLandscape(url, pipelineLandscapeOptions(settings)), telemetry)
 
-/** `loop`: the loop's audit port over the Landscape, the config's Fixer, console Telemetry. */
+/**
+ * `loop`: the loop's audit port over the Landscape, the watchdog that kills its
+ * commands if runledger dies (recording their process groups through that port), the
+ * config's Fixer, console Telemetry.
+ */
 export const loopRun = (config: LoopConfig, url: string) =>
-  Layer.mergeAll(CommandFixer(config), TelemetryConsole, LoopRecorderSql.pipe(Layer.provide(LandscapeSql(url, { encryption: detectedEncryption() }))))
+  Layer.mergeAll(
+    CommandFixer(config),
+    TelemetryConsole,
+    ProcessWatchdogLive({ graceMs: config.killGraceMs }).pipe(
+      Layer.provideMerge(LoopRecorderSql.pipe(Layer.provide(LandscapeSql(url, { encryption: detectedEncryption() }))))
+    )
+  )

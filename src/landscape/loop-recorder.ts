@@ -186,6 +186,24 @@ export const makeLoopRecorderSql: Effect.Effect<LoopRecorderService, never, SqlC
           Effect.fail(new LoopRecordError({ operation: "resumeRun", message: e.message, cause: e }))
         )
       ),
+    startProcess: (p) =>
+      sql`INSERT INTO loop_processes ${
+        sql.insert({
+          process_id: p.processId,
+          run_id: p.runId,
+          issue_id: p.issueId,
+          stage: p.stage,
+          ref: p.ref,
+          command: p.command,
+          log_file: p.logFile,
+          pgid: p.pgid,
+          status: "running",
+          started_at: p.startedAt
+        })
+      }`.pipe(Effect.asVoid, wrap("startProcess")),
+    endProcess: (processId, endedAt) =>
+      sql`UPDATE loop_processes SET status = 'ended', ended_at = ${endedAt}
+          WHERE process_id = ${processId} AND status = 'running'`.pipe(Effect.asVoid, wrap("endProcess")),
     listRuns: Effect.gen(function*() {
       const runs = yield* sql<RunRow>`SELECT run_id, status, reason, started_at, completed_at, owner_pid, owner_host
         FROM loop_runs ORDER BY started_at DESC, run_id DESC`

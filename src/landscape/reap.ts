@@ -6,9 +6,20 @@
  * too: the run, and its issues and stages still `running`; its counts are taken from
  * its issues. Whether the owner is gone is decided by `ownerIsGone`: only on the host
  * that owns the run, never for the process doing the reaping.
+ *
+ * A dead loop run's commands may have outlived it (when its watchdog could not kill
+ * them): each process group still recorded `running` in loop_processes gets SIGTERM,
+ * then SIGKILL after the run's `kill_grace` — only its processes that carry the
+ * command's RUNLEDGER_COMMAND_ID, so a group number the system has since reused is
+ * never touched (Linux only: elsewhere the environment of a process cannot be read and
+ * nothing is killed). Each such command gets its command_results row, attached to the
+ * stage that was running.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect } from "effect"
+import { Clock, DateTime, Effect } from "effect"
+import * as NodeCrypto from "node:crypto"
+import * as NodeFs from "node:fs"
+import { COMMAND_ID_ENV, markedGroupMembers, terminateGroups } from "../core/process-groups.js"
 import { ownerIsGone } from "./owners.js"
 
 export const PROCESS_CRASH = "process_crash"
@@ -35,13 +46,17 @@ export const reapCrashedRuns = Effect.gen(function*() {
     }))
   }
   // Loop runs: the run, its issues and its stages still `running` end the same way.
-  const loops = yield* sql<{ run_id: string; owner_pid: number; owner_host: string }>`
-    SELECT run_id, owner_pid, owner_host FROM loop_runs WHERE status = 'running'`
+  const loops = yield* sql<{ run_id: string; owner_pid: number; owner_host: string; config_json: string }>`
+    SELECT run_id, owner_pid, owner_host, config_json FROM loop_runs WHERE status = 'running'`
   const goneLoops = loops.filter((r) => ownerIsGone(r.owner_pid, r.owner_host))
   for (const r of goneLoops) {
+    // Outside the transaction: waiting out a grace period must not hold the write lock.
+    const survivors = yield* killSurvivors(r.run_id, graceOf(r.config_json))
+    const now = yield* Effect.map(Clock.currentTimeMillis, (ms) => DateTime.formatIso(DateTime.unsafeMake(ms)))
     yield* sql.withTransaction(Effect.gen(function*() {
       yield* sql`UPDATE loop_runs SET status = 'interrupted', reason = ${PROCESS_CRASH}
                  WHERE run_id = ${r.run_id} AND status = 'running' AND owner_pid = ${r.owner_pid}`
+      yield* closeProcesses(r.run_id, survivors, now)
       yield* sql`UPDATE loop_issues SET status = 'interrupted', reason = ${PROCESS_CRASH}
                  WHERE run_id = ${r.run_id} AND status = 'running'`
       yield* sql`UPDATE stage_results SET status = 'interrupted', reason = ${PROCESS_CRASH}
@@ -58,3 +73,121 @@ export const reapCrashedRuns = Effect.gen(function*() {
   }
   return [...gone.map((r) => r.run_id), ...goneLoops.map((r) => r.run_id)]
 })
+
+interface ProcessRow {
+  readonly process_id: string
+  readonly issue_id: string | null
+  readonly stage: string
+  readonly ref: string
+  readonly command: string
+  readonly log_file: string | null
+  readonly pgid: number
+  readonly started_at: string
+}
+
+/** The run's `kill_grace` from its recorded config (5 s when it cannot be read). */
+const graceOf = (configJson: string): number => {
+  try {
+    const grace = (JSON.parse(configJson) as { killGraceMs?: unknown }).killGraceMs
+    return typeof grace === "number" && Number.isFinite(grace) && grace >= 0 ? grace : 5000
+  } catch {
+    return 5000
+  }
+}
+
+/** Kills what is left of the run's recorded groups; returns how many processes each command still had. */
+const killSurvivors = (runId: string, graceMs: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ process_id: string; pgid: number }>`
+      SELECT process_id, pgid FROM loop_processes WHERE run_id = ${runId} AND status = 'running'`
+    const alive = new Map<string, number>()
+    const groups: Array<number> = []
+    for (const row of rows) {
+      const members = markedGroupMembers(row.pgid, COMMAND_ID_ENV, row.process_id)
+      alive.set(row.process_id, members.length)
+      if (members.length > 0) groups.push(row.pgid)
+    }
+    if (groups.length > 0) yield* Effect.promise(() => terminateGroups(groups, graceMs))
+    return alive
+  })
+
+const TAIL_BYTES = 8192
+
+/** The last bytes of a command's log file ("" when there is none). */
+const logTail = (file: string | null): string => {
+  if (file === null) return ""
+  try {
+    const fd = NodeFs.openSync(file, "r")
+    try {
+      const size = NodeFs.fstatSync(fd).size
+      const length = Math.min(size, TAIL_BYTES)
+      const buffer = Buffer.alloc(length)
+      NodeFs.readSync(fd, buffer, 0, length, size - length)
+      return buffer.toString("utf8")
+    } finally {
+      NodeFs.closeSync(fd)
+    }
+  } catch {
+    return ""
+  }
+}
+
+/** When the command last showed a sign of life: its log file's last write, else its start. */
+const lastSignOfLife = (row: ProcessRow): string => {
+  if (row.log_file !== null) {
+    try {
+      const mtime = NodeFs.statSync(row.log_file).mtimeMs
+      if (mtime > Date.parse(row.started_at)) return new Date(mtime).toISOString()
+    } catch {
+      // no log file
+    }
+  }
+  return row.started_at
+}
+
+/**
+ * Inside the reaping transaction: every command still `running` gets its command row
+ * (the stage that was running, no exit code, the tail of its log and what the reaper
+ * found) and its process row is closed `reaped`.
+ */
+const closeProcesses = (runId: string, survivors: ReadonlyMap<string, number>, now: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<ProcessRow>`
+      SELECT process_id, issue_id, stage, ref, command, log_file, pgid, started_at
+      FROM loop_processes WHERE run_id = ${runId} AND status = 'running' ORDER BY started_at, rowid`
+    for (const row of rows) {
+      const killed = survivors.get(row.process_id) ?? 0
+      const stage = yield* sql<{ stage_id: string }>`
+        SELECT stage_id FROM stage_results
+        WHERE run_id = ${runId} AND issue_id IS ${row.issue_id} AND status = 'running'
+        ORDER BY started_at DESC, rowid DESC LIMIT 1`
+      const finishedAt = killed > 0 ? now : lastSignOfLife(row)
+      const note = killed > 0
+        ? `[${PROCESS_CRASH}: runledger died while this command ran; ${killed} process(es) of its group (${row.pgid}) were still alive and were killed]`
+        : `[${PROCESS_CRASH}: runledger died while this command ran; no process of its group (${row.pgid}) was left]`
+      const tail = logTail(row.log_file)
+      yield* sql`INSERT INTO command_results ${
+        sql.insert({
+          command_id: NodeCrypto.randomUUID(),
+          stage_id: stage[0]?.stage_id ?? null,
+          run_id: runId,
+          issue_id: row.issue_id,
+          stage: row.stage,
+          ref: row.ref,
+          command: row.command,
+          passed: 0,
+          exit_code: null,
+          timed_out: 0,
+          duration_ms: Math.max(0, Date.parse(finishedAt) - Date.parse(row.started_at)),
+          output_tail: tail === "" || tail.endsWith("\n") ? `${tail}${note}` : `${tail}\n${note}`,
+          log_file: row.log_file,
+          started_at: row.started_at,
+          finished_at: finishedAt
+        })
+      }`
+      yield* sql`UPDATE loop_processes SET status = 'reaped', ended_at = ${now}, survivors = ${killed}
+                 WHERE process_id = ${row.process_id} AND status = 'running'`
+    }
+  })

@@ -22,6 +22,7 @@ import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
 import migration0004 from "./migrations/0004_diverted_outcome.js"
+import migration0005 from "./migrations/0005_loop_processes.js"
 import migration0006 from "./migrations/0006_loop_integration.js"
 import { reapCrashedRuns } from "./reap.js"
 import { DEFAULT_ENCRYPTION, type LandscapeEncryption, LandscapeOpenError, openLandscapeClient } from "./open.js"
@@ -43,6 +44,7 @@ export const migrations = {
   "0002_loop_tables": migration0002,
   "0003_run_attempts": migration0003,
   "0004_diverted_outcome": migration0004,
+  "0005_loop_processes": migration0005,
   "0006_loop_integration": migration0006
 } as const
 

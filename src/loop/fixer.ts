@@ -3,9 +3,18 @@ import { Effect, Layer } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import { Fixer, FixerError, NoFixer } from "../services/fixer.js"
+import { Fixer, FixerError, type FixRequest, NoFixer } from "../services/fixer.js"
 import type { LoopConfig } from "./config.js"
 import { supervise } from "./supervisor.js"
+
+/** The fixer's process record: the run and issue from its environment (run_end's ISSUE_ID is empty). */
+const fixerLabel = (request: FixRequest) => {
+  const runId = request.env?.["RUN_ID"]
+  const issueId = request.env?.["ISSUE_ID"]
+  return runId === undefined
+    ? undefined
+    : { runId, issueId: issueId === undefined || issueId === "" ? null : issueId, stage: request.trigger, ref: "fixer" }
+}
 
 /**
  * The Fixer that runs the config's `fixer.command` under the supervisor, in the
@@ -52,6 +61,7 @@ export const CommandFixer = (
               timeoutMs: fixer.timeoutMs,
               graceMs: config.killGraceMs,
               logFile,
+              label: fixerLabel(request),
               ...(request.hardKill === undefined ? {} : { hardKill: request.hardKill })
             }).pipe(
               Effect.provideService(CommandExecutor.CommandExecutor, executor),

@@ -21,6 +21,7 @@ export type { CommandResult, ReviewOutcome, RunEndResult, SessionEndResult } fro
 export { fireOnMet, runRunEnd } from "./run-end.js"
 export { runSessionEnd } from "./session-end.js"
 export { killProcessGroup, supervise, SupervisorError, type SuperviseResult, type SuperviseSpec } from "./supervisor.js"
+export { ProcessWatchdog, ProcessWatchdogLive, type ProcessWatchdogService } from "./watchdog.js"
 export { WorkspaceError } from "./workspace.js"
 export { listLoopRuns, listLoopStages, LoopRecorder, LoopRecordError } from "../services/loop-recorder.js"
 export type { LoopRunSummary } from "../services/loop-records.js"

@@ -217,7 +217,8 @@ export const runCommand = (
       graceMs: ctx.graceMs,
       logFile,
       tailBytes: spec.keepStdout === true ? 1 << 20 : 8192,
-      hardKill: ctx.abort.hardKill
+      hardKill: ctx.abort.hardKill,
+      label: { runId: ctx.runId, issueId: ctx.issueId, stage, ref: spec.ref }
     }).pipe(Effect.either)
     return yield* recordedRun(ctx, stage, run, (outcome, finished): CommandResult => {
       const finishedAt = finished.at

@@ -2,6 +2,10 @@ import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Clock, Data, Duration, Effect, Fiber, Option, Stream } from "effect"
 import * as NodeFs from "node:fs"
+import { groupMembers } from "../core/process-groups.js"
+import { type CommandLabel, ProcessWatchdog } from "./watchdog.js"
+
+export { groupMembers } from "../core/process-groups.js"
 
 /** A command could not be started or its log could not be opened. */
 export class SupervisorError extends Data.TaggedError("SupervisorError")<{
@@ -26,6 +30,8 @@ export interface SuperviseSpec {
   readonly tailBytes?: number
   /** Polled while waiting for the grace period: true means SIGKILL now. */
   readonly hardKill?: Effect.Effect<boolean>
+  /** Who runs the command: names its process group in the Landscape when a ProcessWatchdog is provided. */
+  readonly label?: CommandLabel | undefined
 }
 
 export interface SuperviseResult {
@@ -58,43 +64,6 @@ class Tail {
     const all = Buffer.concat(this.chunks)
     return all.subarray(Math.max(0, all.length - this.limit)).toString("utf8")
   }
-}
-
-/**
- * Live (non-zombie) members of a process group. On Linux this reads /proc, so
- * zombies waiting for a reaper do not count as survivors; elsewhere it probes the
- * group with signal 0.
- */
-export const groupMembers = (pgid: number): Array<number> => {
-  // Cheap probe first: an empty group needs no /proc scan.
-  try {
-    process.kill(-pgid, 0)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ESRCH") return []
-  }
-  if (process.platform === "linux") {
-    const members: Array<number> = []
-    let entries: Array<string>
-    try {
-      entries = NodeFs.readdirSync("/proc")
-    } catch {
-      entries = []
-    }
-    for (const entry of entries) {
-      if (entry.charCodeAt(0) < 48 || entry.charCodeAt(0) > 57) continue
-      let stat: string
-      try {
-        stat = NodeFs.readFileSync(`/proc/${entry}/stat`, "latin1")
-      } catch {
-        continue
-      }
-      // Fields after the parenthesised comm: state ppid pgrp ...
-      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      if (rest[0] !== "Z" && Number(rest[2]) === pgid) members.push(Number(entry))
-    }
-    return members
-  }
-  return [pgid]
 }
 
 const signalGroup = (pgid: number, signal: NodeJS.Signals) =>
@@ -145,10 +114,13 @@ const signalOf = (message: string): string | null => /signal: (\w+)/.exec(messag
  * Runs one shell command in its own process group. stdout and stderr are drained
  * concurrently into the log file and a bounded in-memory tail. On timeout, and on
  * interruption of the calling fiber, the group gets SIGTERM, then SIGKILL after the
- * grace period; no process of the group outlives this effect.
+ * grace period; no process of the group outlives this effect. With a ProcessWatchdog
+ * provided, none outlives runledger either: the group is registered with the watchdog
+ * (and recorded) from its start until it is gone.
  */
 export const supervise = Effect.fn("Supervisor.run")(function*(spec: SuperviseSpec) {
   const executor = yield* CommandExecutor.CommandExecutor
+  const watchdog = yield* Effect.serviceOption(ProcessWatchdog)
   const started = yield* Clock.currentTimeMillis
   const hardKill = spec.hardKill ?? never
   return yield* Effect.scoped(Effect.gen(function*() {
@@ -159,9 +131,15 @@ export const supervise = Effect.fn("Supervisor.run")(function*(spec: SuperviseSp
       }),
       (fd) => Effect.sync(() => NodeFs.closeSync(fd))
     )
+    // Announced before the spawn, so that a crash between the spawn and the next line
+    // still leaves the watchdog a way to find the group (the marker in its environment).
+    const watched = Option.isSome(watchdog)
+      ? yield* watchdog.value.watch({ label: spec.label, command: spec.command, logFile: spec.logFile })
+      : undefined
+    if (watched !== undefined) yield* Effect.addFinalizer(() => watched.ended)
     const command = Command.make("/bin/sh", "-c", spec.command).pipe(
       Command.workingDirectory(spec.cwd),
-      Command.env(spec.env ?? {})
+      Command.env(watched === undefined ? spec.env ?? {} : { ...spec.env, ...watched.env })
     )
     const proc = yield* executor.start(command).pipe(
       Effect.mapError((e) => new SupervisorError({ reason: "SpawnFailed", command: spec.command, message: e.message }))
@@ -170,6 +148,7 @@ export const supervise = Effect.fn("Supervisor.run")(function*(spec: SuperviseSp
     // Registered after the platform's own release, so it runs first: the platform
     // only sends SIGTERM and then waits forever for a child that ignores it.
     yield* Effect.addFinalizer(() => killProcessGroup(pgid, spec.graceMs, hardKill))
+    if (watched !== undefined) yield* watched.started(pgid)
 
     const tail = new Tail(spec.tailBytes ?? 8192)
     const outTail = new Tail(spec.tailBytes ?? 8192)

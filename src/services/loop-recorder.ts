@@ -15,6 +15,21 @@ import type {
 } from "./loop-records.js"
 
 /** A loop audit write (or read) failed. The trail is the record: a failed write fails the run. */
+/** A supervised command's process group, as it starts (table loop_processes). */
+export interface LoopProcessStart {
+  /** Also the value of RUNLEDGER_COMMAND_ID in the command's environment. */
+  readonly processId: string
+  readonly runId: string
+  /** null for the run's own stage (run_end). */
+  readonly issueId: string | null
+  readonly stage: string
+  readonly ref: string
+  readonly command: string
+  readonly logFile: string | null
+  readonly pgid: number
+  readonly startedAt: string
+}
+
 export class LoopRecordError extends Data.TaggedError("LoopRecordError")<{
   readonly operation: string
   readonly message: string
@@ -55,6 +70,13 @@ export interface LoopRecorderService {
    * read `pending`. Fails when the run is `running`.
    */
   readonly resumeRun: (runId: string, info: LoopRunResume) => Effect.Effect<number, LoopRecordError>
+  /**
+   * A command's process group, written `running` as the command starts, so that the
+   * command that next opens the Landscape after a crash can kill what survived.
+   */
+  readonly startProcess: (process: LoopProcessStart) => Effect.Effect<void, LoopRecordError>
+  /** The command's process group is gone. */
+  readonly endProcess: (processId: string, endedAt: string) => Effect.Effect<void, LoopRecordError>
   /**
    * Loop runs, newest first. A run still `running` whose owning process is gone reads
    * `interrupted, reason=process_crash`.

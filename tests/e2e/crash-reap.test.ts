@@ -283,7 +283,7 @@ describe("a loop run killed with SIGKILL while a stage runs", () => {
         return undefined
       }
     }, loop.stderr, 300)
-    // The command runs in its own process group; killing runledger leaves it behind (another matter).
+    // The command runs in its own process group (its watchdog kills it once runledger dies; see loop-crash.test.ts).
     orphanGroups.push(processGroupOf(implementerPid))
 
     loop.child.kill("SIGKILL")
