@@ -22,6 +22,7 @@ import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
 import migration0004 from "./migrations/0004_diverted_outcome.js"
+import migration0007 from "./migrations/0007_loop_export_status.js"
 import { reapCrashedRuns } from "./reap.js"
 import { DEFAULT_ENCRYPTION, type LandscapeEncryption, LandscapeOpenError, openLandscapeClient } from "./open.js"
 import { notLandscape } from "./recorder-errors.js"
@@ -41,10 +42,12 @@ export const migrations = {
   "0001_pipeline_tables": migration0001,
   "0002_loop_tables": migration0002,
   "0003_run_attempts": migration0003,
-  "0004_diverted_outcome": migration0004
+  "0004_diverted_outcome": migration0004,
+  "0007_loop_export_status": migration0007
 } as const
 
-export const LATEST_MIGRATION = Object.keys(migrations).length
+/** The highest migration id (ids may skip numbers). */
+export const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((k) => Number.parseInt(k, 10)))
 
 export class LandscapeUrlError extends Data.TaggedError("LandscapeUrlError")<{
   readonly url: string
