@@ -46,8 +46,8 @@ export const migrations = {
   "0007_loop_export_status": migration0007
 } as const
 
-/** The highest migration id (ids may skip numbers). */
-export const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((k) => Number.parseInt(k, 10)))
+/** The highest migration id (ids need not be contiguous). */
+export const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((name) => Number(name.slice(0, 4))))
 
 export class LandscapeUrlError extends Data.TaggedError("LandscapeUrlError")<{
   readonly url: string

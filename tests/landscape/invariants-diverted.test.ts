@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { NodeId, RunId } from "../../src/core/ids.js"
-import { migrations } from "../../src/landscape/sqlite.js"
+import { LATEST_MIGRATION, migrations } from "../../src/landscape/sqlite.js"
 import { SqliteLandscape } from "../../src/landscape/sqlite.js"
 import { Recorder } from "../../src/services/recorder.js"
 import { assertLandscapeInvariants, InvariantViolation } from "../support/invariants.js"
@@ -125,7 +125,7 @@ describe("migration 0004", () => {
       const file = join(dir, "audit.db")
       try {
         // A Landscape of the previous version, holding a run with outcomes.
-        const { "0004_diverted_outcome": _, ...older } = migrations
+        const older = Object.fromEntries(Object.entries(migrations).filter(([name]) => Number(name.slice(0, 4)) < 4))
         yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           yield* sql`PRAGMA foreign_keys = ON`
@@ -143,7 +143,7 @@ describe("migration 0004", () => {
         yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           const [latest] = yield* sql<{ id: number }>`SELECT MAX(migration_id) AS id FROM effect_sql_migrations`
-          assert.strictEqual(latest!.id, 4)
+          assert.strictEqual(latest!.id, LATEST_MIGRATION)
           const kept = yield* sql<{ outcome_id: string; outcome: string; sink_name: string }>`SELECT outcome_id, outcome, sink_name FROM token_outcomes`
           assert.deepStrictEqual(kept.map((o) => ({ ...o })), [{ outcome_id: "out_1", outcome: "COMPLETED", sink_name: "out" }])
           const second = yield* Effect.exit(sql`INSERT INTO token_outcomes (outcome_id, run_id, token_id, outcome, is_terminal, recorded_at)
