@@ -15,7 +15,7 @@ import { exportRecords, recordExportArtifact, tableColumns } from "./exporter.js
 import { exportLoopRecords, loopTableColumns } from "./loop-export.js"
 
 const missingRun = (runId: string) =>
-  new RecorderError({ reason: "MissingRun", message: `no run with id ${runId} in this Landscape` })
+  new RecorderError({ reason: "MissingRun", message: `no run with id ${runId} in this Landscape (no pipeline run and no loop run has it)` })
 
 const fromSql = (what: string) => (error: SqlError): RecorderError => {
   const text = String((error.cause as { message?: unknown } | undefined)?.message ?? error.message)
