@@ -7,7 +7,7 @@ import { exitOnError } from "./exit.js"
 import { landscapeRead } from "./layers.js"
 
 const runOption = Options.text("run").pipe(
-  Options.withDescription("The run to export: a run id, or 'latest' for the most recently started run")
+  Options.withDescription("The run to export: a pipeline or loop run id, or 'latest' for the most recently started run")
 )
 
 const formatOption = Options.choice("format", ["json", "csv"]).pipe(
@@ -23,24 +23,31 @@ const signOption = Options.boolean("sign").pipe(
   Options.withDescription("Sign every record (HMAC-SHA256) and end with a signed manifest; key from RUNLEDGER_SIGNING_KEY (or ELSPETH_SIGNING_KEY)")
 )
 
+const includeLogsOption = Options.boolean("include-logs").pipe(
+  Options.withDescription(
+    "Loop runs: inline each command's whole log file (log_file_text); without it a command record carries the log's SHA-256 and size only"
+  )
+)
+
 export const exportCommand = Command.make(
   "export",
-  { db: dbOption, run: runOption, format: formatOption, out: outOption, sign: signOption },
-  ({ db, format, out, run, sign }) =>
+  { db: dbOption, run: runOption, format: formatOption, out: outOption, sign: signOption, includeLogs: includeLogsOption },
+  ({ db, format, includeLogs, out, run, sign }) =>
     Effect.gen(function*() {
       const url = dbUrl(db)
       yield* requireLandscape(url, ` (--db ${url})`)
-      const summary = yield* exportRun({ run, format, out, sign }).pipe(Effect.provide(landscapeRead(url)))
+      const summary = yield* exportRun({ run, format, out, sign, includeLogs }).pipe(Effect.provide(landscapeRead(url)))
+      const what = summary.run_kind === "loop" ? "loop run" : "run"
       if (summary.run_status === "running") {
-        yield* printNote(`warning: run ${summary.run_id} is still marked running; the export is a snapshot of its trail so far`)
+        yield* printNote(`warning: ${what} ${summary.run_id} is still marked running; the export is a snapshot of its trail so far`)
       }
       yield* printHuman(
-        `exported run ${summary.run_id} (${summary.run_status}): ${summary.record_count} records${summary.signed ? ", signed" : ""} → ${summary.out}`
+        `exported ${what} ${summary.run_id} (${summary.run_status}): ${summary.record_count} records${summary.signed ? ", signed" : ""} → ${summary.out}`
       )
     }).pipe(exitOnError)
 ).pipe(
   Command.withDescription(
-    "Export the audit trail of one run (any finished run) as JSON or CSV, optionally signed. Read-only on the Landscape. " +
+    "Export the audit trail of one run (a pipeline or an issue loop, any finished run) as JSON or CSV, optionally signed. Read-only on the Landscape. " +
       "Exit 0 exported, 1 the export failed, 2 bad usage (unknown run, no signing key)."
   )
 )

@@ -5,17 +5,19 @@ import { verifyExport } from "../landscape/verify.js"
 import { printHuman } from "./common.js"
 import { exitOnError } from "./exit.js"
 
-const pathArg = Args.text({ name: "path" }).pipe(Args.withDescription("A signed JSON export (JSON array or JSON Lines)"))
+const pathArg = Args.text({ name: "path" }).pipe(
+  Args.withDescription("A signed JSON export of a pipeline or loop run (JSON array or JSON Lines)")
+)
 
 export const verifyCommand = Command.make("verify", { path: pathArg }, ({ path }) =>
   Effect.gen(function*() {
     const summary = yield* verifyExport(path)
     yield* printHuman(
-      `${path}: verified ${summary.record_count} records of run ${summary.run_id}, exported ${summary.exported_at}, chain ${summary.chain_hash}`
+      `${path}: verified ${summary.record_count} records of ${summary.run_kind === "loop" ? "loop run" : "run"} ${summary.run_id}, exported ${summary.exported_at}, chain ${summary.chain_hash}`
     )
   }).pipe(exitOnError)).pipe(
     Command.withDescription(
-      "Verify a signed JSON export: every record's signature, their order and count, the manifest and its hash chain. " +
+      "Verify a signed JSON export of a pipeline or loop run: every record's signature, their order and count, the manifest and its hash chain. " +
         "Exit 0 verified, 1 the export does not verify (names the first bad record and why), 2 bad usage (no file, no key)."
     )
   )

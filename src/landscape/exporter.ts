@@ -52,21 +52,24 @@ export interface ExportRecordsOptions {
   readonly pageSize?: number
 }
 
-type DbRow = Record<string, unknown>
+export type DbRow = Record<string, unknown>
 
-const dbError = (what: string) => (e: SqlError): ExportError =>
+export const dbError = (what: string) => (e: SqlError): ExportError =>
   new ExportError({
     reason: "Database",
     message: `${what}: ${String((e.cause as { message?: unknown } | undefined)?.message ?? e.message)}`,
     cause: e
   })
 
-/** `{record_type, seq, ...row}` with `*_json` columns parsed; seq is set when the stream numbers it. */
-const toRecord = (type: RecordType, row: DbRow): Record<string, unknown> => {
+/**
+ * `{record_type, seq, ...row}` for a row of `table`, with `*_json` columns parsed and
+ * bigints as numbers; seq is set when the stream numbers it. Throws ExportError.
+ */
+export const rowToRecord = (type: string, table: string, row: DbRow): Record<string, unknown> => {
   const out: Record<string, unknown> = { record_type: type, seq: 0 }
   for (const key of Object.keys(row)) {
     if (RESERVED_KEYS.includes(key)) {
-      throw new ExportError({ reason: "CorruptTrail", message: `table ${RECORD_TABLES[type]} has a column named ${key}, which the export format reserves` })
+      throw new ExportError({ reason: "CorruptTrail", message: `table ${table} has a column named ${key}, which the export format reserves` })
     }
     let value = row[key]
     if (typeof value === "bigint") value = Number(value)
@@ -76,7 +79,7 @@ const toRecord = (type: RecordType, row: DbRow): Record<string, unknown> => {
       } catch (cause) {
         throw new ExportError({
           reason: "CorruptTrail",
-          message: `${RECORD_TABLES[type]}.${key} of ${describeRow(row)} is not valid JSON`,
+          message: `${table}.${key} of ${describeRow(row)} is not valid JSON`,
           cause
         })
       }
@@ -86,22 +89,28 @@ const toRecord = (type: RecordType, row: DbRow): Record<string, unknown> => {
   return out
 }
 
+const toRecord = (type: RecordType, row: DbRow): Record<string, unknown> => rowToRecord(type, RECORD_TABLES[type], row)
+
 const describeRow = (row: DbRow): string => {
   for (const [k, v] of Object.entries(row)) if (k.endsWith("_id") && typeof v === "string") return `${k} ${v}`
   return "a row"
 }
 
-const recordsOf = (type: RecordType, rows: ReadonlyArray<DbRow>): Effect.Effect<Array<Record<string, unknown>>, ExportError> =>
+/** Runs `build`, turning whatever it throws into an ExportError. */
+export const tryRecords = <A>(build: () => A): Effect.Effect<A, ExportError> =>
   Effect.try({
-    try: () => rows.map((r) => toRecord(type, r)),
+    try: build,
     catch: (e) => e instanceof ExportError ? e : new ExportError({ reason: "CorruptTrail", message: String(e), cause: e })
   })
+
+const recordsOf = (type: RecordType, rows: ReadonlyArray<DbRow>): Effect.Effect<Array<Record<string, unknown>>, ExportError> =>
+  tryRecords(() => rows.map((r) => toRecord(type, r)))
 
 /**
  * A section read page by page: `next(cursor)` returns the page's records and the
  * cursor of the next page (none when the page was short).
  */
-const paged = <C>(
+export const paged = <C>(
   first: C,
   next: (cursor: C) => Effect.Effect<readonly [ReadonlyArray<Record<string, unknown>>, Option.Option<C>], ExportError>
 ): Stream.Stream<Record<string, unknown>, ExportError> =>
@@ -282,24 +291,35 @@ export const exportRecords = (
         )
       )
     )
+    return numbered(all)
+  }))
+
+/** Numbers the records of an export by their position, from 0. */
+export const numbered = <E, R>(records: Stream.Stream<Record<string, unknown>, E, R>): Stream.Stream<ExportRecord, E, R> =>
+  Stream.suspend(() => {
     let seq = 0
-    return Stream.mapChunks(all, (chunk) =>
+    return Stream.mapChunks(records, (chunk) =>
       Chunk.map(chunk, (record) => {
         record.seq = seq++
         return record as ExportRecord
       }))
-  }))
+  })
 
-/** The columns of every exported table, in table order (headers of empty CSV files). */
+/** The columns of one table, in table order. */
+export const columnsOf = (table: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe<{ name: string }>(`PRAGMA table_info(${quoteIdent(table)})`).pipe(
+      Effect.map((cols) => cols.map((c) => c.name)),
+      Effect.mapError(dbError(`reading the columns of ${table}`))
+    ))
+
+/** `"name"`, with embedded quotes doubled: a table name found in the schema, safe in SQL text. */
+export const quoteIdent = (name: string): string => `"${name.replaceAll("\"", "\"\"")}"`
+
+/** The columns of every table of a pipeline export, in table order (headers of empty CSV files). */
 export const tableColumns = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
   const out = new Map<RecordType, ReadonlyArray<string>>()
-  for (const type of RECORD_TYPES) {
-    const cols = yield* sql.unsafe<{ name: string }>(`PRAGMA table_info(${RECORD_TABLES[type]})`).pipe(
-      Effect.mapError(dbError(`reading the columns of ${RECORD_TABLES[type]}`))
-    )
-    out.set(type, cols.map((c) => c.name))
-  }
+  for (const type of RECORD_TYPES) out.set(type, yield* columnsOf(RECORD_TABLES[type]))
   return out as ReadonlyMap<RecordType, ReadonlyArray<string>>
 })
 

@@ -1,7 +1,7 @@
 /**
- * Verification of a signed JSON export: every record's signature, the order and
- * completeness of the records (their `seq`), the manifest's signature, its count and
- * its hash chain. Reads the file in chunks (a JSON array or JSON Lines), so memory
+ * Verification of a signed JSON export, of a pipeline run or of a loop run alike: every
+ * record's signature, the order and completeness of the records (their `seq`), the
+ * manifest's signature, its count and its hash chain. Reads the file in chunks (a JSON array or JSON Lines), so memory
  * holds a few numbers per record, not the records.
  */
 import { createHmac } from "node:crypto"
@@ -40,6 +40,8 @@ export class ExportVerificationError extends Data.TaggedError("ExportVerificatio
 export interface VerificationSummary {
   readonly path: string
   readonly run_id: string
+  /** `loop` when the export's run record is a `loop_run`, else `pipeline`. */
+  readonly run_kind: "pipeline" | "loop"
   readonly record_count: number
   readonly chain_hash: string
   readonly exported_at: string
@@ -158,6 +160,26 @@ export const forEachJsonElement = (path: string, onElement: (text: string) => vo
 const describe = (position: number, seq: number | undefined, type: string | undefined) =>
   `record at position ${position}${seq === undefined ? "" : ` (seq ${seq}${type === undefined ? "" : `, ${type}`})`}`
 
+/** The record types that open an export and name its run. */
+const RUN_TYPES: Readonly<Record<string, "pipeline" | "loop">> = { run: "pipeline", loop_run: "loop" }
+
+/**
+ * What a record says it is, to find it in the trail: its first `*_id` column other than
+ * `run_id` (`command_id 5f0c…`), else its run id. Read from the record as it stands,
+ * which may be the tampered one.
+ */
+const identify = (record: Record<string, unknown>): string => {
+  for (const [k, v] of Object.entries(record)) {
+    if (k !== "run_id" && k.endsWith("_id") && (typeof v === "string" || typeof v === "number")) return `${k} ${v}`
+  }
+  return typeof record.run_id === "string" ? `run_id ${record.run_id}` : ""
+}
+
+const naming = (record: Record<string, unknown>): string => {
+  const id = identify(record)
+  return id === "" ? "" : `; the record reads ${id}`
+}
+
 /**
  * Verifies the signed JSON export at `path`. Succeeds with a summary; fails with the
  * first bad record and why: modified, missing, reordered, extra, wrong count, bad
@@ -194,6 +216,7 @@ const verifyFile = (
   let manifestPosition = -1
   let afterManifest = -1
   let runId: string | undefined
+  let runKind: "pipeline" | "loop" = "pipeline"
   let position = 0
 
   const note = (error: ExportVerificationError) => {
@@ -231,7 +254,10 @@ const verifyFile = (
     const seq = typeof r.seq === "number" && Number.isSafeInteger(r.seq) && r.seq >= 0 ? r.seq : undefined
     seqs.push(seq ?? Number.NaN)
     types.push(type)
-    if (type === "run" && runId === undefined && typeof r.run_id === "string") runId = r.run_id
+    if (type !== undefined && Object.hasOwn(RUN_TYPES, type) && runId === undefined && typeof r.run_id === "string") {
+      runId = r.run_id
+      runKind = RUN_TYPES[type]!
+    }
     const signature = r.signature
     if (typeof signature !== "string") {
       note(
@@ -252,7 +278,9 @@ const verifyFile = (
       note(
         fail(
           "modified",
-          `${describe(here, seq, type)}: modified — its signature does not match its content (changed after export, or signed with another key)`,
+          `${describe(here, seq, type)}: modified — its signature does not match its content (changed after export, or signed with another key)${
+            naming(r)
+          }`,
           here
         )
       )
@@ -331,6 +359,7 @@ const verifyFile = (
   return {
     path,
     run_id: String(m.run_id),
+    run_kind: runKind,
     record_count: seqs.length,
     chain_hash: chain,
     exported_at: String(m.exported_at)

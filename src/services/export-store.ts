@@ -43,8 +43,20 @@ const RECORD_TYPE_LIST = [
 /** The kind of an exported record: one per table of the trail. */
 export type RecordType = (typeof RECORD_TYPE_LIST)[number]
 
-/** Record types of an export, in export order. */
+/** Record types of a pipeline run's export, in export order. */
 export const RECORD_TYPES: ReadonlyArray<RecordType> = RECORD_TYPE_LIST
+
+const LOOP_RECORD_TYPE_LIST = ["loop_run", "loop_issue", "stage_result", "command_result"] as const
+
+/**
+ * The record types every loop run's export has, in export order. A loop export also
+ * holds a record type per further table of loop data (see landscape/loop-export.ts).
+ */
+export type LoopRecordType = (typeof LOOP_RECORD_TYPE_LIST)[number]
+export const LOOP_RECORD_TYPES: ReadonlyArray<LoopRecordType> = LOOP_RECORD_TYPE_LIST
+
+/** Which table a run lives in: `runs` (a pipeline) or `loop_runs` (an issue loop). */
+export type RunKind = "pipeline" | "loop"
 
 /** One exported record: `{record_type, seq, ...columns}` (plus `signature` when signed). */
 export type ExportRecord = { readonly record_type: string; readonly seq: number } & { readonly [column: string]: unknown }
@@ -52,7 +64,14 @@ export type ExportRecord = { readonly record_type: string; readonly seq: number 
 /** A run as an export needs it. */
 export interface ExportRun {
   readonly runId: RunId
+  readonly kind: RunKind
   readonly status: RunStatus
+}
+
+/** What an export reads beyond the trail's rows. */
+export interface ExportRecordsOptions {
+  /** Loop runs: inline each command's whole log file (`log_file_text`); by default only its SHA-256 and size. */
+  readonly includeLogs?: boolean
 }
 
 /** An export output registered as an artifact of its run. */
@@ -77,18 +96,21 @@ export interface ExportStatusUpdate {
 
 export interface ExportStoreService {
   /**
-   * `latest` → the most recently started run; otherwise the run with that id (a
-   * `MissingRun` RecorderError when there is none). Audit writes still buffered reach
-   * the database first, so the export sees them.
+   * `latest` → the most recently started run, pipeline or loop; otherwise the run with
+   * that id in `runs` or `loop_runs` (a `MissingRun` RecorderError when there is none).
+   * Audit writes still buffered reach the database first, so the export sees them.
    */
   readonly findRun: (idOrLatest: string) => Effect.Effect<ExportRun, RecorderError>
-  /** The run's trail in export order, each record numbered by `seq`. */
-  readonly records: (runId: RunId) => Stream.Stream<ExportRecord, ExportError>
-  /** The columns of every record type, in table order (the headers of empty CSV files). */
-  readonly columns: Effect.Effect<ReadonlyMap<RecordType, ReadonlyArray<string>>, ExportError>
-  /** Registers an export output as an artifact of its (finished) run. */
+  /** The run's trail in export order (a pipeline's or a loop's), each record numbered by `seq`. */
+  readonly records: (runId: RunId, options?: ExportRecordsOptions) => Stream.Stream<ExportRecord, ExportError>
+  /**
+   * The record types of a run of this kind, in export order, each with its columns in
+   * table order (the headers of empty CSV files).
+   */
+  readonly columns: (kind: RunKind) => Effect.Effect<ReadonlyMap<string, ReadonlyArray<string>>, ExportError>
+  /** Registers an export output as an artifact of its (finished) pipeline run. */
   readonly recordArtifact: (artifact: ExportArtifact) => Effect.Effect<void, ExportError>
-  /** Records where the run's export stands. */
+  /** Records where the run's export stands (pipeline and loop runs alike). */
   readonly setExportStatus: (runId: RunId, update: ExportStatusUpdate) => Effect.Effect<void, RecorderError>
 }
 

@@ -30,8 +30,8 @@ describe("SqlExportStore", () => {
       yield* TestClock.adjust("1 second")
       const second = yield* rec.beginRun({ settings: { n: 2 } })
       yield* rec.completeRun(first, { status: "failed", errorMessage: "boom" })
-      assert.deepStrictEqual(yield* store.findRun("latest"), { runId: second, status: "running" })
-      assert.deepStrictEqual(yield* store.findRun(first), { runId: first, status: "failed" })
+      assert.deepStrictEqual(yield* store.findRun("latest"), { runId: second, kind: "pipeline", status: "running" })
+      assert.deepStrictEqual(yield* store.findRun(first), { runId: first, kind: "pipeline", status: "failed" })
       const missing = errorOf(yield* Effect.exit(store.findRun("run_nope")))
       assert.strictEqual(missing.reason, "MissingRun")
       assert.include(missing.message, "run_nope")
@@ -87,7 +87,7 @@ describe("SqlExportStore", () => {
     Effect.gen(function*() {
       const store = yield* ExportStore
       const rec = yield* Recorder
-      const columns = yield* store.columns
+      const columns = yield* store.columns("pipeline")
       assert.includeMembers([...columns.get("row")!], ["row_id", "run_id", "row_index", "source_data_json"])
       const runId = yield* rec.beginRun({ settings: {} })
       yield* rec.append([{

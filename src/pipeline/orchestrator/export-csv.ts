@@ -9,7 +9,7 @@ import { Effect, Stream } from "effect"
 import { open, rm } from "node:fs/promises"
 import * as NodePath from "node:path"
 import { StringDecoder } from "node:string_decoder"
-import { ExportError, ExportStore, RECORD_TYPES, type RecordType } from "../../services/export-store.js"
+import { ExportError, ExportStore, type RunKind } from "../../services/export-store.js"
 import { type OutFile, outFile, type WrittenFile, writeError } from "./export-file.js"
 
 /** Columns of the manifest that ends a signed export. */
@@ -146,17 +146,19 @@ const forEachLine = <E>(
 
 /**
  * Writes `records` (ending with the manifest when `signed`) as one CSV file per record
- * type in `dir`. Every record type gets a file, with at least its header.
+ * type in `dir`. Every record type of a run of that kind gets a file, with at least its
+ * header.
  */
 export const writeCsvExport = <E, R>(
   dir: string,
   records: Stream.Stream<{ readonly record_type: string }, E, R>,
-  signed: boolean
+  signed: boolean,
+  kind: RunKind = "pipeline"
 ): Effect.Effect<{ readonly files: ReadonlyArray<WrittenFile>; readonly count: number }, E | ExportError, R | ExportStore> =>
   Effect.scoped(Effect.gen(function*() {
-    const columnsByType = yield* Effect.flatMap(ExportStore, (store) => store.columns)
+    const columnsByType = yield* Effect.flatMap(ExportStore, (store) => store.columns(kind))
     const tail = signed ? ["signature"] : []
-    const types: Array<string> = [...RECORD_TYPES, ...(signed ? ["manifest"] : [])]
+    const types: Array<string> = [...columnsByType.keys(), ...(signed ? ["manifest"] : [])]
     const columns = new Map<string, CsvColumns>()
     const spools = new Map<string, OutFile>()
     yield* Effect.addFinalizer(() =>
@@ -167,7 +169,7 @@ export const writeCsvExport = <E, R>(
     for (const type of types) {
       const base = type === "manifest"
         ? [...MANIFEST_COLUMNS]
-        : ["record_type", "seq", ...columnsByType.get(type as RecordType)!, ...tail]
+        : ["record_type", "seq", ...columnsByType.get(type)!, ...tail]
       columns.set(type, new CsvColumns(base))
       spools.set(type, yield* outFile(NodePath.join(dir, `.${type}.spool`)))
     }

@@ -23,7 +23,7 @@ import {
   signingKeyFromEnv,
   signRecords
 } from "../../services/signing.js"
-import { ExportError, type ExportRecord, ExportStore } from "../../services/export-store.js"
+import { ExportError, type ExportRecord, type ExportRecordsOptions, ExportStore, type RunKind } from "../../services/export-store.js"
 import type { RecorderError } from "../../services/recorder.js"
 import { Telemetry } from "../../services/telemetry.js"
 import type { PipelinePlan } from "../build.js"
@@ -60,9 +60,13 @@ export const checkExportSigningKey = (plan: Pick<PipelinePlan, "file" | "setting
 }
 
 /** The run's records from the store; signed (and closed by the manifest) when a key is given. */
-const recordsFor = (runId: RunId, key: string | undefined): Stream.Stream<ExportRecord | Manifest, ExportError, ExportStore> =>
+const recordsFor = (
+  runId: RunId,
+  key: string | undefined,
+  options: ExportRecordsOptions = {}
+): Stream.Stream<ExportRecord | Manifest, ExportError, ExportStore> =>
   Stream.unwrap(Effect.map(ExportStore, (store) => {
-    const records = store.records(runId)
+    const records = store.records(runId, options)
     return key === undefined ? records : signRecords(records, key, runId)
   }))
 
@@ -78,10 +82,14 @@ export interface ExportRunOptions {
   readonly sign?: boolean
   /** The signing key; by default read from the environment. */
   readonly signingKey?: string
+  /** Loop runs: inline each command's whole log file; pipeline runs have none. */
+  readonly includeLogs?: boolean
 }
 
 export interface ExportSummary {
   readonly run_id: RunId
+  /** `pipeline` (a run of `runs`) or `loop` (a run of `loop_runs`). */
+  readonly run_kind: RunKind
   readonly run_status: string
   readonly format: ExportFormat
   readonly out: string
@@ -103,14 +111,15 @@ export const exportRun = (options: ExportRunOptions) =>
     const run = yield* store.findRun(options.run)
     const runId = run.runId
     const out = NodePath.resolve(options.out)
-    const records = recordsFor(runId, key)
+    const records = recordsFor(runId, key, options.includeLogs === true ? { includeLogs: true } : {})
     const signed = key !== undefined
+    const head = { run_id: runId, run_kind: run.kind, run_status: run.status, format: options.format, out, signed }
     if (options.format === "json") {
       const { count, file } = yield* writeJsonExport(out, records, out.toLowerCase().endsWith(".jsonl"))
-      return { run_id: runId, run_status: run.status, format: options.format, out, record_count: count, signed, files: [file] } satisfies ExportSummary
+      return { ...head, record_count: count, files: [file] } satisfies ExportSummary
     }
-    const { count, files } = yield* writeCsvExport(out, records, signed)
-    return { run_id: runId, run_status: run.status, format: options.format, out, record_count: count, signed, files } satisfies ExportSummary
+    const { count, files } = yield* writeCsvExport(out, records, signed, run.kind)
+    return { ...head, record_count: count, files } satisfies ExportSummary
   }).pipe(Effect.withSpan("exportRun"))
 
 // ---------------------------------------------------------------------------
