@@ -320,7 +320,7 @@ describe.skipIf(process.platform !== "linux")("kill -9 of runledger loop: its wa
 
     const t = runsAfterCrash(loop.db)
     const fixer = expectCrashed(t, "F-1", "session_end", "fixer")
-    expect(fixer.log_file).toMatch(/fixer-session_end-1-.*\.log$/)
+    expect(fixer.log_file).toMatch(/\/logs\/\d{3}-session_end-fixer\.log$/)
     // The validation before it ended normally and keeps its own row.
     expect(t.commands.find((c) => c.ref === "failing")).toMatchObject({ passed: 0, exit_code: 1 })
   }, 60_000)

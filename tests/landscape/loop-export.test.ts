@@ -133,12 +133,12 @@ describe("loop run export", () => {
       const sql = yield* SqlClient.SqlClient
       const store = yield* ExportStore
       yield* sql.unsafe(`ALTER TABLE command_results ADD COLUMN pgid INTEGER`)
-      yield* sql.unsafe(`CREATE TABLE loop_processes (run_id TEXT NOT NULL REFERENCES loop_runs(run_id), pgid INTEGER NOT NULL, state TEXT)`)
+      yield* sql.unsafe(`CREATE TABLE loop_leases (run_id TEXT NOT NULL REFERENCES loop_runs(run_id), pgid INTEGER NOT NULL, state TEXT)`)
       yield* sql.unsafe(`CREATE TABLE stage_notes (stage_id TEXT NOT NULL REFERENCES stage_results(stage_id), note_json TEXT)`)
       yield* sql.unsafe(`CREATE TABLE unrelated (k TEXT)`)
       const { impl } = yield* recordRun(tempRunDir())
       yield* sql.unsafe(`UPDATE command_results SET pgid = 4242 WHERE stage_id = ?`, [impl])
-      yield* sql.unsafe(`INSERT INTO loop_processes VALUES (?, 100, 'reaped'), (?, 101, 'reaped')`, [RUN, RUN])
+      yield* sql.unsafe(`INSERT INTO loop_leases VALUES (?, 100, 'reaped'), (?, 101, 'reaped')`, [RUN, RUN])
       yield* sql.unsafe(`INSERT INTO stage_notes VALUES (?, '{"n":1}')`, [impl])
       yield* sql.unsafe(`INSERT INTO unrelated VALUES ('x')`)
       // Another run's rows stay out.
@@ -152,18 +152,18 @@ describe("loop run export", () => {
         maxAgents: 1,
         issues: []
       })
-      yield* sql.unsafe(`INSERT INTO loop_processes VALUES ('run_other', 999, 'live')`)
+      yield* sql.unsafe(`INSERT INTO loop_leases VALUES ('run_other', 999, 'live')`)
 
       const records = yield* collect(RUN)
       assert.strictEqual(records.find((r) => r.stage_id === impl && r.record_type === "command_result")!.pgid, 4242)
       const tail = records.slice(-3)
       assert.deepStrictEqual(tail.map((r) => [r.record_type, r.pgid ?? r.note_json]), [
-        ["loop_process", 100],
-        ["loop_process", 101],
+        ["loop_lease", 100],
+        ["loop_lease", 101],
         ["stage_note", { n: 1 }]
       ])
       const columns = yield* store.columns("loop")
-      assert.deepStrictEqual([...columns.keys()], ["loop_run", "loop_issue", "stage_result", "command_result", "loop_process", "stage_note"])
+      assert.deepStrictEqual([...columns.keys()], ["loop_run", "loop_issue", "stage_result", "command_result", "loop_lease", "loop_process", "stage_note"])
       assert.includeMembers([...columns.get("command_result")!], ["exit_code", "log_file", "pgid", "log_file_sha256", "log_file_bytes"])
       assert.includeMembers([...columns.get("loop_run")!], ["export_status", "exported_at"])
     }).pipe(Effect.provide(MemoryLandscape())))
