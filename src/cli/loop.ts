@@ -5,7 +5,7 @@ import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { makeRunAbort, RunAbort, type RunAbortService } from "../loop/abort.js"
 import { type LoopConfig, loadLoopConfig } from "../loop/config.js"
-import { runLoop } from "../loop/coordinator.js"
+import { runLoop, type RunLoopOptions } from "../loop/coordinator.js"
 import { git } from "../loop/workspace.js"
 import type { LoopRunResult } from "../loop/report.js"
 import { dbOption, dbUrl, jsonOption, printHuman, printJson, printNote, table } from "./common.js"
@@ -42,6 +42,13 @@ const resumeOption = Options.text("resume").pipe(
 )
 const maxAgentsOption = Options.integer("max-agents").pipe(
   Options.withDescription("How many issues run at once (overrides `max_agents`)"),
+  Options.optional
+)
+const maxIssuesOption = Options.integer("max-issues").pipe(
+  Options.withDescription(
+    "Work at most N issues in this run: from an issues file the first N in scheduling order (dependencies " +
+      "first), with live beads the first N claimed. Example: --max-issues 3"
+  ),
   Options.optional
 )
 const allowDirtyOption = Options.boolean("allow-dirty").pipe(
@@ -144,7 +151,13 @@ export const loopJson = (result: LoopRunResult) => ({
   })),
   run_end: { status: result.run_end.status, reason: result.run_end.reason },
   integration: result.integration,
-  attempt: result.attempt
+  attempt: result.attempt,
+  epics: result.epics.map((epic) => ({
+    epic_id: epic.epic_id,
+    status: epic.status,
+    reason: epic.reason,
+    commands: epic.commands.map((c) => ({ ref: c.ref, passed: c.passed, exit_code: c.exit_code, duration_ms: c.duration_ms }))
+  }))
 })
 
 const summary = (result: LoopRunResult) =>
@@ -164,6 +177,7 @@ const summary = (result: LoopRunResult) =>
     result.integration.branch === null
       ? `integration: none`
       : `integration: ${result.integration.branch} (${result.integration.strategy}) at ${result.integration.head ?? "?"}`,
+    ...result.epics.map((e) => `epic ${e.epic_id}: ${e.status}${e.reason === null ? "" : ` (${e.reason})`}`),
     ...(result.attempt > 1 ? [`attempt: ${result.attempt} (resumed)`] : []),
     `loop ${result.run_id}: ${result.status}${result.reason === null ? "" : ` (${result.reason})`} — ` +
     `${result.counts.success}/${result.counts.total} succeeded; logs in ${result.run_dir}`
@@ -192,6 +206,7 @@ export const loopCommand = Command.make(
     issues: issuesOption,
     repo: repoOption,
     maxAgents: maxAgentsOption,
+    maxIssues: maxIssuesOption,
     resume: resumeOption,
     allowDirty: allowDirtyOption,
     db: dbOption,
@@ -208,11 +223,18 @@ export const loopCommand = Command.make(
       if (Option.isSome(args.maxAgents) && args.maxAgents.value < 1) {
         return yield* Effect.fail(usageError("--max-agents must be at least 1"))
       }
+      if (Option.isSome(args.maxIssues) && args.maxIssues.value < 1) {
+        return yield* Effect.fail(usageError(`--max-issues must be at least 1 (got ${args.maxIssues.value})`))
+      }
       const config = applyOverrides(loaded, args)
       yield* checkRepository(config.repo, args.allowDirty)
       const abort = yield* makeRunAbort
       yield* claimSigintFor(abort)
-      const result = yield* runLoop(config, Option.match(args.resume, { onNone: () => ({}), onSome: (resume) => ({ resume }) })).pipe(
+      const options: RunLoopOptions = {
+        ...Option.match(args.resume, { onNone: () => ({}), onSome: (resume) => ({ resume }) }),
+        ...Option.match(args.maxIssues, { onNone: () => ({}), onSome: (maxIssues) => ({ maxIssues }) })
+      }
+      const result = yield* runLoop(config, options).pipe(
         Effect.provideService(RunAbort, abort),
         Effect.provide(loopRun(config, dbUrl(args.db))),
         Effect.catchTag("LoopResumeError", (e) => Effect.fail(usageError(`cannot resume: ${e.message}`)))
@@ -228,7 +250,9 @@ export const loopCommand = Command.make(
       "run_end stage. Every actor is a shell command; every result is recorded in the Landscape. " +
       "Exit 0 when some issue succeeded, 1 when none did (or run_end failed), 2 for an invalid config, " +
       "130 on Ctrl-C (the first drains, the second kills). A repository with uncommitted changes to tracked files " +
-      "is refused unless --allow-dirty. --resume RUN_ID continues a run that stopped. Subcommands: status (a " +
+      "is refused unless --allow-dirty. --resume RUN_ID continues a run that stopped; --max-issues N caps the run. " +
+      "With `issues: {source: beads}` the work comes from the beads tracker (`bd ready`), claimed and closed as " +
+      "the run goes. Subcommands: status (a " +
       "recorded run's issues and stages), logs (an issue's command output)."
   ),
   Command.withSubcommands([loopStatusCommand, loopLogsCommand])

@@ -81,6 +81,20 @@ export const makeLoopRecorderSql: Effect.Effect<LoopRecorderService, never, SqlC
           yield* sql`INSERT INTO loop_issues ${sql.insert(rows)}`
         }
       })).pipe(wrap("beginRun")),
+    addIssues: (runId, issues) =>
+      sql.withTransaction(Effect.gen(function*() {
+        for (let i = 0; i < issues.length; i += ISSUE_CHUNK) {
+          const rows = issues.slice(i, i + ISSUE_CHUNK).map((issue) => ({
+            run_id: runId,
+            issue_id: issue.id,
+            title: issue.title,
+            priority: issue.priority,
+            status: "pending"
+          }))
+          yield* sql`INSERT INTO loop_issues ${sql.insert(rows)}`
+        }
+        yield* sql`UPDATE loop_runs SET total_count = total_count + ${issues.length} WHERE run_id = ${runId}`
+      })).pipe(wrap("addIssues")),
     startIssue: (runId, issueId, info) =>
       sql`UPDATE loop_issues SET status = 'running', branch = ${info.branch}, worktree = ${info.worktree},
           base_sha = ${info.baseSha}, started_at = ${info.startedAt}

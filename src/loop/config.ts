@@ -117,9 +117,29 @@ const IntegrationSchema = Schema.Struct({
   strategy: Schema.optionalWith(IntegrationStrategy, { default: () => "merge" as const })
 })
 
+/**
+ * `issues`: a file path (YAML/JSON list), or `{source: file, path}`, or
+ * `{source: beads}` — live beads: the tracker CLI (`command`, default `bd`) is asked
+ * for ready work as the run goes.
+ */
+const IssuesSource = Schema.Union(
+  Schema.NonEmptyString,
+  Schema.Struct({ source: Schema.Literal("file"), path: Schema.NonEmptyString }),
+  Schema.Struct({
+    source: Schema.Literal("beads"),
+    command: Schema.optionalWith(Schema.NonEmptyString, { default: () => "bd" })
+  })
+).annotations(expects("a file path, {source: file, path: FILE} or {source: beads, command: bd}"))
+
+/** `validation_triggers.epic_completion`: validation when an epic's children are all closed. */
+const EpicCompletionSchema = Schema.Struct({
+  failure_mode: Schema.optionalWith(Schema.Literal("continue", "abort"), { default: () => "continue" as const }),
+  commands: Schema.optionalWith(Schema.Array(CommandItem), { default: () => [] })
+})
+
 const LoopConfigFile = Schema.Struct({
   repo: Schema.optionalWith(Schema.NonEmptyString, { default: () => "." }),
-  issues: Schema.optional(Schema.NonEmptyString),
+  issues: Schema.optional(IssuesSource),
   beads: Schema.optional(Schema.NonEmptyString),
   workdir: Schema.optionalWith(Schema.NonEmptyString, { default: () => ".runledger" }),
   max_agents: Schema.optionalWith(PositiveInt, { default: () => 1 }),
@@ -137,7 +157,8 @@ const LoopConfigFile = Schema.Struct({
   ),
   validation_triggers: Schema.optional(Schema.Struct({
     session_end: Schema.optional(SessionEndSchema),
-    run_end: Schema.optional(RunEndSchema)
+    run_end: Schema.optional(RunEndSchema),
+    epic_completion: Schema.optional(EpicCompletionSchema)
   })),
   fixer: Schema.optional(Actor),
   reviewer: Schema.optional(Schema.Struct({
@@ -177,12 +198,22 @@ export interface RunEndConfig extends TriggerConfig {
   readonly fireOn: FireOn
 }
 
+/** Where the issues come from: a file, a beads `issues.jsonl` snapshot, or live beads. */
+export type IssueSourceConfig =
+  | { readonly kind: "file" | "beads"; readonly path: string }
+  | { readonly kind: "live-beads"; readonly command: string }
+
+export interface EpicCompletionConfig {
+  readonly failureMode: "continue" | "abort"
+  readonly commands: ReadonlyArray<CommandDef>
+}
+
 /** The loop config with every default made explicit and every path absolute. */
 export interface LoopConfig {
   /** The file it was loaded from (absolute), or `<inline>`. */
   readonly file: string
   readonly repo: string
-  readonly issues: { readonly kind: "file" | "beads"; readonly path: string } | undefined
+  readonly issues: IssueSourceConfig | undefined
   readonly workdir: string
   readonly maxAgents: number
   readonly killGraceMs: number
@@ -196,6 +227,8 @@ export interface LoopConfig {
   }
   readonly sessionEnd: TriggerConfig | undefined
   readonly runEnd: RunEndConfig | undefined
+  /** Validation run when an epic completes (live beads only). */
+  readonly epicCompletion: EpicCompletionConfig | undefined
   readonly fixer: ActorDef | undefined
   readonly reviewer:
     | (ActorDef & { readonly findingThreshold: 0 | 1 | 2 | 3; readonly maxRetries: number })
@@ -328,17 +361,34 @@ const resolve = (
     return fail("beads", raw.beads, "give either `issues` or `beads`, not both")
   }
   const abs = (p: string) => (p.startsWith("/") ? p : join(baseDir, p))
+  const issues: IssueSourceConfig | undefined = raw.issues === undefined
+    ? raw.beads !== undefined ? { kind: "beads", path: abs(raw.beads) } : undefined
+    : typeof raw.issues === "string"
+    ? { kind: "file", path: abs(raw.issues) }
+    : raw.issues.source === "file"
+    ? { kind: "file", path: abs(raw.issues.path) }
+    : { kind: "live-beads", command: raw.issues.command }
+  const epicRaw = raw.validation_triggers?.epic_completion
+  let epicCompletion: EpicCompletionConfig | undefined
+  if (epicRaw !== undefined) {
+    if (issues?.kind !== "live-beads") {
+      return fail(
+        "validation_triggers.epic_completion",
+        undefined,
+        "runs when an epic's children are closed, which needs live beads: `issues: {source: beads}`"
+      )
+    }
+    const cmds = refs("validation_triggers.epic_completion.commands", "epic_completion", epicRaw.commands)
+    if (Either.isLeft(cmds)) return Either.left(cmds.left)
+    epicCompletion = { failureMode: epicRaw.failure_mode, commands: cmds.right }
+  }
   const actor = (a: { command: string; timeout?: number | undefined } | undefined): ActorDef | undefined =>
     a === undefined ? undefined : { command: a.command, timeoutMs: a.timeout }
 
   const config: LoopConfig = {
     file,
     repo: abs(raw.repo),
-    issues: raw.issues !== undefined
-      ? { kind: "file", path: abs(raw.issues) }
-      : raw.beads !== undefined
-      ? { kind: "beads", path: abs(raw.beads) }
-      : undefined,
+    issues,
     workdir: abs(raw.workdir),
     maxAgents: raw.max_agents,
     killGraceMs: raw.kill_grace,
@@ -350,6 +400,7 @@ const resolve = (
     runEnd: runEnd.right === undefined || runEndRaw === undefined
       ? undefined
       : { ...runEnd.right, fireOn: runEndRaw.fire_on },
+    epicCompletion,
     fixer: actor(raw.fixer),
     reviewer: raw.reviewer === undefined ? undefined : {
       command: raw.reviewer.command,

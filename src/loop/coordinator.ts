@@ -9,7 +9,9 @@ import { Telemetry } from "../services/telemetry.js"
 import { makeRunAbort, RunAbort } from "./abort.js"
 import { type IntegrationStrategy, type LoopConfig, LoopConfigError } from "./config.js"
 import { acquireIntegration, integrationBranchName } from "./integration.js"
+import { beadsClient, type BeadsClient } from "./beads.js"
 import { type Issue, loadIssues } from "./issues.js"
+import { type LiveIssue, scheduleLive } from "./live-beads.js"
 import { type RunEnv, runIssue, skipBlockedIssue, skipIssue } from "./issue-run.js"
 import { countsOf, type IssueReport, type LoopRunResult, runOutcome, unstartedReport } from "./report.js"
 import { nowIso } from "./results.js"
@@ -27,6 +29,12 @@ export class LoopResumeError extends Data.TaggedError("LoopResumeError")<{
 export interface RunLoopOptions {
   /** Resume this recorded run instead of starting a new one. */
   readonly resume?: string
+  /**
+   * At most this many issues in a new run: from an issues file, the first N in
+   * scheduling order (dependencies come first, so the set is closed under them);
+   * with live beads, the first N claimed (a resume's recorded issues count too).
+   */
+  readonly maxIssues?: number
 }
 
 /** Skip reasons of issues that never started because the run stopped: a resume starts them. */
@@ -167,6 +175,39 @@ const startResumedRun = (
   })
 
 /**
+ * The issues of a live-beads run: none for a new run (the tracker is asked as the run
+ * goes; one `ready` call first checks that it answers), and for a resume the issues to
+ * work again, as the tracker shows them now.
+ */
+const liveSource = (
+  config: LoopConfig,
+  client: BeadsClient,
+  recorder: LoopRecorderService,
+  resume: string | undefined
+) =>
+  Effect.gen(function*() {
+    const trackerError = (e: { command: string; message: string }) =>
+      new LoopConfigError({
+        file: config.file,
+        key: "issues.command",
+        value: client.program,
+        message: `the beads tracker does not answer (${e.command}: ${e.message})`
+      })
+    if (resume === undefined) {
+      yield* client.ready.pipe(Effect.mapError(trackerError))
+      return [] as ReadonlyArray<Issue>
+    }
+    const record = yield* recorder.loadRun(resume)
+    if (record === undefined) return [] as ReadonlyArray<Issue>
+    const ids = record.issues.filter(needsRerun).map((i) => i.issue_id)
+    return yield* Effect.forEach(ids, (id) =>
+      client.show(id).pipe(
+        Effect.map((issue): LiveIssue => ({ ...issue, recorded: true })),
+        Effect.mapError(trackerError)
+      ))
+  })
+
+/**
  * Runs an issue loop: up to `max_agents` issues at once (dependencies first), each in
  * its own worktree through the lifecycle; each issue that succeeds is merged into the
  * run's integration branch, from whose head later issues start; then the single
@@ -196,9 +237,15 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
       new LoopConfigError({ file: config.file, key: "issues", message: "no issue source: set `issues` or `beads`, or pass --issues" })
     )
   }
-  const source = yield* loadIssues(config.issues)
-  const telemetry = yield* Telemetry
+  const issueSource = config.issues
   const recorder = yield* LoopRecorder
+  const client: BeadsClient | null = issueSource.kind === "live-beads" ? beadsClient(issueSource.command, config.repo) : null
+  const source: ReadonlyArray<Issue> = client === null
+    ? yield* loadIssues(issueSource as { kind: "file" | "beads"; path: string }).pipe(
+      Effect.map((all) => options.resume === undefined && options.maxIssues !== undefined ? all.slice(0, options.maxIssues) : all)
+    )
+    : yield* liveSource(config, client, recorder, options.resume)
+  const telemetry = yield* Telemetry
   const abort = Option.getOrElse(yield* Effect.serviceOption(RunAbort), () => undefined) ?? (yield* makeRunAbort)
   const opened = options.resume === undefined
     ? { ...(yield* startNewRun(config, source, recorder)), rerun: null, stale: [] }
@@ -233,26 +280,52 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
   const env: RunEnv = { config, runId, runDir, recorder, abort, emit, gitLock, integration, attempt: start.attempt }
 
   const kept = (issue: Issue) => start.finished.get(issue.id)
-  const { killed, reports, unstarted } = yield* scheduleIssues({
-    issues: start.issues,
-    maxAgents: config.maxAgents,
-    abort,
-    run: (issue: Issue) => {
-      const report = kept(issue)
-      return report !== undefined ? Effect.succeed(report) : runIssue(env, issue)
-    },
-    skip: (issue, blocked) => {
-      const report = kept(issue)
-      return report !== undefined ? Effect.succeed(report) : skipBlockedIssue(env, issue, blocked)
-    }
-  })
-  // After a hard kill the issues that never started are recorded too: the trail matches
-  // the result. Those a resume kept stay as recorded.
-  yield* Effect.forEach(unstarted.filter((i) => kept(i) === undefined), (issue) => skipIssue(env, issue, "killed"), {
-    discard: true
-  })
+  let epics: LoopRunResult["epics"] = []
+  let killed: boolean
+  let reports: ReadonlyArray<IssueReport>
+  if (client === null) {
+    const scheduled = yield* scheduleIssues({
+      issues: start.issues,
+      maxAgents: config.maxAgents,
+      abort,
+      run: (issue: Issue) => {
+        const report = kept(issue)
+        return report !== undefined ? Effect.succeed(report) : runIssue(env, issue)
+      },
+      skip: (issue, blocked) => {
+        const report = kept(issue)
+        return report !== undefined ? Effect.succeed(report) : skipBlockedIssue(env, issue, blocked)
+      }
+    })
+    // After a hard kill the issues that never started are recorded too: the trail matches
+    // the result. Those a resume kept stay as recorded.
+    yield* Effect.forEach(scheduled.unstarted.filter((i) => kept(i) === undefined), (issue) => skipIssue(env, issue, "killed"), {
+      discard: true
+    })
+    killed = scheduled.killed
+    reports = scheduled.reports
+  } else {
+    const live = yield* scheduleLive({
+      env,
+      client,
+      maxAgents: config.maxAgents,
+      maxIssues: options.maxIssues,
+      initial: start.issues.filter((i) => kept(i) === undefined) as unknown as ReadonlyArray<LiveIssue>,
+      taken: new Set(start.order),
+      already: start.order.length,
+      epicCompletion: config.epicCompletion
+    })
+    // A resume's issues that did not start again (the run was stopped, or --max-issues).
+    const why = live.killed ? "killed" : Option.getOrElse(yield* abort.reason, () => "max_issues")
+    const notStarted = yield* Effect.forEach(live.unstarted, (issue) => skipIssue(env, issue, why))
+    killed = live.killed
+    reports = [...start.finished.values(), ...live.reports, ...notStarted]
+    epics = live.epics
+  }
   const byId = new Map(reports.map((r) => [r.issue_id, killed ? kept({ id: r.issue_id } as Issue) ?? r : r]))
-  const ordered = start.order.flatMap((id) => {
+  const known = new Set(start.order)
+  const order = [...start.order, ...reports.map((r) => r.issue_id).filter((id) => !known.has(id))]
+  const ordered = order.flatMap((id) => {
     const r = byId.get(id)
     return r === undefined ? [] : [r]
   })
@@ -284,7 +357,8 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
     issues: ordered,
     run_end: runEnd,
     integration: { strategy: start.strategy, branch: integration?.branch ?? null, base_sha: start.baseSha, head },
-    attempt: start.attempt
+    attempt: start.attempt,
+    epics
   }
   return result
 }, Effect.scoped)

@@ -4,7 +4,7 @@ import type { Issue } from "./issues.js"
 import type { IntegrationStrategy } from "./config.js"
 import type { IntegrationOutcome } from "./integration.js"
 import type { IssueStatus } from "./lifecycle.js"
-import type { ReviewOutcome, RunEndResult, SessionEndResult } from "./results.js"
+import type { CommandResult, ReviewOutcome, RunEndResult, SessionEndResult } from "./results.js"
 
 /** One issue's outcome, as returned, stored (`loop_issues.result_json`) and shown in `--json`. */
 export interface IssueReport {
@@ -34,6 +34,16 @@ export interface RunIntegration {
   readonly head: string | null
 }
 
+/** An epic the run saw complete. */
+export interface EpicReport {
+  readonly epic_id: string
+  readonly title: string
+  /** `closed`; `validation_failed` (the trigger failed, the epic stays open); `close_failed` (bd close failed). */
+  readonly status: "closed" | "validation_failed" | "close_failed"
+  readonly reason: string | null
+  readonly commands: ReadonlyArray<CommandResult>
+}
+
 export interface LoopRunResult {
   readonly run_id: string
   readonly status: LoopRunStatus
@@ -45,6 +55,8 @@ export interface LoopRunResult {
   readonly integration: RunIntegration
   /** 1 for a run started once; +1 for each resume. */
   readonly attempt: number
+  /** Epics whose children this run saw closed (live beads; empty otherwise). */
+  readonly epics: ReadonlyArray<EpicReport>
 }
 
 /** The report of an issue before (or without) any work on it: no worktree, no attempts. */

@@ -44,6 +44,11 @@ export class LoopRecordError extends Data.TaggedError("LoopRecordError")<{
  */
 export interface LoopRecorderService {
   readonly beginRun: (run: LoopRunStart) => Effect.Effect<void, LoopRecordError>
+  /** Adds issues to a running run (`pending`; live beads claims them as it goes) and counts them in its total. */
+  readonly addIssues: (
+    runId: string,
+    issues: ReadonlyArray<{ readonly id: string; readonly title: string; readonly priority: number | null }>
+  ) => Effect.Effect<void, LoopRecordError>
   readonly startIssue: (runId: string, issueId: string, info: LoopIssueStart) => Effect.Effect<void, LoopRecordError>
   readonly finishIssue: (runId: string, issueId: string, info: LoopIssueFinish) => Effect.Effect<void, LoopRecordError>
   /** Writes a `running` stage row and returns its id. */

@@ -97,7 +97,25 @@ describe("runledger loop (CLI)", () => {
       }],
       run_end: { status: "skipped", reason: "not_configured", started_at: null, finished_at: null, commands: [], code_review_result: null, validations: 0 },
       integration: { strategy: "merge", branch: "runledger/r/integration", base_sha: "abc", head: "def" },
-      attempt: 1
+      attempt: 1,
+      epics: [{
+        epic_id: "E",
+        title: "epic",
+        status: "validation_failed",
+        reason: "command_failed:lint",
+        commands: [{
+          ref: "lint",
+          command: "false",
+          passed: false,
+          exit_code: 1,
+          timed_out: false,
+          duration_ms: 3,
+          output_tail: "",
+          started_at: "s",
+          finished_at: "f",
+          log_file: "/d/epics/E/logs/001-epic_completion-lint.log"
+        }]
+      }]
     })
     assert.deepStrictEqual(doc.issues[0]!.session_end, {
       status: "pass",
@@ -105,7 +123,13 @@ describe("runledger loop (CLI)", () => {
       commands: [{ ref: "test", passed: true, exit_code: 0, duration_ms: 5 }]
     })
     assert.deepStrictEqual(doc.run_end, { status: "skipped", reason: "not_configured" })
-    assert.hasAllKeys(doc, ["run_id", "status", "reason", "counts", "issues", "run_end", "integration", "attempt"])
+    assert.hasAllKeys(doc, ["run_id", "status", "reason", "counts", "issues", "run_end", "integration", "attempt", "epics"])
+    assert.deepStrictEqual(doc.epics, [{
+      epic_id: "E",
+      status: "validation_failed",
+      reason: "command_failed:lint",
+      commands: [{ ref: "lint", passed: false, exit_code: 1, duration_ms: 3 }]
+    }])
     assert.includeMembers(Object.keys(doc.issues[0]!), ["issue_id", "status", "base_sha", "gate_attempts", "session_end", "review", "reason"])
   })
 

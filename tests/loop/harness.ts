@@ -8,7 +8,7 @@ import { LoopRecorderSql } from "../../src/landscape/loop-recorder.js"
 import { LandscapeSql } from "../../src/landscape/sqlite.js"
 import { RunAbort, type RunAbortService } from "../../src/loop/abort.js"
 import { type LoopConfig, parseLoopConfig } from "../../src/loop/config.js"
-import { runLoop } from "../../src/loop/coordinator.js"
+import { runLoop, type RunLoopOptions } from "../../src/loop/coordinator.js"
 import { CommandFixer } from "../../src/loop/fixer.js"
 import { Telemetry } from "../../src/services/telemetry.js"
 import { makeRepo, tempDir } from "./helpers.js"
@@ -58,10 +58,11 @@ export const runScenario = <A>(
   options: {
     readonly abort?: RunAbortService
     readonly inspect?: (sql: SqlClient.SqlClient) => Effect.Effect<A, unknown>
+    readonly run?: RunLoopOptions
   } = {}
 ) =>
   Effect.gen(function*() {
-    const program = runLoop(s.config)
+    const program = runLoop(s.config, options.run)
     const result = yield* (options.abort === undefined ? program : Effect.provideService(program, RunAbort, options.abort))
     const sql = yield* SqlClient.SqlClient
     const inspected = options.inspect === undefined ? undefined : yield* Effect.orDie(options.inspect(sql))
