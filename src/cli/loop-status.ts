@@ -92,6 +92,17 @@ const stageTable = (stages: ReadonlyArray<LoopStageSummary>) =>
 
 const short = (sha: string | null) => (sha === null ? "" : sha.slice(0, 12))
 
+/** Stage rows of ids that are not issues of the run (live beads: epics, failed claims), by id in first-seen order. */
+const outsideStages = (issues: ReadonlyArray<LoopIssueRow>, stages: ReadonlyArray<LoopStageSummary>) => {
+  const known = new Set(issues.map((i) => i.issue_id))
+  const byId = new Map<string, Array<LoopStageSummary>>()
+  for (const s of stages) {
+    if (s.issue_id === null || known.has(s.issue_id)) continue
+    byId.set(s.issue_id, [...(byId.get(s.issue_id) ?? []), s])
+  }
+  return byId
+}
+
 export const renderStatus = (
   run: LoopRunRow,
   issues: ReadonlyArray<LoopIssueRow>,
@@ -126,6 +137,11 @@ export const renderStatus = (
     for (const [k, v] of extraColumns(issue)) lines.push(`  ${k}: ${v}`)
     if (own.length > 0) lines.push(stageTable(own))
   }
+  // Live beads: the epics the run completed and the issues it could not claim have stage rows but no issue row.
+  for (const [id, own] of outsideStages(issues, stages)) {
+    const epic = own.some((s) => s.stage === "epic_completion") || own.every((s) => s.stage === "close")
+    lines.push("", `${id}: ${epic ? "epic" : "not worked (claim failed)"}`, stageTable(own))
+  }
   const runStages = stages.filter((s) => s.issue_id === null)
   lines.push(
     "",
@@ -157,7 +173,8 @@ const statusJson = (
       duration_ms: elapsed(i.started_at, i.completed_at),
       stages: stages.filter((s) => s.issue_id === i.issue_id).map(stageJson)
     })),
-    run_stages: stages.filter((s) => s.issue_id === null).map(stageJson)
+    run_stages: stages.filter((s) => s.issue_id === null).map(stageJson),
+    other_stages: [...outsideStages(issues, stages)].map(([id, own]) => ({ id, stages: own.map(stageJson) }))
   }
 }
 

@@ -108,6 +108,12 @@ describe("runledger loop with live beads", () => {
     expect(status.status, status.stderr).toBe(0)
     expect(status.stdout).toMatch(/claim/)
     expect(status.stdout).toMatch(/close/)
+    const epicStatus = runCli(["loop", "status", "--db", s.db, "--run", two.run_id, "--json"], { env: s.env })
+    const doc = JSON.parse(epicStatus.stdout) as { other_stages: Array<{ id: string; stages: Array<{ stage: string; status: string }> }> }
+    expect(doc.other_stages.map((o) => [o.id, o.stages.map((x) => `${x.stage}:${x.status}`)])).toEqual([
+      ["ep", ["epic_completion:pass", "close:pass"]]
+    ])
+    expect(runCli(["loop", "status", "--db", s.db, "--run", two.run_id]).stdout).toContain("ep: epic")
   }, 90_000)
 
   it("kill -9 while an issue runs, then --resume: the claimed issue is worked again, then the rest, then closed", async () => {
