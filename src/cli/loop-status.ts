@@ -243,7 +243,9 @@ export const loopLogsCommand = Command.make(
       yield* Effect.gen(function*() {
         const run = yield* resolveRun(args.run, url)
         const issues = yield* readLoopIssues(run.run_id)
-        const isIssue = issues.some((i) => i.issue_id === args.issue)
+        // Live beads: an epic's completion trigger ran commands under the epic's id, which is not an issue of the run.
+        const isIssue = issues.some((i) => i.issue_id === args.issue) ||
+          (args.issue !== "run_end" && (yield* listLoopStages(run.run_id)).some((s) => s.issue_id === args.issue))
         if (!isIssue && args.issue !== "run_end") {
           return yield* Effect.fail(usageError(
             `run ${run.run_id} has no issue ${args.issue}; its issues: ${issues.map((i) => i.issue_id).join(", ") || "(none)"}` +

@@ -21,6 +21,7 @@ import * as NodeCrypto from "node:crypto"
 import * as NodeFs from "node:fs"
 import { COMMAND_ID_ENV, markedGroupMembers, terminateGroups } from "../core/process-groups.js"
 import { ownerIsGone } from "./owners.js"
+import { fileTail } from "../core/file-tail.js"
 
 export const PROCESS_CRASH = "process_crash"
 
@@ -115,23 +116,7 @@ const killSurvivors = (runId: string, graceMs: number) =>
 const TAIL_BYTES = 8192
 
 /** The last bytes of a command's log file ("" when there is none). */
-const logTail = (file: string | null): string => {
-  if (file === null) return ""
-  try {
-    const fd = NodeFs.openSync(file, "r")
-    try {
-      const size = NodeFs.fstatSync(fd).size
-      const length = Math.min(size, TAIL_BYTES)
-      const buffer = Buffer.alloc(length)
-      NodeFs.readSync(fd, buffer, 0, length, size - length)
-      return buffer.toString("utf8")
-    } finally {
-      NodeFs.closeSync(fd)
-    }
-  } catch {
-    return ""
-  }
-}
+const logTail = (file: string | null): string => fileTail(file, TAIL_BYTES)
 
 /** When the command last showed a sign of life: its log file's last write, else its start. */
 const lastSignOfLife = (row: ProcessRow): string => {

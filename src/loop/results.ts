@@ -1,10 +1,10 @@
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Clock, DateTime, Effect, Exit, FiberRef } from "effect"
-import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import type { RunAbortService } from "./abort.js"
 import type { FixerError, FixResult } from "../services/fixer.js"
 import { supervise } from "./supervisor.js"
+import { fileTail } from "../core/file-tail.js"
 
 /** One finished command, as recorded and as shown in `--json`. */
 export interface CommandResult {
@@ -94,23 +94,7 @@ export const CommandKillReason: FiberRef.FiberRef<string> = FiberRef.unsafeMake(
 const isTimeout = (reason: string) => reason.endsWith("_timeout")
 
 /** The last bytes of a log file, for the record of a command that was killed before it ended. */
-const logTail = (file: string | null, bytes = 8192): string => {
-  if (file === null) return ""
-  try {
-    const size = NodeFs.statSync(file).size
-    const fd = NodeFs.openSync(file, "r")
-    try {
-      const length = Math.min(size, bytes)
-      const buffer = Buffer.alloc(length)
-      NodeFs.readSync(fd, buffer, 0, length, size - length)
-      return buffer.toString("utf8")
-    } finally {
-      NodeFs.closeSync(fd)
-    }
-  } catch {
-    return ""
-  }
-}
+const logTail = (file: string | null, bytes = 8192): string => fileTail(file, bytes)
 
 interface Finished {
   readonly at: string

@@ -114,6 +114,9 @@ describe("runledger loop with live beads", () => {
       ["ep", ["epic_completion:pass", "close:pass"]]
     ])
     expect(runCli(["loop", "status", "--db", s.db, "--run", two.run_id]).stdout).toContain("ep: epic")
+    const epicLogs = runCli(["loop", "logs", "ep", "--db", s.db, "--run", two.run_id])
+    expect(epicLogs.status, epicLogs.stderr).toBe(0)
+    expect(epicLogs.stdout).toContain("== epic_completion #1 has_c: exit 0")
   }, 90_000)
 
   it("kill -9 while an issue runs, then --resume: the claimed issue is worked again, then the rest, then closed", async () => {
