@@ -143,7 +143,7 @@ const PAR_AGENTS = 4
 const PAR_SLEEP = "0.5"
 
 /** 8 issues whose implementer sleeps, at 4 at once: the shell does them with `xargs -P4`. */
-const parallelFixture = () => {
+const parallelFixture = (strategy: "merge" | "none" = "none") => {
   const dir = tmp("loop-bench-par-")
   const repo = makeRepo()
   const issues = Array.from({ length: PAR_ISSUES }, (_, i) => `- {id: P-${i}, title: issue ${i}}`).join("\n")
@@ -156,7 +156,9 @@ const parallelFixture = () => {
     implementer: { command: `sleep ${PAR_SLEEP}` },
     commands: { check: "true" },
     gate: { commands: ["check"], require_commit: false },
-    validation_triggers: { session_end: { commands: [{ ref: "check" }] } }
+    validation_triggers: { session_end: { commands: [{ ref: "check" }] } },
+    // `none`: the same processes as the shell loop; `merge` (the default) adds a git merge per issue.
+    integration: { strategy }
   }
   NodeFs.writeFileSync(NodePath.join(dir, "loop.yaml"), JSON.stringify(doc))
   return { dir, repo, doc }
@@ -183,8 +185,8 @@ const shellParallel = () => {
   return ms
 }
 
-const engineParallel = async () => {
-  const { dir, doc, repo } = parallelFixture()
+const engineParallel = async (strategy: "merge" | "none") => {
+  const { dir, doc, repo } = parallelFixture(strategy)
   const config = Either.getOrThrow(parseLoopConfig(doc, NodePath.join(dir, "loop.yaml"), dir))
   const layer = Layer.mergeAll(
     CommandFixer(config).pipe(Layer.provide(NodeContext.layer)),
@@ -239,16 +241,25 @@ export const runLoopBench = async (): Promise<void> => {
   )
   const shell: Array<number> = []
   const engine: Array<number> = []
+  const merged: Array<number> = []
   const cli: Array<number> = []
   const haveCli = NodeFs.existsSync("dist/bin.js")
   for (let trial = 0; trial < 5; trial++) {
     shell.push(shellParallel())
-    engine.push(await engineParallel())
+    engine.push(await engineParallel("none"))
+    merged.push(await engineParallel("merge"))
     if (haveCli) cli.push(cliParallel())
   }
   const base = median(shell)
   console.log(`  xargs -P${PAR_AGENTS} (same processes): ${base.toFixed(0)} ms`)
-  console.log(`  engine in-process, max_agents=${PAR_AGENTS}: ${median(engine).toFixed(0)} ms, ${(median(engine) / base).toFixed(2)}× the shell (target ≤ 1.20×)`)
+  console.log(
+    `  engine in-process, max_agents=${PAR_AGENTS}, integration none (same processes): ${median(engine).toFixed(0)} ms, ` +
+      `${(median(engine) / base).toFixed(2)}× the shell (target ≤ 1.20×)`
+  )
+  console.log(
+    `  engine in-process, max_agents=${PAR_AGENTS}, integration merge (+1 git merge per issue): ${median(merged).toFixed(0)} ms, ` +
+      `${(median(merged) / base).toFixed(2)}× the shell`
+  )
   if (haveCli) {
     console.log(`  runledger loop (whole CLI process): ${median(cli).toFixed(0)} ms, ${(median(cli) / base).toFixed(2)}× the shell`)
   } else console.log("  runledger loop (whole CLI process): skipped, dist/bin.js not built (npm run build)")

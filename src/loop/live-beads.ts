@@ -11,7 +11,7 @@
  * whose result holds the argv, exit code and output.
  */
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
-import { Effect, Either, Exit, Fiber, Option, Queue } from "effect"
+import { type Cause, Effect, Either, Exit, Fiber, Option, Queue } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { type BeadsCall, type BeadsClient, type BeadsEpic, BeadsError, type BeadsIssue, workable } from "./beads.js"
@@ -57,6 +57,9 @@ export const scheduleLive = (options: {
     const epicsSeen = new Set<string>()
     const epicLock = (yield* Effect.makeSemaphore(1)).withPermits(1)
     const completions = yield* Queue.unbounded<string>()
+    const fibers = new Set<Fiber.RuntimeFiber<void>>()
+    // An issue that failed (a Landscape write, say) fails the run, as with an issues file.
+    let failure: Cause.Cause<IssueError> | undefined
     let inRun = options.already
 
     /** A tracker call as a stage row of `id` (an issue or an epic). */
@@ -197,7 +200,7 @@ export const scheduleLive = (options: {
 
     const release = (id: string) => recorded(id, "release", client.release(id))
 
-    const runOne = (issue: LiveIssue) =>
+    const work1 = (issue: LiveIssue) =>
       Effect.gen(function*() {
         const report = yield* runIssue(env, issue)
         finished.set(issue.id, report)
@@ -212,16 +215,28 @@ export const scheduleLive = (options: {
         } else {
           yield* release(issue.id)
         }
-      }).pipe(
+      })
+    type IssueError = Effect.Effect.Error<ReturnType<typeof work1>>
+    const runOne = (issue: LiveIssue) =>
+      work1(issue).pipe(
         // A hard kill: the issue goes back to the tracker (best effort, bounded).
         Effect.onInterrupt(() => release(issue.id).pipe(Effect.timeout("5 seconds"), Effect.ignore)),
+        Effect.catchAllCause((cause) =>
+          Effect.sync(() => {
+            failure ??= cause
+          })
+        ),
         Effect.ensuring(Queue.offer(completions, issue.id))
       )
 
     const loop = Effect.gen(function*() {
       let running = 0
       for (;;) {
-        while (running < options.maxAgents && (options.maxIssues === undefined || inRun < options.maxIssues)) {
+        // A resume's own issues are worked whatever the cap; the cap bounds new claims.
+        while (
+          running < options.maxAgents &&
+          (pending.length > 0 || options.maxIssues === undefined || inRun < options.maxIssues)
+        ) {
           if (Option.isSome(yield* abort.reason)) break
           const issue = yield* nextIssue
           if (issue === undefined) break
@@ -241,13 +256,20 @@ export const scheduleLive = (options: {
           started.set(issue.id, issue)
           yield* emit(`[beads] claimed: issue_id=${issue.id}, title=${JSON.stringify(issue.title)}`)
           running++
-          yield* Effect.fork(runOne(issue))
+          const fiber = yield* Effect.fork(runOne(issue))
+          fibers.add(fiber)
+          fiber.addObserver(() => fibers.delete(fiber))
         }
         if (running === 0) break
         yield* Queue.take(completions)
         running--
+        if (failure !== undefined) return yield* Effect.failCause(failure)
       }
-    })
+    }).pipe(
+      // Interrupted (a hard kill) or failed: the running issues are interrupted, and
+      // waited for, so that each has closed its record before the run goes on.
+      Effect.ensuring(Effect.suspend(() => Fiber.interruptAll([...fibers])))
+    )
 
     const work = yield* Effect.fork(loop)
     const killer = yield* Effect.fork(Effect.zipRight(abort.awaitHardKill, Fiber.interrupt(work)))

@@ -7,6 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { makeRunAbort } from "../../src/loop/abort.js"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { workable } from "../../src/loop/beads.js"
@@ -162,6 +163,30 @@ describe("live beads", () => {
       assert.include(g[0]!.reason!, "already claimed")
       assert.deepStrictEqual(stages.filter((r) => r.issue_id === "F" && r.stage === "release").map((r) => r.status), ["pass"])
       assert.deepStrictEqual(s.lines.filter((l) => l.includes("claim failed")).length, 1)
+    }))
+
+  it.live("a hard kill interrupts the running issue, releases it to the tracker and claims nothing more", () =>
+    Effect.gen(function*() {
+      const bd = tracker([{ id: "Y", title: "hangs", priority: 0 }, { id: "Z", title: "later", priority: 1 }])
+      const s = scenario({
+        issues: { source: "beads", command: bd.command },
+        max_agents: 1,
+        implementer: { command: fixture("implementer-hang-once.sh", bd.dir, "Y", "60") }
+      }, [])
+      const abort = yield* makeRunAbort
+      const hung = NodePath.join(bd.dir, "hung")
+      yield* Effect.fork(Effect.gen(function*() {
+        while (!NodeFs.existsSync(hung) || NodeFs.readFileSync(hung, "utf8").trim() === "") yield* Effect.sleep("50 millis")
+        yield* abort.requestHardKill
+      }))
+      const { inspected, result } = yield* runScenario(s, { abort, inspect })
+      assert.deepStrictEqual(result.issues.map((i) => [i.issue_id, i.status, i.reason]), [["Y", "interrupted", "killed"]])
+      assert.strictEqual(result.status, "interrupted")
+      assert.deepStrictEqual(bd.read().map((i) => [i.id, i.status]), [["Y", "open"], ["Z", "open"]])
+      assert.include(bd.calls(), "update Y --status open")
+      assert.isFalse(bd.calls().some((c) => c.startsWith("update Z ")))
+      assert.isTrue(inspected!.stages.every((r) => r.status !== "running"), JSON.stringify(inspected!.stages))
+      assert.deepStrictEqual(inspected!.issues, [{ issue_id: "Y", status: "interrupted" }])
     }))
 
   it.live("a tracker that does not answer fails the run before anything is recorded (issues.command named)", () =>
