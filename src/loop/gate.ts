@@ -32,9 +32,9 @@ export const runGate = (
         })
       )
     }
-    const commits = yield* commitsSince(ws.path, ws.baseSha).pipe(Effect.orElseSucceed(() => 0))
     const commandsPassed = validationPassed(results, (ref) => config.commands[ref]?.allowFail ?? false)
-    const committed = !config.gate.requireCommit || commits > 0
+    const committed = !config.gate.requireCommit ||
+      (yield* commitsSince(ws.path, ws.baseSha).pipe(Effect.orElseSucceed(() => 0))) > 0
     const failure = (commandsPassed ? "" : failureText(results)) +
       (committed ? "" : `No commit past base_sha ${ws.baseSha} on branch ${ws.branch}.\n`)
     const outcome: GateOutcome = { passed: commandsPassed && committed, failure, results }

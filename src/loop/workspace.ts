@@ -91,14 +91,31 @@ export const acquireWorkspace = (options: {
   readonly attempt?: number
 }) =>
   Effect.acquireRelease(
-    options.lock(Effect.gen(function*() {
-      const { branch, path } = yield* freshNames(options.repo, options.root, options.runId, options.issueId, options.attempt ?? 1)
-      const baseSha = yield* (options.base ?? headSha(options.repo))
-      yield* Effect.sync(() => NodeFs.mkdirSync(options.root, { recursive: true }))
-      yield* git(options.repo, "worktree", "add", "-q", "-b", branch, path, baseSha)
-      const workspace: Workspace = { path, branch, baseSha }
-      return workspace
-    })),
+    Effect.gen(function*() {
+      // Without an integration branch the base is the repository's HEAD, read outside the lock.
+      const repoHead = options.base === undefined ? yield* headSha(options.repo) : undefined
+      return yield* options.lock(Effect.gen(function*() {
+        const baseSha = repoHead ?? (yield* options.base!)
+        yield* Effect.sync(() => NodeFs.mkdirSync(options.root, { recursive: true }))
+        const attempt = options.attempt ?? 1
+        // A first attempt tries the plain names at once (one git call under the lock); only
+        // when they are taken (a resume, or two ids that read the same once made safe) are
+        // free names looked for.
+        if (attempt === 1) {
+          const branch = `runledger/${safe(options.runId)}/${safe(options.issueId)}`
+          const path = NodePath.join(options.root, safe(options.issueId))
+          if (!NodeFs.existsSync(path)) {
+            const added = yield* Effect.either(git(options.repo, "worktree", "add", "-q", "-b", branch, path, baseSha))
+            if (added._tag === "Right") return { path, branch, baseSha } satisfies Workspace
+            if (!/already exists/.test(added.left.message)) return yield* Effect.fail(added.left)
+          }
+        }
+        const { branch, path } = yield* freshNames(options.repo, options.root, options.runId, options.issueId, attempt)
+        yield* git(options.repo, "worktree", "add", "-q", "-b", branch, path, baseSha)
+        const workspace: Workspace = { path, branch, baseSha }
+        return workspace
+      }))
+    }),
     (ws) =>
       options.keep
         ? Effect.void

@@ -225,4 +225,18 @@ describe("loop integration branch", () => {
       assert.include(error.message, "the branch exists already")
       assert.strictEqual(git(s.repo, "worktree", "list").split("\n").length, 1)
     }))
+
+  it.live("two issue ids that read the same as branch names get branches of their own", () =>
+    Effect.gen(function*() {
+      const s = scenario({ implementer: { command: `echo "$ISSUE_ID" > "w$$.txt" && git add . && git commit -qm "$ISSUE_ID"` } }, [
+        { id: "a/b", title: "slash" },
+        { id: "a-b", title: "dash" }
+      ])
+      const { result } = yield* runScenario(s)
+      assert.deepStrictEqual(result.issues.map((i) => i.status), ["success", "success"])
+      const [first, second] = result.issues
+      assert.strictEqual(first!.branch, `runledger/${result.run_id}/a-b`)
+      assert.strictEqual(second!.branch, `runledger/${result.run_id}/a-b-r2`)
+      assert.notStrictEqual(git(s.repo, "rev-parse", first!.branch!), git(s.repo, "rev-parse", second!.branch!))
+    }))
 })
