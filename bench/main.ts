@@ -40,6 +40,11 @@ const BENCHES: Readonly<Record<string, BenchEntry>> = {
     module: "./loop.js",
     exportName: "runLoopBench",
     description: "issue loop overhead per issue and timeout-to-gone"
+  },
+  startup: {
+    module: "./startup.js",
+    exportName: "runStartupBench",
+    description: "CLI start-up: --version and validate, bundled and unbundled, next to bare node (--trials=N)"
   }
 }
 

@@ -12,6 +12,8 @@ import { installSigintOwner } from "./cli/signals.js"
 
 const argv = process.argv.filter((a) => a !== "--verbose")
 const verbose = argv.length !== process.argv.length
+// The CLI is one bundled file: stack traces name the source files only through its source map.
+if (verbose) process.setSourceMapsEnabled(true)
 
 let interrupted = false
 

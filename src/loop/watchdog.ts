@@ -56,8 +56,14 @@ export interface ProcessWatchdogService {
  */
 export class ProcessWatchdog extends Context.Tag("runledger/ProcessWatchdog")<ProcessWatchdog, ProcessWatchdogService>() {}
 
-/** The watchdog script beside this module (in the built package: dist/loop/watchdog-process.js). */
-export const watchdogScript = (): string => fileURLToPath(new URL("./watchdog-process.js", import.meta.url))
+/**
+ * The watchdog script: dist/loop/watchdog-process.js in the built package, found beside
+ * this module (dist/loop/watchdog.js) or, from the bundled CLI (dist/bin.js), under loop/.
+ */
+export const watchdogScript = (): string => {
+  const beside = fileURLToPath(new URL("./watchdog-process.js", import.meta.url))
+  return NodeFs.existsSync(beside) ? beside : fileURLToPath(new URL("./loop/watchdog-process.js", import.meta.url))
+}
 
 const isoNow = Effect.map(Clock.currentTimeMillis, (ms) => DateTime.formatIso(DateTime.unsafeMake(ms)))
 
