@@ -25,6 +25,7 @@ import migration0004 from "./migrations/0004_diverted_outcome.js"
 import migration0005 from "./migrations/0005_loop_processes.js"
 import migration0006 from "./migrations/0006_loop_integration.js"
 import migration0007 from "./migrations/0007_loop_export_status.js"
+import migration0008 from "./migrations/0008_lineage_indexes.js"
 import { reapCrashedRuns } from "./reap.js"
 import { DEFAULT_ENCRYPTION, type LandscapeEncryption, LandscapeOpenError, openLandscapeClient } from "./open.js"
 import { notLandscape } from "./recorder-errors.js"
@@ -47,7 +48,8 @@ export const migrations = {
   "0004_diverted_outcome": migration0004,
   "0005_loop_processes": migration0005,
   "0006_loop_integration": migration0006,
-  "0007_loop_export_status": migration0007
+  "0007_loop_export_status": migration0007,
+  "0008_lineage_indexes": migration0008
 } as const
 
 /** The highest migration id (ids need not be contiguous). */
