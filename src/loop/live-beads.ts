@@ -19,7 +19,8 @@ import type { EpicCompletionConfig } from "./config.js"
 import type { Issue } from "./issues.js"
 import { type RunEnv, runIssue, skipIssue } from "./issue-run.js"
 import { type EpicReport, type IssueReport, unstartedReport } from "./report.js"
-import { type CommandResult, nowIso, runCommand, type StageContext } from "./results.js"
+import { type CommandResult, runCommand, type StageContext } from "./results.js"
+import { makeStageTrail } from "./stage-trail.js"
 import { git, safe } from "./workspace.js"
 
 /** A ready issue, or one a resume works again (its loop_issues row exists already). */
@@ -62,26 +63,30 @@ export const scheduleLive = (options: {
     let failure: Cause.Cause<IssueError> | undefined
     let inRun = options.already
 
-    /** A tracker call as a stage row of `id` (an issue or an epic). */
+    /**
+     * A tracker call as a stage row of `id` (an issue or an epic); like every stage,
+     * the row is closed (`interrupted, killed`) also when a hard kill interrupts the call.
+     */
     const recorded = <A extends BeadsCall>(
       id: string,
       stage: string,
       call: Effect.Effect<A, BeadsError, CommandExecutor.CommandExecutor>
     ) =>
       Effect.gen(function*() {
-        const stageId = yield* recorder.startStage({ runId, issueId: id, stage, attempt: 1, startedAt: yield* nowIso })
-        const outcome = yield* Effect.either(call.pipe(
-          Effect.timeoutFail({
-            duration: CALL_TIMEOUT,
-            onTimeout: () => new BeadsError({ command: `${client.program} ${stage}`, exitCode: null, message: "timed out" })
-          })
-        ))
-        yield* recorder.finishStage(stageId, {
-          status: Either.isRight(outcome) ? "pass" : "fail",
-          reason: Either.isRight(outcome) ? null : outcome.left.message,
-          completedAt: yield* nowIso,
-          result: Either.isRight(outcome) ? outcome.right : callResult(outcome.left)
-        })
+        const outcome = yield* makeStageTrail(recorder, runId, id).run(
+          stage,
+          1,
+          Effect.either(call.pipe(
+            Effect.timeoutFail({
+              duration: CALL_TIMEOUT,
+              onTimeout: () => new BeadsError({ command: `${client.program} ${stage}`, exitCode: null, message: "timed out" })
+            })
+          )),
+          (o) =>
+            Either.isRight(o)
+              ? { status: "pass", reason: null, result: o.right }
+              : { status: "fail", reason: o.left.message, result: callResult(o.left) }
+        )
         if (Either.isLeft(outcome)) {
           yield* emit(`[beads] ${stage} failed: issue_id=${id}, ${outcome.left.command}: ${outcome.left.message}`)
         }
@@ -111,14 +116,9 @@ export const scheduleLive = (options: {
         let commands: ReadonlyArray<CommandResult> = []
         const trigger = options.epicCompletion
         if (trigger !== undefined && trigger.commands.length > 0) {
-          const stageId = yield* recorder.startStage({
-            runId,
-            issueId: epic.id,
-            stage: "epic_completion",
-            attempt: 1,
-            startedAt: yield* nowIso
-          })
-          commands = yield* Effect.scoped(Effect.gen(function*() {
+          const trail = makeStageTrail(recorder, runId, epic.id)
+          const isFailure = (c: CommandResult) => !c.passed && !trigger.commands.find((d) => d.ref === c.ref)?.allowFail
+          commands = yield* trail.run("epic_completion", 1, Effect.scoped(Effect.gen(function*() {
             const logDir = NodePath.join(env.runDir, "epics", safe(epic.id), "logs")
             yield* Effect.sync(() => NodeFs.mkdirSync(logDir, { recursive: true }))
             const cwd = yield* epicWorkspace(env, epic.id)
@@ -140,24 +140,21 @@ export const scheduleLive = (options: {
               abort,
               emit,
               onCommand: (stage, result) =>
-                recorder.recordCommand({ stageId, runId, issueId: epic.id, stage, result }).pipe(Effect.orDie),
+                recorder.recordCommand({ stageId: trail.current(), runId, issueId: epic.id, stage, result }).pipe(Effect.orDie),
               nextLogIndex: () => ++logIndex
             }
             const results: Array<CommandResult> = []
             for (const def of trigger.commands) {
               const r = yield* runCommand(ctx, "epic_completion", { ref: def.ref, command: def.command, timeoutMs: def.timeoutMs })
               results.push(r)
-              if (!r.passed && !def.allowFail) break
+              if (isFailure(r)) break
             }
-            return results
-          }))
-          const failed = commands.find((c) => !c.passed && !trigger.commands.find((d) => d.ref === c.ref)?.allowFail)
-          yield* recorder.finishStage(stageId, {
-            status: failed === undefined ? "pass" : "fail",
-            reason: failed === undefined ? null : `command_failed:${failed.ref}`,
-            completedAt: yield* nowIso,
-            result: commands
+            return results as ReadonlyArray<CommandResult>
+          })), (results) => {
+            const bad = results.find(isFailure)
+            return { status: bad === undefined ? "pass" : "fail", reason: bad === undefined ? null : `command_failed:${bad.ref}`, result: results }
           })
+          const failed = commands.find(isFailure)
           if (failed !== undefined) {
             const report: EpicReport = {
               epic_id: epic.id,
