@@ -161,7 +161,7 @@ export const migrateLandscape = (file: string): Promise<void> =>
 export const openRaw = (file: string): Database.Database => {
   const db = new Database(file)
   db.pragma("journal_mode = WAL")
-  db.pragma("foreign_keys = ON")
+  db.pragma(`foreign_keys = ${process.env.BENCH_FK ?? "ON"}`)
   db.pragma("busy_timeout = 5000")
   db.pragma("synchronous = NORMAL")
   return db

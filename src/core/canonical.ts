@@ -12,7 +12,7 @@
  * - `Date` → its ISO-8601 UTC string (`2026-01-02T03:04:05.678Z`); an invalid Date is refused;
  * - `undefined` as an object property → the property is omitted (as JSON does).
  */
-import { createHash } from "node:crypto"
+import * as NodeCrypto from "node:crypto"
 import { Data, Either } from "effect"
 
 /** Version tag stored with every run: which canonical form and hash its hashes use. */
@@ -174,20 +174,119 @@ const write = (root: unknown): string => {
   }
 }
 
+// ---------------------------------------------------------------------------
+// The fast path: a flat record (a source row, most transform outputs) whose values are
+// all scalars. Rows of one schema share their keys, so the sorted key order and the
+// quoted `"key":` prefixes are worked out once per set of keys and reused; a value the
+// fast path does not handle (a container, a bigint, a Date, a bad number or string)
+// sends the whole record to the general writer above, which also names what is wrong.
+
+/** Whether `text` has no lone surrogate: `String.prototype.isWellFormed` where the runtime has it. */
+const wellFormed: (text: string) => boolean = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === "function"
+  ? (text) => (text as unknown as { isWellFormed(): boolean }).isWellFormed()
+  : (text) => !LONE_SURROGATE.test(text)
+
+interface Shape {
+  /** The record's own keys, in the order `Object.keys` gave them (to check a cache hit). */
+  readonly keys: ReadonlyArray<string>
+  /** The keys in RFC 8785 order. */
+  readonly sorted: ReadonlyArray<string>
+  /** `"key":` for each sorted key, already quoted. */
+  readonly prefixes: ReadonlyArray<string>
+}
+
+const MAX_SHAPES = 256
+const shapes = new Map<string, Shape>()
+
+const sameKeys = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+const shapeOf = (keys: Array<string>): Shape | undefined => {
+  const id = keys.join("\u0000")
+  const known = shapes.get(id)
+  if (known !== undefined && sameKeys(known.keys, keys)) return known
+  for (const key of keys) if (!wellFormed(key)) return undefined
+  const sorted = [...keys].sort()
+  const shape: Shape = { keys, sorted, prefixes: sorted.map((k) => `${JSON.stringify(k)}:`) }
+  if (shapes.size >= MAX_SHAPES) shapes.clear()
+  shapes.set(id, shape)
+  return shape
+}
+
+/** The canonical text of a flat plain object of scalars, or undefined for the general writer. */
+const writeFlat = (record: Record<string, unknown>): string | undefined => {
+  const keys = Object.keys(record)
+  if (keys.length === 0 || keys.length > 64) return undefined
+  const shape = shapeOf(keys)
+  if (shape === undefined) return undefined
+  let out = "{"
+  let wrote = false
+  for (let i = 0; i < shape.sorted.length; i++) {
+    const value = record[shape.sorted[i]!]
+    let text: string
+    switch (typeof value) {
+      case "string":
+        if (!wellFormed(value)) return undefined
+        text = JSON.stringify(value)
+        break
+      case "number":
+        if (!Number.isFinite(value)) return undefined
+        text = String(value)
+        break
+      case "boolean":
+        text = value ? "true" : "false"
+        break
+      case "undefined":
+        continue
+      case "object":
+        if (value !== null) return undefined
+        text = "null"
+        break
+      default:
+        return undefined
+    }
+    out += wrote ? `,${shape.prefixes[i]}${text}` : `${shape.prefixes[i]}${text}`
+    wrote = true
+  }
+  return `${out}}`
+}
+
+const writeAny = (value: unknown): string => {
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    const proto: unknown = Object.getPrototypeOf(value)
+    if (proto === Object.prototype || proto === null) {
+      const flat = writeFlat(value as Record<string, unknown>)
+      if (flat !== undefined) return flat
+    }
+  }
+  return write(value)
+}
+
 /** Canonical JSON text of `value`, or throws `CanonicalError`. */
-export const canonicalJsonUnsafe = (value: unknown): string => write(value)
+export const canonicalJsonUnsafe = (value: unknown): string => writeAny(value)
+
+/** The general writer alone, without the flat-record fast path (to test one against the other). */
+export const canonicalJsonGeneralUnsafe = (value: unknown): string => write(value)
 
 /** Canonical JSON text of `value` (RFC 8785). */
 export const canonicalJson = (value: unknown): Either.Either<string, CanonicalError> => {
   try {
-    return Either.right(write(value))
+    return Either.right(writeAny(value))
   } catch (e) {
     if (e instanceof CanonicalError) return Either.left(e)
     throw e
   }
 }
 
-export const sha256Hex = (text: string | Uint8Array): string => createHash("sha256").update(text).digest("hex")
+/** Node's one-shot `crypto.hash` (20.12 and later) skips the Hash object; older versions stream. */
+const oneShot = (NodeCrypto as { hash?: (algorithm: string, data: string | Uint8Array, encoding: "hex") => string }).hash
+
+export const sha256Hex: (text: string | Uint8Array) => string = oneShot !== undefined
+  ? (text) => oneShot("sha256", text, "hex")
+  : (text) => NodeCrypto.createHash("sha256").update(text).digest("hex")
 
 /** SHA-256 hex of the canonical JSON of `value`, or throws `CanonicalError`. */
 export const stableHashUnsafe = (value: unknown): string => sha256Hex(canonicalJsonUnsafe(value))

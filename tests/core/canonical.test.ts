@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Either } from "effect"
 import canonicalize from "canonicalize"
-import { CANONICAL_VERSION, canonicalJson, stableHash } from "../../src/core/canonical.js"
+import { CANONICAL_VERSION, canonicalJson, canonicalJsonGeneralUnsafe, canonicalJsonUnsafe, sha256Hex, stableHash } from "../../src/core/canonical.js"
+import { createHash } from "node:crypto"
 
 const ok = (v: unknown) => Either.getOrThrow(canonicalJson(v))
 const errorOf = (v: unknown) => {
@@ -179,5 +180,66 @@ describe("canonicalJson on deep and large values", () => {
       }),
       { numRuns: 500 }
     )
+  })
+})
+
+describe("canonicalJson's flat-record fast path", () => {
+  /** A flat record of scalars: what the fast path writes (keys of every kind, numbers of every form). */
+  const scalar = fc.oneof(
+    fc.string({ unit: "binary" }),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.integer(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.constant(undefined)
+  )
+  const flat = fc.dictionary(fc.string({ unit: "binary", maxLength: 8 }), scalar, { maxKeys: 12 })
+
+  it("writes byte-identical text to the general writer and to the canonicalize package (property)", () => {
+    fc.assert(
+      fc.property(flat, (record) => {
+        const fast = canonicalJsonUnsafe(record)
+        expect(fast).toBe(canonicalJsonGeneralUnsafe(record))
+        expect(fast).toBe(canonicalize(record))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it("gives the same text for records of one shape written one after another, in any key order (property)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer(), fc.string(), fc.boolean()), { minLength: 1, maxLength: 20 }), (rows) => {
+        for (const [n, s, b] of rows) {
+          const forward = { id: n, name: s, ok: b, amount: n / 7 }
+          const backward = { amount: n / 7, ok: b, name: s, id: n }
+          expect(canonicalJsonUnsafe(forward)).toBe(canonicalize(forward))
+          expect(canonicalJsonUnsafe(backward)).toBe(canonicalJsonUnsafe(forward))
+        }
+      })
+    )
+  })
+
+  it("hands what it cannot write to the general writer, which names the problem", () => {
+    expect(canonicalJsonUnsafe({ a: 1, b: [2, { c: 3 }] })).toBe(`{"a":1,"b":[2,{"c":3}]}`)
+    expect(canonicalJsonUnsafe({ n: 10n })).toBe(`{"n":"10"}`)
+    expect(canonicalJsonUnsafe({ d: new Date(0) })).toBe(`{"d":"1970-01-01T00:00:00.000Z"}`)
+    expect(() => canonicalJsonUnsafe({ x: Number.NaN })).toThrow(/\$\.x/)
+    expect(() => canonicalJsonUnsafe({ s: "\uD800" })).toThrow(/lone UTF-16 surrogate at \$\.s/)
+    expect(() => canonicalJsonUnsafe({ ["\uDC00"]: 1 })).toThrow(/lone UTF-16 surrogate/)
+    expect(() => canonicalJsonUnsafe({ f: () => 1 })).toThrow(/function at \$\.f/)
+  })
+
+  it("is not fooled by two key sets that join to the same text", () => {
+    const a = { ["a\u0000b"]: 1, c: 2 }
+    const b = { a: 1, ["b\u0000c"]: 2 }
+    expect(canonicalJsonUnsafe(a)).toBe(canonicalize(a))
+    expect(canonicalJsonUnsafe(b)).toBe(canonicalize(b))
+  })
+
+  it("hashes with SHA-256 as the streaming Hash object does", () => {
+    for (const text of ["", "abc", "é\u{1F600}", "x".repeat(100_000)]) {
+      expect(sha256Hex(text)).toBe(createHash("sha256").update(text).digest("hex"))
+    }
+    expect(sha256Hex(new Uint8Array([1, 2, 3]))).toBe(createHash("sha256").update(new Uint8Array([1, 2, 3])).digest("hex"))
   })
 })

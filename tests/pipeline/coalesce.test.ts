@@ -18,7 +18,7 @@ import type { OutcomeRecord } from "../../src/services/records.js"
 import { buildPipeline, type CoalesceStep } from "../../src/pipeline/build.js"
 import { Processor } from "../../src/pipeline/orchestrator/processor.js"
 import type { Token } from "../../src/pipeline/orchestrator/tokens.js"
-import type { RunResult } from "../../src/pipeline/orchestrator/types.js"
+import { AggregationFlushResult, type RunResult } from "../../src/pipeline/orchestrator/types.js"
 import type { Row } from "../../src/pipeline/plugins/protocol.js"
 import { makeRegistry } from "../../src/pipeline/plugins/registry.js"
 import { parseSettings, type SettingsError } from "../../src/pipeline/settings.js"
@@ -80,7 +80,7 @@ const processorFor = (settings: string) =>
       const outcomes = proc.trail.records.filter((r): r is OutcomeRecord => r._tag === "Outcome")
       const outcomeOf = (branch: string) =>
         outcomes.filter((o) => o.token_id === tokens.get(branch)?.tokenId).map((o) => o.outcome).join(",")
-      return { merged: proc.sinkQueues.get("out")!.rows, outcomeOf, summary: proc.trail.drain().result }
+      return { merged: proc.sinkQueues.get("out")!.rows, outcomeOf, summary: proc.trail.drain().result ?? AggregationFlushResult.empty }
     }
     return { proc, step, arrive, settle }
   })

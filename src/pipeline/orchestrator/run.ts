@@ -3,7 +3,7 @@
  * the source through the processor, make sink writes durable in batches, and finalize
  * the run — completed, failed or interrupted — with a complete trail in every case.
  */
-import { type Chunk, Deferred, Effect, Exit, Queue, Stream } from "effect"
+import { Chunk, Deferred, Effect, Exit, Queue, Stream } from "effect"
 import { CanonicalError, canonicalJsonUnsafe } from "../../core/canonical.js"
 import { type EdgeId, newCheckpointId, type RunId } from "../../core/ids.js"
 import { stateJson } from "../../core/state-json.js"
@@ -143,7 +143,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
 
     const appendDrained = Effect.suspend(() => {
       const { records, result } = proc.trail.drain()
-      total = AggregationFlushResult.combine(total, result)
+      if (result !== undefined) total = AggregationFlushResult.combine(total, result)
       return records.length === 0 ? Effect.void : stage(records)
     })
 
@@ -316,23 +316,51 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
           : Effect.void
       )
 
-      const processChunk = (items: Chunk.Chunk<SourceItem>) =>
+      /**
+       * A chunk of source items runs synchronously, as many items per Effect step as
+       * can go without a wait: the loop leaves the synchronous part only for a retry's
+       * sleep or a durability point, so the hot path costs one Effect boundary per
+       * chunk, not per row.
+       */
+      const processChunk = (chunk: Chunk.Chunk<SourceItem>) =>
         lock.withPermits(1)(Effect.gen(function*() {
-          for (const item of items) {
-            const step: { r: StepResult } = { r: { _tag: "Done" } }
-            yield* guarded(() => {
-              proc.startItem(item)
-              step.r = proc.run()
-            })
-            while (step.r._tag === "Sleep") {
-              yield* Effect.sleep(step.r.millis)
-              yield* guarded(() => {
-                step.r = proc.run()
-              })
-            }
+          const items = Chunk.toReadonlyArray(chunk)
+          const step: { r: StepResult; durable: boolean; item: SourceItem | undefined } = { r: { _tag: "Done" }, durable: false, item: undefined }
+          /** After an item is done: where the source stands, the crash hook, whether a durability point is due. */
+          const itemDone = (item: SourceItem): boolean => {
             if (item.position !== undefined) sourcePosition = item.position
             crashPoint("row")
-            if (durabilityDue()) yield* durabilityPoint(opened)
+            return durabilityDue()
+          }
+          let next = 0
+          while (next < items.length) {
+            step.durable = false
+            step.item = undefined
+            yield* guarded(() => {
+              while (next < items.length) {
+                const item = items[next++]!
+                proc.startItem(item)
+                step.r = proc.run()
+                if (step.r._tag === "Sleep") {
+                  step.item = item
+                  return
+                }
+                if (itemDone(item)) {
+                  step.durable = true
+                  return
+                }
+              }
+            })
+            if (step.item !== undefined) {
+              while (step.r._tag === "Sleep") {
+                yield* Effect.sleep(step.r.millis)
+                yield* guarded(() => {
+                  step.r = proc.run()
+                })
+              }
+              step.durable = itemDone(step.item)
+            }
+            if (step.durable) yield* durabilityPoint(opened)
           }
           const now = clock.unsafeCurrentTimeMillis()
           if (now - lastProgressMs >= progressMs) {

@@ -10,8 +10,15 @@ import { AggregationFlushResult } from "./types.js"
 export class Tally {
   private readonly n: Record<string, number> = {}
   private readonly routed: Record<string, number> = {}
+  private counted = 0
+
+  /** Nothing counted yet (draining it would add nothing to the run's totals). */
+  isEmpty(): boolean {
+    return this.counted === 0
+  }
 
   add(outcome: Outcome, sinkName: string | undefined): void {
+    this.counted++
     this.n[outcome] = (this.n[outcome] ?? 0) + 1
     if (outcome === "ROUTED" && sinkName !== undefined) {
       // Sink names are user text: `constructor` or `__proto__` must count like any other.
@@ -20,6 +27,7 @@ export class Tally {
   }
 
   addFailedCoalesce(): void {
+    this.counted++
     this.n.COALESCE_FAILED = (this.n.COALESCE_FAILED ?? 0) + 1
   }
 

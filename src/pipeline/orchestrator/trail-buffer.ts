@@ -149,10 +149,12 @@ export class TrailBuffer {
   }
 
   /** Takes the records built so far and what their outcomes count. */
-  drain(): { readonly records: Array<AuditRecord>; readonly result: AggregationFlushResult } {
+  /** The records built since the last drain and what their outcomes count (`undefined`: nothing counted). */
+  drain(): { readonly records: Array<AuditRecord>; readonly result: AggregationFlushResult | undefined } {
     const records = this.records
-    const result = this.tally.toResult()
     this.records = []
+    if (this.tally.isEmpty()) return { records, result: undefined }
+    const result = this.tally.toResult()
     this.tally = new Tally()
     return { records, result }
   }
