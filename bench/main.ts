@@ -51,6 +51,7 @@ const BENCHES: Readonly<Record<string, BenchEntry>> = {
 /** Internal entry points used by benches that run workloads in child processes. */
 const WORKERS: Readonly<Record<string, BenchEntry>> = {
   "pipeline-worker": { module: "./pipeline.js", exportName: "runPipelineWorker", description: "" },
+  "export-worker": { module: "./export.js", exportName: "runExportWorker", description: "" },
   "aggregation-worker": { module: "./aggregation.js", exportName: "runAggregationWorker", description: "" }
 }
 

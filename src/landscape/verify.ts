@@ -208,8 +208,24 @@ const verifyFile = (
   fail: (reason: VerificationFailure, message: string, position?: number) => ExportVerificationError
 ): VerificationSummary => {
   if (!NodeFs.existsSync(path)) throw fail("unreadable", `no such file`)
-  const seqs: Array<number> = []
-  const types: Array<string | undefined> = []
+  /**
+   * Order, checked as the records stream past (memory stays flat in the export's size):
+   * the n-th record must carry seq n. Up to the first record that does not, every seq is
+   * exactly the next one, so only that record needs keeping; whether the seq it
+   * displaced turns up later tells a reordering from a missing record.
+   */
+  let records = 0
+  let nextSeq = 0
+  let deviation: { readonly position: number; readonly seq: number; readonly type: string | undefined; readonly expected: number } | undefined
+  let expectedSeenLater = false
+  const ordered = (here: number, seq: number, type: string | undefined) => {
+    if (deviation === undefined) {
+      if (seq === nextSeq) nextSeq++
+      else deviation = { position: here, seq, type, expected: nextSeq }
+    } else if (seq === deviation.expected) {
+      expectedSeenLater = true
+    }
+  }
   let firstBad: ExportVerificationError | undefined
   let chain = CHAIN_SEED
   let manifest: Record<string, unknown> | undefined
@@ -233,14 +249,12 @@ const verifyFile = (
     try {
       record = JSON.parse(text)
     } catch {
-      seqs.push(Number.NaN)
-      types.push(undefined)
+      records++
       note(fail("modified", `${describe(here, undefined, undefined)}: modified — it is not valid JSON`, here))
       return
     }
     if (record === null || typeof record !== "object" || Array.isArray(record)) {
-      seqs.push(Number.NaN)
-      types.push(undefined)
+      records++
       note(fail("modified", `${describe(here, undefined, undefined)}: modified — it is not a JSON object`, here))
       return
     }
@@ -252,8 +266,8 @@ const verifyFile = (
       return
     }
     const seq = typeof r.seq === "number" && Number.isSafeInteger(r.seq) && r.seq >= 0 ? r.seq : undefined
-    seqs.push(seq ?? Number.NaN)
-    types.push(type)
+    records++
+    if (seq !== undefined) ordered(here, seq, type)
     if (type !== undefined && Object.hasOwn(RUN_TYPES, type) && runId === undefined && typeof r.run_id === "string") {
       runId = r.run_id
       runKind = RUN_TYPES[type]!
@@ -289,34 +303,18 @@ const verifyFile = (
     }
   })
 
-  // Order: the n-th record must carry seq n. Find the first position where it does not.
-  const present = new Set<number>()
-  for (const s of seqs) if (!Number.isNaN(s)) present.add(s)
-  const seen = new Set<number>()
-  let next = 0
-  for (let p = 0; p < seqs.length; p++) {
-    if (firstBad !== undefined && firstBad.position !== undefined && firstBad.position <= p) break
-    const s = seqs[p]!
-    if (Number.isNaN(s)) continue
-    const where = describe(p, s, types[p])
-    if (s === next) {
-      seen.add(s)
-      while (seen.has(next)) next++
-      continue
-    }
-    if (s < next || seen.has(s)) {
-      note(fail("extra", `${where}: extra — a second copy of seq ${s}`, p))
-    } else if (present.has(next)) {
-      note(fail("reordered", `${where}: reordered — it comes before seq ${next}`, p))
-    } else {
-      note(fail("missing", `${where}: missing — the record with seq ${next} before it is not in the export`, p))
-    }
-    break
+  if (firstBad === undefined && deviation !== undefined) {
+    const { position: p, seq: s, type, expected } = deviation
+    const where = describe(p, s, type)
+    // Every seq before the deviation was exactly its position: a lower one is a copy.
+    if (s < expected) note(fail("extra", `${where}: extra — a second copy of seq ${s}`, p))
+    else if (expectedSeenLater) note(fail("reordered", `${where}: reordered — it comes before seq ${expected}`, p))
+    else note(fail("missing", `${where}: missing — the record with seq ${expected} before it is not in the export`, p))
   }
   if (firstBad !== undefined) throw firstBad
 
   if (manifest === undefined) {
-    throw fail("bad_manifest", `bad manifest — there is no manifest record after the ${seqs.length} records (truncated export?)`)
+    throw fail("bad_manifest", `bad manifest — there is no manifest record after the ${records} records (truncated export?)`)
   }
   const m = manifest
   const at = describe(manifestPosition, undefined, undefined)
@@ -338,12 +336,12 @@ const verifyFile = (
       manifestPosition
     )
   }
-  if (m.record_count !== seqs.length) {
-    const short = typeof m.record_count === "number" && m.record_count > seqs.length
+  if (m.record_count !== records) {
+    const short = typeof m.record_count === "number" && m.record_count > records
     throw fail(
       "wrong_count",
-      `wrong count — the manifest says ${String(m.record_count)} records, the export holds ${seqs.length}` +
-        (short ? ` (the last ${(m.record_count as number) - seqs.length} are missing)` : ""),
+      `wrong count — the manifest says ${String(m.record_count)} records, the export holds ${records}` +
+        (short ? ` (the last ${(m.record_count as number) - records} are missing)` : ""),
       manifestPosition
     )
   }
@@ -360,7 +358,7 @@ const verifyFile = (
     path,
     run_id: String(m.run_id),
     run_kind: runKind,
-    record_count: seqs.length,
+    record_count: records,
     chain_hash: chain,
     exported_at: String(m.exported_at)
   }
