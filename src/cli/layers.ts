@@ -98,10 +98,9 @@ export const landscapeRead = (url: string) => SqliteLandscape(url, { encryption:
 
 /**
  * The exporters a `telemetry:` section asks for (JSONL files, console streams, OTLP),
- * teed, at its granularity; `undefined` when it asks for none. The pipeline's
- * summaries (per sink, per node) are read from the Landscape just before RunFinished.
+ * teed, at its granularity; `undefined` when it asks for none.
  */
-export const requestedTelemetry = (request: TelemetryRequest | undefined, kind: "pipeline" | "loop") => {
+export const requestedTelemetry = (request: TelemetryRequest | undefined) => {
   if (request === undefined) return undefined
   const layers: Array<Layer.Layer<Telemetry>> = [
     ...request.jsonl.map((path) => TelemetryJsonl(path).pipe(Layer.provide(NodeFileSystem.layer))),
@@ -111,8 +110,12 @@ export const requestedTelemetry = (request: TelemetryRequest | undefined, kind: 
   if (layers.length === 0) return undefined
   const teed = Layer.map(TelemetryTee(...layers), (ctx) =>
     Context.add(ctx, Telemetry, { ...Context.get(ctx, Telemetry), granularity: request.granularity }))
-  if (kind === "loop") return teed
-  return TelemetryEnriched(teed, (event) =>
+  return teed
+}
+
+/** The per-sink and per-node summaries of a pipeline run, read from its Landscape, ahead of RunFinished. */
+const withRunSummaries = (layer: Layer.Layer<Telemetry>) =>
+  TelemetryEnriched(layer, (event) =>
     event._tag !== "RunFinished"
       ? Effect.succeed([])
       : runSummaries(event.runId).pipe(
@@ -122,7 +125,6 @@ export const requestedTelemetry = (request: TelemetryRequest | undefined, kind: 
         ]),
         Effect.catchAll((e) => Effect.succeed([{ _tag: "Warning" as const, message: `telemetry: ${e.message}` }]))
       ))
-}
 
 /**
  * A pipeline run's Telemetry: the console (progress line, events) unless `--quiet` or
@@ -134,9 +136,9 @@ export const pipelineTelemetry = (
   output: { readonly quiet: boolean; readonly json: boolean }
 ) => {
   const resolved = resolveTelemetry(settings.telemetry)
-  const exporters = "request" in resolved ? requestedTelemetry(resolved.request, "pipeline") : undefined
+  const exporters = "request" in resolved ? requestedTelemetry(resolved.request) : undefined
   const human = !output.quiet && !output.json ? TelemetryConsole : TelemetryNoop
-  return exporters === undefined ? human : TelemetryTee(human, exporters)
+  return exporters === undefined ? human : TelemetryTee(human, withRunSummaries(exporters))
 }
 
 /** `run`, `resume`: the Landscape the run is recorded in, as its settings ask, and its Telemetry. */
@@ -146,6 +148,12 @@ export const pipelineRun = (
   telemetry: ReturnType<typeof pipelineTelemetry>
 ) => telemetry.pipe(Layer.provideMerge(SqliteLandscape(url, pipelineLandscapeOptions(settings))))
 
+/** The loop's Telemetry: the console, teed to the exporters of the config's `telemetry` section. */
+const loopTelemetry = (config: LoopConfig) => {
+  const exporters = requestedTelemetry(config.telemetry)
+  return exporters === undefined ? TelemetryConsole : TelemetryTee(TelemetryConsole, exporters)
+}
+
 /**
  * `loop`: the loop's audit port over the Landscape, the watchdog that kills its
  * commands if runledger dies (recording their process groups through that port), the
@@ -154,7 +162,7 @@ export const pipelineRun = (
 export const loopRun = (config: LoopConfig, url: string) =>
   Layer.mergeAll(
     CommandFixer(config),
-    TelemetryConsole,
+    loopTelemetry(config),
     ProcessWatchdogLive({ graceMs: config.killGraceMs }).pipe(
       Layer.provideMerge(LoopRecorderSql.pipe(Layer.provide(LandscapeSql(url, { encryption: detectedEncryption() }))))
     )

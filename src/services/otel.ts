@@ -10,7 +10,7 @@ import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
-import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Effect, Layer, Metric, MetricBoundaries, Option } from "effect"
 import type { OtlpRequest } from "../pipeline/telemetry-settings.js"
 import { type Granularity, Telemetry, type TelemetryEvent } from "./telemetry.js"
@@ -91,6 +91,20 @@ const recordEvent = (event: TelemetryEvent): Effect.Effect<void> => {
 }
 
 /**
+ * Below `granularity: full`, only runledger's own spans are exported: the Landscape's
+ * SQL statements (`sql.*` spans of @effect/sql) would be many per commit.
+ */
+const runledgerSpans = (inner: SpanProcessor, all: boolean): SpanProcessor =>
+  all ? inner : {
+    onStart: (span, context) => inner.onStart(span, context),
+    onEnd: (span) => {
+      if (!span.name.startsWith("sql.")) inner.onEnd(span)
+    },
+    forceFlush: () => inner.forceFlush(),
+    shutdown: () => inner.shutdown()
+  }
+
+/**
  * The OTLP exporter: installs the tracer and the metric reader for the scope and
  * provides the Telemetry that records the events as metrics. `service` names the
  * resource (OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are honoured as well).
@@ -105,9 +119,12 @@ export const OtelTelemetry = (
       serviceName: process.env["OTEL_SERVICE_NAME"] ?? "runledger",
       ...(options.version === undefined ? {} : { serviceVersion: options.version })
     },
-    spanProcessor: new BatchSpanProcessor(
-      new OTLPTraceExporter({ url: `${request.endpoint}/v1/traces`, headers }),
-      request.batchSize === undefined ? {} : { maxExportBatchSize: request.batchSize, maxQueueSize: Math.max(2048, request.batchSize) }
+    spanProcessor: runledgerSpans(
+      new BatchSpanProcessor(new OTLPTraceExporter({ url: `${request.endpoint}/v1/traces`, headers }), {
+        maxQueueSize: 65_536,
+        ...(request.batchSize === undefined ? {} : { maxExportBatchSize: request.batchSize })
+      }),
+      options.granularity === "full"
     ),
     metricReader: new PeriodicExportingMetricReader({
       exporter: new OTLPMetricExporter({ url: `${request.endpoint}/v1/metrics`, headers }),
