@@ -9,6 +9,8 @@ import { spawn, spawnSync } from "node:child_process"
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import Database from "better-sqlite3"
+import * as YAML from "yaml"
+import { fixture, makeRepo } from "../loop/helpers.js"
 import { BIN, runCli } from "../support/cli.js"
 import { type Receiver, type ReceivedSpan, startReceiver } from "../support/otlp.js"
 import { tempDir } from "../support/pipeline.js"
@@ -295,6 +297,39 @@ telemetry:
     const rows = events(jsonl).filter((e) => e._tag === "RowOutcome")
     expect(rows.length).toBe(12)
     expect(new Set(rows.map((e) => e["sink"]))).toEqual(new Set(["out"]))
+  })
+
+  it("an issue loop: one trace with its stages and commands; the loop's events in its JSONL file", { timeout: 60_000 }, async () => {
+    const repo = makeRepo()
+    const loopDir = join(dir, "loop")
+    mkdirSync(loopDir)
+    writeFileSync(join(loopDir, "issues.yaml"), YAML.stringify([{ id: "T-1", title: "one" }]))
+    writeFileSync(join(loopDir, "loop.yaml"), YAML.stringify({
+      repo,
+      issues: "issues.yaml",
+      workdir: "work",
+      implementer: { command: fixture("implementer-commit.sh") },
+      commands: { test: "true" },
+      gate: { commands: ["test"] },
+      telemetry: { enabled: true, jsonl_path: "loop-events.jsonl", exporters: [{ name: "otlp", options: { endpoint: receiver.endpoint } }] }
+    }))
+    const r = await start(["loop", "-c", join(loopDir, "loop.yaml"), "--db", join(loopDir, "audit.db"), "--json"]).exited
+    expect(r.status, r.stderr).toBe(0)
+    const runId = (JSON.parse(r.stdout) as { run_id: string }).run_id
+    // jsonl_path resolves against the config's directory.
+    const all = events(join(loopDir, "loop-events.jsonl"))
+    expect(all[0]).toMatchObject({ _tag: "RunStarted", kind: "loop", runId })
+    expect(all.at(-1)).toMatchObject({ _tag: "RunFinished", status: "completed", runId })
+    const root = receiver.spans.find((s) => s.name === "runledger.loop.run" && s.attributes["runledger.run_id"] === runId)!
+    expect(root.parentSpanId).toBeUndefined()
+    const trace = receiver.spans.filter((s) => s.traceId === root.traceId)
+    const stages = trace.filter((s) => s.name === "runledger.loop.stage")
+    expect(stages.map((s) => s.attributes["runledger.stage"])).toEqual(expect.arrayContaining(["implementer", "gate"]))
+    for (const s of stages) expect(s.attributes["runledger.issue_id"]).toBe("T-1")
+    const byId = new Map(trace.map((s) => [s.spanId, s]))
+    const test = trace.find((s) => s.name === "runledger.loop.command" && s.attributes["runledger.ref"] === "test")!
+    expect(test.attributes).toMatchObject({ "runledger.passed": true, "runledger.exit_code": 0 })
+    expect(byId.get(test.parentSpanId!)?.attributes["runledger.stage"]).toBe("gate")
   })
 
   it("invalid telemetry settings exit 2 naming the key", () => {
