@@ -146,8 +146,6 @@ const LoopConfigFile = Schema.Struct({
   max_agents: Schema.optionalWith(PositiveInt, { default: () => 1 }),
   kill_grace: Schema.optionalWith(DurationMs, { default: () => 5000 }),
   keep_worktrees: Schema.optionalWith(Schema.Boolean, { default: () => false }),
-  /** The same section as a pipeline's (docs/telemetry.md); jsonl paths resolve against the config's directory. */
-  telemetry: Schema.optional(TelemetrySettings),
   implementer: Actor,
   commands: Schema.optionalWith(Schema.Record({ key: Schema.String, value: CommandEntry }), { default: () => ({}) }),
   gate: Schema.optionalWith(
@@ -171,7 +169,9 @@ const LoopConfigFile = Schema.Struct({
     max_retries: Schema.optionalWith(NonNegativeInt, { default: () => 1 })
   })),
   finalize: Schema.optional(Actor),
-  integration: Schema.optional(IntegrationSchema)
+  integration: Schema.optional(IntegrationSchema),
+  /** The same section as a pipeline's (docs/telemetry.md); jsonl paths resolve against the config's directory. */
+  telemetry: Schema.optional(TelemetrySettings)
 })
 
 /** One runnable command after resolution of named refs. */
