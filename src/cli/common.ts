@@ -9,6 +9,7 @@ export const DEFAULT_DB = "sqlite:///./runledger.db"
 export const dbOption = Options.text("db").pipe(
   Options.withAlias("database"),
   Options.withAlias("d"),
+  Options.withPseudoName("URL"),
   Options.withDescription(
     "Landscape (audit database) URL: sqlite:///relative.db, sqlite:////absolute.db or a plain path. " +
       "Overrides landscape.url of the settings; default sqlite:///./runledger.db. --database and -d are ELSPETH's spellings"

@@ -7,6 +7,7 @@ import { exitOnError } from "./exit.js"
 import { landscapeRead } from "./layers.js"
 
 const runOption = Options.text("run").pipe(
+  Options.withPseudoName("ID|latest"),
   Options.withDescription("The run to export: a pipeline or loop run id, or 'latest' for the most recently started run")
 )
 
@@ -16,6 +17,7 @@ const formatOption = Options.choice("format", ["json", "csv"]).pipe(
 )
 
 const outOption = Options.text("out").pipe(
+  Options.withPseudoName("PATH"),
   Options.withDescription("Where to write: the JSON file, or the CSV directory")
 )
 

@@ -18,6 +18,7 @@
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Context, Effect, Layer } from "effect"
+import { requireLandscape } from "./common.js"
 import { LoopRecorderSql } from "../landscape/loop-recorder.js"
 import { filesystemPayloadStore } from "../landscape/payload-store.js"
 import type { SqlRecorderOptions } from "../landscape/sql-recorder.js"
@@ -93,8 +94,14 @@ export const pipelineLandscapeOptions = (settings: LandscapeSections, env: Env =
   return options
 }
 
-/** Commands that read a Landscape: explain, export, runs. */
-export const landscapeRead = (url: string) => SqliteLandscape(url, { encryption: detectedEncryption() })
+/**
+ * Commands that read a Landscape: explain, export, runs, loop status/logs. A file that
+ * does not exist is a mistyped --db (exit 2 naming the file), never one to create.
+ */
+export const landscapeRead = (url: string) =>
+  Layer.unwrapEffect(
+    requireLandscape(url, ` (--db ${url})`).pipe(Effect.as(SqliteLandscape(url, { encryption: detectedEncryption() })))
+  )
 
 /**
  * The exporters a `telemetry:` section asks for (JSONL files, console streams, OTLP),
