@@ -51,6 +51,10 @@ export const requireLandscape = (url: string, detail = "") =>
 /** The same as `exitOnError` (cli/exit.ts), which maps every typed error to its exit code. */
 export const landscapeErrorsToExit = exitOnError
 
+/** `1 step`, `3 steps`: a count and its noun (plural `plural`, else the noun + s). */
+export const count = (n: number | null | undefined, noun: string, plural = `${noun}s`): string =>
+  `${n ?? "?"} ${n === 1 ? noun : plural}`
+
 /** Pads columns of a small text table. */
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))

@@ -2,7 +2,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect } from "effect"
 import { exportRun } from "../pipeline/orchestrator/export.js"
-import { dbOption, dbUrl, printHuman, printNote, requireLandscape } from "./common.js"
+import { count, dbOption, dbUrl, printHuman, printNote, requireLandscape } from "./common.js"
 import { exitOnError } from "./exit.js"
 import { landscapeRead } from "./layers.js"
 
@@ -44,7 +44,7 @@ export const exportCommand = Command.make(
         yield* printNote(`warning: ${what} ${summary.run_id} is still marked running; the export is a snapshot of its trail so far`)
       }
       yield* printHuman(
-        `exported ${what} ${summary.run_id} (${summary.run_status}): ${summary.record_count} records${summary.signed ? ", signed" : ""} → ${summary.out}`
+        `exported ${what} ${summary.run_id} (${summary.run_status}): ${count(summary.record_count, "record")}${summary.signed ? ", signed" : ""} → ${summary.out}`
       )
     }).pipe(exitOnError)
 ).pipe(
