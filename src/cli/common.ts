@@ -9,6 +9,7 @@ export const DEFAULT_DB = "sqlite:///./runledger.db"
 export const dbOption = Options.text("db").pipe(
   Options.withAlias("database"),
   Options.withAlias("d"),
+  Options.withPseudoName("URL"),
   Options.withDescription(
     "Landscape (audit database) URL: sqlite:///relative.db, sqlite:////absolute.db or a plain path. " +
       "Overrides landscape.url of the settings; default sqlite:///./runledger.db. --database and -d are ELSPETH's spellings"
@@ -49,6 +50,10 @@ export const requireLandscape = (url: string, detail = "") =>
 
 /** The same as `exitOnError` (cli/exit.ts), which maps every typed error to its exit code. */
 export const landscapeErrorsToExit = exitOnError
+
+/** `1 step`, `3 steps`: a count and its noun (plural `plural`, else the noun + s). */
+export const count = (n: number | null | undefined, noun: string, plural = `${noun}s`): string =>
+  `${n ?? "?"} ${n === 1 ? noun : plural}`
 
 /** Pads columns of a small text table. */
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {

@@ -2,11 +2,12 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect } from "effect"
 import { exportRun } from "../pipeline/orchestrator/export.js"
-import { dbOption, dbUrl, printHuman, printNote, requireLandscape } from "./common.js"
+import { count, dbOption, dbUrl, printHuman, printNote, requireLandscape } from "./common.js"
 import { exitOnError } from "./exit.js"
 import { landscapeRead } from "./layers.js"
 
 const runOption = Options.text("run").pipe(
+  Options.withPseudoName("ID|latest"),
   Options.withDescription("The run to export: a pipeline or loop run id, or 'latest' for the most recently started run")
 )
 
@@ -16,6 +17,7 @@ const formatOption = Options.choice("format", ["json", "csv"]).pipe(
 )
 
 const outOption = Options.text("out").pipe(
+  Options.withPseudoName("PATH"),
   Options.withDescription("Where to write: the JSON file, or the CSV directory")
 )
 
@@ -42,7 +44,7 @@ export const exportCommand = Command.make(
         yield* printNote(`warning: ${what} ${summary.run_id} is still marked running; the export is a snapshot of its trail so far`)
       }
       yield* printHuman(
-        `exported ${what} ${summary.run_id} (${summary.run_status}): ${summary.record_count} records${summary.signed ? ", signed" : ""} → ${summary.out}`
+        `exported ${what} ${summary.run_id} (${summary.run_status}): ${count(summary.record_count, "record")}${summary.signed ? ", signed" : ""} → ${summary.out}`
       )
     }).pipe(exitOnError)
 ).pipe(

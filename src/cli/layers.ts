@@ -17,7 +17,8 @@
  * ELSPETH_AUDIT_KEY — used only when the file is encrypted.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { requireLandscape } from "./common.js"
 import { LoopRecorderSql } from "../landscape/loop-recorder.js"
 import { filesystemPayloadStore } from "../landscape/payload-store.js"
 import type { SqlRecorderOptions } from "../landscape/sql-recorder.js"
@@ -35,7 +36,19 @@ import { CommandFixer } from "../loop/fixer.js"
 import { ProcessWatchdogLive } from "../loop/watchdog.js"
 import { type LandscapeSections, landscapeRequest } from "../pipeline/landscape-settings.js"
 import type { PipelineSettings } from "../pipeline/settings.js"
-import { TelemetryConsole, TelemetryJsonl, TelemetryNoop, TelemetryTee } from "../services/telemetry.js"
+import { OtelTelemetry } from "../services/otel.js"
+import { resolveTelemetry, type TelemetryRequest } from "../pipeline/telemetry-settings.js"
+import { runSummaries } from "../landscape/queries.js"
+import {
+  Telemetry,
+  TelemetryConsole,
+  TelemetryEnriched,
+  type TelemetryEvent,
+  TelemetryJsonl,
+  TelemetryNoop,
+  TelemetryStream,
+  TelemetryTee
+} from "../services/telemetry.js"
 
 type Env = Readonly<Record<string, string | undefined>>
 
@@ -81,22 +94,58 @@ export const pipelineLandscapeOptions = (settings: LandscapeSections, env: Env =
   return options
 }
 
-/** Commands that read a Landscape: explain, export, runs. */
-export const landscapeRead = (url: string) => SqliteLandscape(url, { encryption: detectedEncryption() })
+/**
+ * Commands that read a Landscape: explain, export, runs, loop status/logs. A file that
+ * does not exist is a mistyped --db (exit 2 naming the file), never one to create.
+ */
+export const landscapeRead = (url: string) =>
+  Layer.unwrapEffect(
+    requireLandscape(url, ` (--db ${url})`).pipe(Effect.as(SqliteLandscape(url, { encryption: detectedEncryption() })))
+  )
+
+/**
+ * The exporters a `telemetry:` section asks for (JSONL files, console streams, OTLP),
+ * teed, at its granularity; `undefined` when it asks for none.
+ */
+export const requestedTelemetry = (request: TelemetryRequest | undefined) => {
+  if (request === undefined) return undefined
+  const layers: Array<Layer.Layer<Telemetry>> = [
+    ...request.jsonl.map((path) => TelemetryJsonl(path).pipe(Layer.provide(NodeFileSystem.layer))),
+    ...request.console.map((c) => TelemetryStream(c.output === "stdout" ? process.stdout : process.stderr, c.format)),
+    ...(request.otlp === undefined ? [] : [OtelTelemetry(request.otlp, { granularity: request.granularity })])
+  ]
+  if (layers.length === 0) return undefined
+  const teed = Layer.map(TelemetryTee(...layers), (ctx) =>
+    Context.add(ctx, Telemetry, { ...Context.get(ctx, Telemetry), granularity: request.granularity }))
+  return teed
+}
+
+/** The per-sink and per-node summaries of a pipeline run, read from its Landscape, ahead of RunFinished. */
+const withRunSummaries = (layer: Layer.Layer<Telemetry>) =>
+  TelemetryEnriched(layer, (event) =>
+    event._tag !== "RunFinished"
+      ? Effect.succeed([])
+      : runSummaries(event.runId).pipe(
+        Effect.map((s): ReadonlyArray<TelemetryEvent> => [
+          ...s.sinks.map((x) => ({ _tag: "SinkSummary" as const, runId: event.runId, ...x })),
+          ...s.nodes.map((x) => ({ _tag: "NodeSummary" as const, runId: event.runId, ...x }))
+        ]),
+        Effect.catchAll((e) => Effect.succeed([{ _tag: "Warning" as const, message: `telemetry: ${e.message}` }]))
+      ))
 
 /**
  * A pipeline run's Telemetry: the console (progress line, events) unless `--quiet` or
- * `--json`, teed to the settings' `telemetry.jsonl_path` when one is set and enabled.
+ * `--json`, teed to the exporters of the settings' `telemetry` section (a JSONL file,
+ * console streams, OTLP) when it is enabled.
  */
 export const pipelineTelemetry = (
   settings: Pick<PipelineSettings, "telemetry">,
   output: { readonly quiet: boolean; readonly json: boolean }
 ) => {
-  const jsonlPath = settings.telemetry?.enabled === false ? undefined : settings.telemetry?.jsonl_path
+  const resolved = resolveTelemetry(settings.telemetry)
+  const exporters = "request" in resolved ? requestedTelemetry(resolved.request) : undefined
   const human = !output.quiet && !output.json ? TelemetryConsole : TelemetryNoop
-  return jsonlPath === undefined
-    ? human
-    : TelemetryTee(human, TelemetryJsonl(jsonlPath).pipe(Layer.provide(NodeFileSystem.layer)))
+  return exporters === undefined ? human : TelemetryTee(human, withRunSummaries(exporters))
 }
 
 /** `run`, `resume`: the Landscape the run is recorded in, as its settings ask, and its Telemetry. */
@@ -104,7 +153,13 @@ export const pipelineRun = (
   settings: LandscapeSections,
   url: string,
   telemetry: ReturnType<typeof pipelineTelemetry>
-) => Layer.merge(SqliteLandscape(url, pipelineLandscapeOptions(settings)), telemetry)
+) => telemetry.pipe(Layer.provideMerge(SqliteLandscape(url, pipelineLandscapeOptions(settings))))
+
+/** The loop's Telemetry: the console, teed to the exporters of the config's `telemetry` section. */
+const loopTelemetry = (config: LoopConfig) => {
+  const exporters = requestedTelemetry(config.telemetry)
+  return exporters === undefined ? TelemetryConsole : TelemetryTee(TelemetryConsole, exporters)
+}
 
 /**
  * `loop`: the loop's audit port over the Landscape, the watchdog that kills its
@@ -114,7 +169,7 @@ export const pipelineRun = (
 export const loopRun = (config: LoopConfig, url: string) =>
   Layer.mergeAll(
     CommandFixer(config),
-    TelemetryConsole,
+    loopTelemetry(config),
     ProcessWatchdogLive({ graceMs: config.killGraceMs }).pipe(
       Layer.provideMerge(LoopRecorderSql.pipe(Layer.provide(LandscapeSql(url, { encryption: detectedEncryption() }))))
     )

@@ -1,6 +1,8 @@
 import * as Command from "@effect/cli/Command"
+import { completionsCommand, setCompletionTree } from "./completions.js"
 import { exportCommand } from "./export.js"
 import { explainCommand } from "./explain.js"
+import { withCliConsole } from "./help.js"
 import { loopCommand } from "./loop.js"
 import { migrateCommand } from "./migrate.js"
 import { pluginsCommand } from "./plugins.js"
@@ -17,7 +19,12 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand])
+  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, completionsCommand])
 )
 
-export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })
+setCompletionTree(rootCommand)
+
+const run = Command.run(rootCommand, { name: "runledger", version: VERSION })
+
+/** The CLI on `argv` (node, script, args…), its help and errors in runledger's words (help.ts). */
+export const cli = (argv: ReadonlyArray<string>) => withCliConsole(rootCommand.descriptor, argv.slice(2), run(argv))

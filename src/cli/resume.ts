@@ -4,7 +4,7 @@ import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import { checkExportSigningKey } from "../pipeline/orchestrator/export.js"
 import { prepareResume, type ResumePreview, resumeRun } from "../pipeline/resume.js"
-import { DEFAULT_DB, dbUrl, printHuman, printJson, printNote, table } from "./common.js"
+import { count, DEFAULT_DB, dbUrl, printHuman, printJson, printNote, requireLandscape, table } from "./common.js"
 import { exitOnError, usageError } from "./exit.js"
 import { pipelineRun, pipelineTelemetry } from "./layers.js"
 import { loadPlan, quietOption, runAndReport, settingsOption } from "./run.js"
@@ -37,7 +37,7 @@ const formatOption = Options.choice("format", ["text", "json"]).pipe(
 const previewText = (p: ResumePreview): string =>
   [
     `run ${p.run_id} (${p.status}${p.status_reason === null ? "" : `, ${p.status_reason}`}) can be resumed as attempt ${p.next_attempt}`,
-    `checkpoint ${p.checkpoint.sequence} of ${p.checkpoint.created_at}: ${p.rows_done} rows done, ${p.rows_left ?? "?"} rows left`,
+    `checkpoint ${p.checkpoint.sequence} of ${p.checkpoint.created_at}: ${count(p.rows_done, "row")} done, ${count(p.rows_left, "row")} left`,
     `restored: ${p.open_batches} open aggregation batch(es) holding ${p.buffered_tokens} token(s), ${p.pending_coalesce_tokens} token(s) waiting at coalesces`,
     "",
     p.sinks.length === 0
@@ -88,6 +88,8 @@ export const resumeCommand = Command.make(
       if (keyProblem !== undefined) return yield* Effect.fail(keyProblem)
       const url = dbUrl(args.db, plan.settings.landscape?.url ?? DEFAULT_DB)
       const quiet = args.quiet || args.dryRun
+      // A run to resume is in an existing Landscape: a missing file is a mistyped --db, not one to create.
+      yield* requireLandscape(url, ` (${Option.isSome(args.db) ? "--db" : plan.settings.landscape?.url === undefined ? "the default Landscape" : "landscape.url"} ${url})`)
       yield* Effect.gen(function*() {
         // Counting the rows left reads the rest of the source: only the preview needs it.
         const prepared = yield* prepareResume(plan, args.run, { countRowsLeft: args.dryRun })
@@ -97,7 +99,7 @@ export const resumeCommand = Command.make(
         }
         if (!quiet && !json) {
           yield* printNote(
-            `resuming run ${prepared.preview.run_id} from checkpoint ${prepared.preview.checkpoint.sequence}: ${prepared.preview.rows_done} rows done`
+            `resuming run ${prepared.preview.run_id} from checkpoint ${prepared.preview.checkpoint.sequence}: ${count(prepared.preview.rows_done, "row")} done`
           )
         }
         yield* runAndReport(plan, { json, quiet }, (options) => resumeRun(plan, prepared, options))

@@ -8,7 +8,7 @@ import { checkExportSigningKey, exportAfterRun } from "../pipeline/orchestrator/
 import { runPipeline, type RunPipelineOptions } from "../pipeline/orchestrator/run.js"
 import type { RunResult } from "../pipeline/orchestrator/types.js"
 import { loadPipelineSettings } from "../pipeline/settings.js"
-import { dbOption, dbUrl, DEFAULT_DB, jsonOption, printHuman, printJson, printNote, table } from "./common.js"
+import { count, dbOption, dbUrl, DEFAULT_DB, jsonOption, printHuman, printJson, printNote, table } from "./common.js"
 import { exitOnError, usageError } from "./exit.js"
 import { pipelineRun, pipelineTelemetry } from "./layers.js"
 import { describePlan, planText } from "./plan-view.js"
@@ -44,7 +44,7 @@ const summary = (plan: PipelinePlan, result: RunResult) =>
   Effect.gen(function*() {
     const counts = yield* outcomeCountsBySink(result.run_id)
     const lines = [
-      `run ${result.run_id} ${result.status}: ${result.rows_processed} rows read`,
+      `run ${result.run_id} ${result.status}: ${count(result.rows_processed, "row")} read`,
       "",
       table(
         ["OUTCOME", "SINK", "TOKENS"],

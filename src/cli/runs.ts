@@ -53,6 +53,15 @@ export const listAllRuns = Effect.gen(function*() {
 const attemptsText = (attempts: ReadonlyArray<RunAttemptView>): string =>
   attempts.length <= 1 ? String(attempts.length) : `${attempts.length} (${attempts.map((a) => a.status).join(", ")})`
 
+/** A table cell: the first line of `reason`, at most 100 characters; in full with --verbose. */
+export const oneLine = (reason: string | null, verbose = process.argv.includes("--verbose")): string => {
+  if (reason === null) return ""
+  if (verbose) return reason.replace(/\s*\n\s*/g, " | ")
+  const first = reason.split("\n", 1)[0]!.trim()
+  const cut = first.length > 100 ? `${first.slice(0, 99)}…` : first
+  return cut !== reason.trim() && !cut.endsWith("…") ? `${cut} …` : cut
+}
+
 const summarize = (counts: Record<string, number>): string =>
   Object.entries(counts).map(([k, v]) => `${k.toLowerCase()}=${v}`).join(" ")
 
@@ -70,8 +79,12 @@ export const runsCommand = Command.make("runs", { db: dbOption, json: jsonOption
         r.started_at,
         r.attempts === undefined ? "-" : attemptsText(r.attempts),
         summarize(r.counts),
-        r.reason ?? ""
+        oneLine(r.reason)
       ])
     ))
   }).pipe(Effect.provide(landscapeRead(dbUrl(db))), exitOnError)
-).pipe(Command.withDescription("List the runs recorded in a Landscape (pipelines and issue loops) with status and counts."))
+).pipe(Command.withDescription(
+  "List the runs recorded in a Landscape (pipelines and issue loops) with status, attempts, counts and the reason a run " +
+    "stopped — one line per run, a long reason cut to its first line (in full with --verbose or in --json). " +
+    "Exit 2 when the Landscape does not exist."
+))

@@ -2,7 +2,7 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
-import { printHuman, printNote } from "./common.js"
+import { count, printHuman, printNote } from "./common.js"
 import { exitOnError, usageError } from "./exit.js"
 import { GRAPH_FORMATS, type GraphFormat, renderGraph } from "./graph-view.js"
 import { loadPlan, settingsOption } from "./run.js"
@@ -35,7 +35,7 @@ export const validateCommand = Command.make(
       }
       // With --graph stdout holds the graph alone (`validate --graph mermaid > dag.mmd`).
       yield* (graph ? printNote : printHuman)(
-        `${settings}: valid — ${plan.chain.length} steps, ${plan.sinks.size} sinks, ${plan.graph.nodes.length} nodes, ${plan.graph.edges.length} edges`
+        `${settings}: valid — ${count(plan.chain.length, "step")}, ${count(plan.sinks.size, "sink")}, ${count(plan.graph.nodes.length, "node")}, ${count(plan.graph.edges.length, "edge")}`
       )
     }).pipe(exitOnError)
 ).pipe(

@@ -2,7 +2,7 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import { Effect } from "effect"
 import { verifyExport } from "../landscape/verify.js"
-import { printHuman } from "./common.js"
+import { count, printHuman } from "./common.js"
 import { exitOnError } from "./exit.js"
 
 const pathArg = Args.text({ name: "path" }).pipe(
@@ -13,7 +13,7 @@ export const verifyCommand = Command.make("verify", { path: pathArg }, ({ path }
   Effect.gen(function*() {
     const summary = yield* verifyExport(path)
     yield* printHuman(
-      `${path}: verified ${summary.record_count} records of ${summary.run_kind === "loop" ? "loop run" : "run"} ${summary.run_id}, exported ${summary.exported_at}, chain ${summary.chain_hash}`
+      `${path}: verified ${count(summary.record_count, "record")} of ${summary.run_kind === "loop" ? "loop run" : "run"} ${summary.run_id}, exported ${summary.exported_at}, chain ${summary.chain_hash}`
     )
   }).pipe(exitOnError)).pipe(
     Command.withDescription(

@@ -18,3 +18,65 @@ export const outcomeCountsBySink = (runId: string) =>
       WHERE run_id = ${runId} AND is_terminal = 1
       GROUP BY sink_name, outcome ORDER BY sink_name, outcome`
   }).pipe(Effect.mapError((e) => new RecorderError({ reason: "Database", message: `reading outcomes: ${e.message}`, cause: e })))
+
+interface NodeStateCount {
+  readonly node_id: string
+  readonly name: string
+  readonly node_type: string
+  readonly plugin_name: string
+  readonly status: string | null
+  readonly n: number
+  readonly duration_ms: number | null
+}
+
+interface ArtifactRow {
+  readonly sink_name: string
+  readonly path_or_uri: string
+  readonly size_bytes: number
+  readonly content_hash: string
+}
+
+/**
+ * The figures of a finished run for Telemetry: per sink its terminal outcomes and
+ * artifacts, per node its node states by status and their summed duration. One pass
+ * over the run's node states and outcomes, read once when the run ends.
+ */
+export const runSummaries = (runId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const outcomes = yield* sql<SinkOutcomeCount>`
+      SELECT sink_name, outcome, COUNT(*) AS n FROM token_outcomes
+      WHERE run_id = ${runId} AND is_terminal = 1 AND sink_name IS NOT NULL
+      GROUP BY sink_name, outcome ORDER BY sink_name, outcome`
+    const artifacts = yield* sql<ArtifactRow>`
+      SELECT sink_name, path_or_uri, size_bytes, content_hash FROM artifacts WHERE run_id = ${runId} ORDER BY created_at`
+    const states = yield* sql<NodeStateCount>`
+      SELECT n.node_id, n.name, n.node_type, n.plugin_name, s.status, COUNT(s.state_id) AS n, SUM(s.duration_ms) AS duration_ms
+      FROM nodes n LEFT JOIN node_states s ON s.run_id = n.run_id AND s.node_id = n.node_id
+      WHERE n.run_id = ${runId}
+      GROUP BY n.node_id, s.status ORDER BY n.sequence, s.status`
+    const sinks = new Map<string, { tokens: number; outcomes: Record<string, number>; artifacts: Array<{ path: string; bytes: number; hash: string }> }>()
+    const sinkOf = (name: string) => {
+      let s = sinks.get(name)
+      if (s === undefined) sinks.set(name, s = { tokens: 0, outcomes: {}, artifacts: [] })
+      return s
+    }
+    for (const nodeRow of states) if (nodeRow.node_type === "sink") sinkOf(nodeRow.name)
+    for (const o of outcomes) {
+      const s = sinkOf(o.sink_name!)
+      s.tokens += o.n
+      s.outcomes[o.outcome] = o.n
+    }
+    for (const a of artifacts) sinkOf(a.sink_name).artifacts.push({ path: a.path_or_uri, bytes: a.size_bytes, hash: a.content_hash })
+    const nodes = new Map<string, { node: string; nodeType: string; plugin: string; states: Record<string, number>; durationMs: number }>()
+    for (const r of states) {
+      let n = nodes.get(r.node_id)
+      if (n === undefined) nodes.set(r.node_id, n = { node: r.name, nodeType: r.node_type, plugin: r.plugin_name, states: {}, durationMs: 0 })
+      if (r.status !== null) n.states[r.status] = r.n
+      n.durationMs += r.duration_ms ?? 0
+    }
+    return {
+      sinks: Array.from(sinks, ([sink, s]) => ({ sink, ...s })),
+      nodes: Array.from(nodes, ([nodeId, n]) => ({ nodeId, ...n }))
+    }
+  }).pipe(Effect.mapError((e) => new RecorderError({ reason: "Database", message: `reading the run's summaries: ${e.message}`, cause: e })))

@@ -2,6 +2,7 @@ import { Effect, Either, ParseResult, Schema } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import * as YAML from "yaml"
+import { resolveTelemetry, type TelemetryRequest, TelemetrySettings } from "../pipeline/telemetry-settings.js"
 import { expects, firstProblem, renderPath } from "./schema-errors.js"
 
 /** Invalid loop configuration: names the file, the key and the offending value. */
@@ -168,7 +169,9 @@ const LoopConfigFile = Schema.Struct({
     max_retries: Schema.optionalWith(NonNegativeInt, { default: () => 1 })
   })),
   finalize: Schema.optional(Actor),
-  integration: Schema.optional(IntegrationSchema)
+  integration: Schema.optional(IntegrationSchema),
+  /** The same section as a pipeline's (docs/telemetry.md); jsonl paths resolve against the config's directory. */
+  telemetry: Schema.optional(TelemetrySettings)
 })
 
 /** One runnable command after resolution of named refs. */
@@ -239,6 +242,8 @@ export interface LoopConfig {
    * undefined: `runledger/<run_id>/integration`; `{run_id}` in it is replaced.
    */
   readonly integration: { readonly branch: string | undefined; readonly strategy: IntegrationStrategy }
+  /** The exporters the `telemetry` section asks for, if any. */
+  readonly telemetry?: TelemetryRequest | undefined
 }
 
 const show = (value: unknown): string | undefined => {
@@ -385,7 +390,10 @@ const resolve = (
   const actor = (a: { command: string; timeout?: number | undefined } | undefined): ActorDef | undefined =>
     a === undefined ? undefined : { command: a.command, timeoutMs: a.timeout }
 
+  const telemetry = resolveTelemetry(raw.telemetry, process.env)
+  if ("problem" in telemetry) return Either.left(new LoopConfigError({ file, key: telemetry.problem.key, message: telemetry.problem.message }))
   const config: LoopConfig = {
+    telemetry: telemetry.request === undefined ? undefined : { ...telemetry.request, jsonl: telemetry.request.jsonl.map(abs) },
     file,
     repo: abs(raw.repo),
     issues,

@@ -220,7 +220,7 @@ const liveSource = (
  * keep their records, the others are worked again (from the integration head), then
  * run_end runs.
  */
-export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, options: RunLoopOptions = {}) {
+export const runLoop = Effect.fn("runledger.loop.run")(function*(config: LoopConfig, options: RunLoopOptions = {}) {
   const fixer = yield* Fixer
   const needsFixer = config.sessionEnd?.failureMode === "remediate" || config.runEnd?.failureMode === "remediate"
   if (needsFixer && !fixer.available) {
@@ -253,6 +253,7 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
   const { start, startedAt } = opened
   const { runDir, runId } = start
   const emit = eventEmitter(runDir, runId, telemetry)
+  yield* Effect.annotateCurrentSpan({ "runledger.run_id": runId, "runledger.kind": "loop" })
   yield* telemetry.emit({ _tag: "RunStarted", runId, kind: "loop", at: startedAt })
   if (opened.rerun !== null) {
     yield* emit(`[run] resumed: run_id=${runId}, attempt=${start.attempt}, rerun=${opened.rerun.join(",")}`)
@@ -347,7 +348,14 @@ export const runLoop = Effect.fn("loop.runLoop")(function*(config: LoopConfig, o
     counts,
     runEnd: { status: runEnd.status, reason: runEnd.reason }
   })
-  yield* telemetry.emit({ _tag: "RunFinished", runId, status, at: completedAt })
+  yield* telemetry.emit({
+    _tag: "RunFinished",
+    runId,
+    status,
+    at: completedAt,
+    durationMs: Date.parse(completedAt) - Date.parse(startedAt),
+    result: { run_id: runId, status, reason, counts, run_end: { status: runEnd.status, reason: runEnd.reason } }
+  })
   const result: LoopRunResult = {
     run_id: runId,
     status,

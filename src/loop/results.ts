@@ -238,7 +238,12 @@ export const runCommand = (
         log_file: null
       }
     })
-  })
+  }).pipe(
+    Effect.tap((r) => Effect.annotateCurrentSpan({ "runledger.exit_code": r.exit_code ?? -1, "runledger.passed": r.passed })),
+    Effect.withSpan("runledger.loop.command", {
+      attributes: { "runledger.run_id": ctx.runId, "runledger.issue_id": ctx.issueId ?? "", "runledger.stage": stage, "runledger.ref": spec.ref }
+    })
+  )
 
 /** Whether a validation (a list of command results) passes, honouring allow_fail. */
 export const validationPassed = (

@@ -33,7 +33,12 @@ export const makeStageTrail = (recorder: LoopRecorderService, runId: string, iss
       Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
         const stageId = yield* recorder.startStage({ runId, issueId, stage: name, attempt, startedAt: yield* nowIso })
         current = stageId
-        const exit = yield* Effect.exit(restore(body))
+        const exit = yield* Effect.exit(restore(body).pipe(
+          Effect.tap((a) => Effect.annotateCurrentSpan("runledger.stage_status", summarize(a).status)),
+          Effect.withSpan("runledger.loop.stage", {
+            attributes: { "runledger.run_id": runId, "runledger.issue_id": issueId, "runledger.stage": name, "runledger.attempt": attempt }
+          })
+        ))
         const completedAt = yield* nowIso
         if (Exit.isSuccess(exit)) {
           yield* recorder.finishStage(stageId, { ...summarize(exit.value), completedAt })

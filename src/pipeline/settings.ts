@@ -7,6 +7,7 @@ import { Data, Effect, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { parseDocument } from "yaml"
 import { checkLandscapeSettings, landscapeWarnings, LandscapeSettings, PayloadStoreSettings } from "./landscape-settings.js"
+import { resolveTelemetry, TelemetrySettings } from "./telemetry-settings.js"
 import { decodeOptions, didYouMean, PositiveInt, showValue } from "./plugins/options.js"
 
 export class SettingsError extends Data.TaggedError("SettingsError")<{
@@ -116,11 +117,6 @@ const RetrySettings = Schema.Struct({
 
 const ConcurrencySettings = Schema.Struct({
   max_workers: Schema.optional(PositiveInt)
-})
-
-const TelemetrySettings = Schema.Struct({
-  enabled: Schema.optional(Schema.Boolean),
-  jsonl_path: Schema.optional(Schema.String)
 })
 
 export const PipelineSettingsSchema = Schema.Struct({
@@ -263,7 +259,8 @@ export const parseSettings = (
             })
           )
         }
-        const problem = checkLandscapeSettings(settings)
+        const telemetry = resolveTelemetry(settings.telemetry, env)
+        const problem = checkLandscapeSettings(settings) ?? ("problem" in telemetry ? telemetry.problem : undefined)
         return problem === undefined
           ? Effect.succeed({ file, settings, warnings: landscapeWarnings(settings) })
           : Effect.fail(new SettingsError({ file, ...problem }))

@@ -105,7 +105,7 @@ const configCases: ReadonlyArray<readonly [string, Record<string, unknown>, stri
     "an unknown top-level key",
     { ...base, max_agent: 2 },
     "max_agent = 2: unknown key; allowed keys: repo, issues, beads, workdir, max_agents, kill_grace, keep_worktrees, " +
-    "implementer, commands, gate, validation_triggers, fixer, reviewer, finalize, integration"
+    "implementer, commands, gate, validation_triggers, fixer, reviewer, finalize, integration, telemetry"
   ]
 ]
 

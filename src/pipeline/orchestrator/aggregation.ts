@@ -46,11 +46,21 @@ interface Batch {
 const errorText = (e: unknown): string =>
   typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e)
 
+/** A flush about to run; the function it returns is called when the flush has run (`ok` false: it threw). */
+export type FlushObserver = (flush: {
+  readonly step: AggregationStep
+  readonly batchId: string
+  readonly trigger: TriggerType
+  readonly size: number
+}) => (ok: boolean) => void
+
 export class Aggregations {
   private readonly batches = new Map<number, Batch>()
   private generation = 0
   /** Batches flushed so far (for checkpoints at aggregation boundaries). */
   flushes = 0
+  /** Told of every flush when set (telemetry spans); unset, a flush costs nothing more. */
+  flushObserver: FlushObserver | undefined = undefined
 
   constructor(
     private readonly plan: PipelinePlan,
@@ -273,8 +283,22 @@ export class Aggregations {
     })
   }
 
-  /** Runs the batch plugin over the batch and sends the outputs on. */
   private flush(step: AggregationStep, trigger: TriggerType, reason: string): void {
+    const observer = this.flushObserver
+    const batch = observer === undefined ? undefined : this.batches.get(step.step)
+    if (observer === undefined || batch === undefined || batch.members.length === 0) return this.runFlush(step, trigger, reason)
+    const done = observer({ step, batchId: batch.batchId, trigger, size: batch.members.length })
+    let ok = false
+    try {
+      this.runFlush(step, trigger, reason)
+      ok = true
+    } finally {
+      done(ok)
+    }
+  }
+
+  /** Runs the batch plugin over the batch and sends the outputs on. */
+  private runFlush(step: AggregationStep, trigger: TriggerType, reason: string): void {
     const trail = this.trail
     const batch = this.batches.get(step.step)
     if (batch === undefined || batch.members.length === 0) return

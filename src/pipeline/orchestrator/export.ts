@@ -234,7 +234,11 @@ export const exportAfterRun = (
       }).pipe(
         Effect.onInterrupt(() =>
           store.setExportStatus(runId, { export_status: "failed", export_error: "export interrupted" }).pipe(Effect.ignore)
-        )
+        ),
+        Effect.tap((status) => Effect.annotateCurrentSpan("runledger.export_status", status ?? "none")),
+        Effect.withSpan("runledger.export", {
+          attributes: { "runledger.run_id": runId, "runledger.format": format, "runledger.signed": settings.sign === true }
+        })
       )
     return afterRun
   })

@@ -18,6 +18,7 @@ import { graphRecords } from "./graph-records.js"
 import { Processor, type StepResult } from "./processor.js"
 import { commitSinks, type OpenedSink, openSinks, type SinkContext } from "./sinks.js"
 import { fingerprintSource } from "./source-file.js"
+import { flushSpans, rowEvents } from "./telemetry-hooks.js"
 import { ProcessingCrash } from "./tokens.js"
 import { AggregationFlushResult, PipelineRunError, type PipelineRunStatus, type RunResult, toRunResult } from "./types.js"
 
@@ -88,6 +89,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       : yield* recorder.beginRun({ settings: plan.settings, sourceSchema: plan.source.instance.schema })
     const attempt = resume?.attempt ?? 1
     const startedMs = clock.unsafeCurrentTimeMillis()
+    yield* Effect.annotateCurrentSpan({ "runledger.run_id": runId, "runledger.attempt": attempt })
     yield* telemetry.emit({ _tag: "RunStarted", runId, kind: "pipeline", at: new Date(startedMs).toISOString() })
 
     // The graph, registered before any row (a resumed run has it already).
@@ -112,6 +114,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       coalesce: (step, rowId, generation, deadlineMs) =>
         timerQueues.get(step.nodeId)!.unsafeOffer({ deadlineMs, fire: () => proc.coalesces.resolveIfDue(step, rowId, generation) })
     })
+    proc.aggregations.flushObserver = flushSpans(telemetry, yield* Effect.tracer, yield* Effect.option(Effect.currentSpan), clock, runId)
     /** Row processing and timer flushes never interleave. */
     const lock = yield* Effect.makeSemaphore(1)
     const fatal = yield* Deferred.make<never, PipelineRunError | RecorderError | PluginRunError>()
@@ -135,11 +138,16 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     let landscapeFailed = false
 
     let staged: Array<AuditRecord> = []
-    const stage = (records: ReadonlyArray<AuditRecord>): Effect.Effect<void, RecorderError> => {
+    const stageRecords = (records: ReadonlyArray<AuditRecord>): Effect.Effect<void, RecorderError> => {
       if (!strict) return recorder.append(records)
       for (const r of records) staged.push(r)
       return Effect.void
     }
+    // granularity rows/full: the row events of what is staged (nothing extra otherwise).
+    const tellRows = rowEvents(telemetry, runId)
+    const stage = tellRows === undefined
+      ? stageRecords
+      : (records: ReadonlyArray<AuditRecord>) => Effect.zipRight(tellRows(records), stageRecords(records))
 
     const appendDrained = Effect.suspend(() => {
       const { records, result } = proc.trail.drain()
@@ -238,7 +246,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
           yield* recorder.flush
         }
         lastDurableMs = clock.unsafeCurrentTimeMillis()
-      })
+      }).pipe(Effect.withSpan("runledger.commit", { attributes: { "runledger.run_id": runId, "runledger.checkpoint": strict } }))
 
     const processing = Effect.gen(function*() {
       // Sinks that rows can reach, opened in settings order, failsinks first (released in reverse).
@@ -433,7 +441,15 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
           ...(reason === undefined ? {} : { reason })
         })
         recorded = result
-        yield* telemetry.emit({ _tag: "RunFinished", runId, status, at: new Date(clock.unsafeCurrentTimeMillis()).toISOString() })
+        const endedMs = clock.unsafeCurrentTimeMillis()
+        yield* telemetry.emit({
+          _tag: "RunFinished",
+          runId,
+          status,
+          at: new Date(endedMs).toISOString(),
+          durationMs: endedMs - startedMs,
+          result: { ...result }
+        })
       }).pipe(
         Effect.catchAll((e) =>
           Effect.sync(() => {
@@ -460,4 +476,4 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       recorded = { ...recorded, export_status: exportStatus }
     }
     return recorded
-  }).pipe(Effect.withSpan("runPipeline"))
+  }).pipe(Effect.withSpan("runledger.run", { attributes: { "runledger.kind": "pipeline" } }))

@@ -130,6 +130,10 @@ const writeAndFlush = (opened: OpenedSink, rows: ReadonlyArray<Row>) =>
         crashPoint("sink_write")
         return opened.instance.flush
       })
+    ).pipe(
+      Effect.withSpan("runledger.sink.write", {
+        attributes: { "runledger.sink": opened.step.name, "runledger.plugin": opened.instance.plugin, "runledger.rows": rows.length }
+      })
     )
   )
 

@@ -39,12 +39,21 @@ export const truncateTransform: TransformPlugin = {
       const suffixLength = Array.from(options.suffix).length
       const fields = Object.entries(options.fields)
       for (const [field, max] of fields) {
+        if (max < 1) {
+          return yield* new PluginConfigError({
+            plugin: PLUGIN,
+            key: `fields.${field}`,
+            value: max,
+            message: `the max length of '${field}' must be at least 1, got ${max}`
+          })
+        }
         if (suffixLength >= max) {
           return yield* new PluginConfigError({
             plugin: PLUGIN,
             key: `fields.${field}`,
             value: max,
-            message: `max length ${max} for '${field}' must be greater than the suffix length (${suffixLength})`
+            message: `max length ${max} for '${field}' leaves no room for the suffix ${JSON.stringify(options.suffix)} ` +
+              `(${suffixLength} code point${suffixLength === 1 ? "" : "s"}): give a max length above ${suffixLength} or a shorter suffix`
           })
         }
       }

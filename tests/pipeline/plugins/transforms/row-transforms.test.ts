@@ -150,7 +150,11 @@ describe("truncate", () => {
   it("refuses a suffix at least as long as a max", () => {
     const e = configError(truncateTransform, { schema: observed, fields: { a: 10, b: 3 }, suffix: "..." })
     expect(e.key).toBe("fields.b")
-    expect(configError(truncateTransform, { schema: observed, fields: { a: 0 } }).key).toBe("fields.a")
+    expect(e.message).toBe(`max length 3 for 'b' leaves no room for the suffix "..." (3 code points): give a max length above 3 or a shorter suffix`)
+    const zero = configError(truncateTransform, { schema: observed, fields: { a: 0 } })
+    expect(zero.key).toBe("fields.a")
+    // Without a suffix, a max of 0 is refused for what it is, not for a suffix there is none of.
+    expect(zero.message).toBe("the max length of 'a' must be at least 1, got 0")
     expect(configError(truncateTransform, { schema: observed, fields: { a: "10" } }).key).toBe("fields.a")
   })
   it("outputs its configured schema", () => {
