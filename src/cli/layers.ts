@@ -36,7 +36,6 @@ import { CommandFixer } from "../loop/fixer.js"
 import { ProcessWatchdogLive } from "../loop/watchdog.js"
 import { type LandscapeSections, landscapeRequest } from "../pipeline/landscape-settings.js"
 import type { PipelineSettings } from "../pipeline/settings.js"
-import { OtelTelemetry } from "../services/otel.js"
 import { resolveTelemetry, type TelemetryRequest } from "../pipeline/telemetry-settings.js"
 import { runSummaries } from "../landscape/queries.js"
 import {
@@ -104,6 +103,15 @@ export const landscapeRead = (url: string) =>
   )
 
 /**
+ * The OTLP exporter, loaded only when a run asks for it: the OpenTelemetry SDK is a
+ * large part of the CLI's code, and every other command starts without evaluating it.
+ */
+const otelTelemetry = (otlp: NonNullable<TelemetryRequest["otlp"]>, granularity: TelemetryRequest["granularity"]) =>
+  Layer.unwrapEffect(
+    Effect.promise(() => import("../services/otel.js")).pipe(Effect.map((m) => m.OtelTelemetry(otlp, { granularity })))
+  )
+
+/**
  * The exporters a `telemetry:` section asks for (JSONL files, console streams, OTLP),
  * teed, at its granularity; `undefined` when it asks for none.
  */
@@ -112,7 +120,7 @@ export const requestedTelemetry = (request: TelemetryRequest | undefined) => {
   const layers: Array<Layer.Layer<Telemetry>> = [
     ...request.jsonl.map((path) => TelemetryJsonl(path).pipe(Layer.provide(NodeFileSystem.layer))),
     ...request.console.map((c) => TelemetryStream(c.output === "stdout" ? process.stdout : process.stderr, c.format)),
-    ...(request.otlp === undefined ? [] : [OtelTelemetry(request.otlp, { granularity: request.granularity })])
+    ...(request.otlp === undefined ? [] : [otelTelemetry(request.otlp, request.granularity)])
   ]
   if (layers.length === 0) return undefined
   const teed = Layer.map(TelemetryTee(...layers), (ctx) =>
