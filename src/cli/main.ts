@@ -7,6 +7,7 @@ import { pluginsCommand } from "./plugins.js"
 import { runCommand } from "./run.js"
 import { resumeCommand } from "./resume.js"
 import { runsCommand } from "./runs.js"
+import { serveCommand } from "./serve.js"
 import { validateCommand } from "./validate.js"
 import { verifyCommand } from "./verify.js"
 
@@ -17,7 +18,7 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand])
+  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, serveCommand])
 )
 
 export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })
