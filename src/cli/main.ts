@@ -2,6 +2,7 @@ import * as Command from "@effect/cli/Command"
 import { exportCommand } from "./export.js"
 import { explainCommand } from "./explain.js"
 import { loopCommand } from "./loop.js"
+import { mcpCommand } from "./mcp.js"
 import { migrateCommand } from "./migrate.js"
 import { pluginsCommand } from "./plugins.js"
 import { runCommand } from "./run.js"
@@ -11,14 +12,16 @@ import { serveCommand } from "./serve.js"
 import { validateCommand } from "./validate.js"
 import { verifyCommand } from "./verify.js"
 
-export const VERSION = "0.1.0"
+import { VERSION } from "./version.js"
+
+export { VERSION }
 
 export const rootCommand = Command.make("runledger").pipe(
   Command.withDescription(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, serveCommand])
+  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, serveCommand, mcpCommand])
 )
 
 export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })

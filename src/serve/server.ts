@@ -54,7 +54,8 @@ export const serve = (options: ServeOptions) =>
       return yield* new ServeError({ reason: "Usage", message: `--port ${options.port}: a port is a whole number from 0 to 65535 (0 picks a free one)` })
     }
     const database = yield* resolveSqliteUrl(options.url)
-    const app = makeApp({ database, token, env, cache: makeGraphCountCache() })
+    // The header names the Landscape as it was given (--db), not the machine's absolute path.
+    const app = makeApp({ database: options.url, token, env, cache: makeGraphCountCache() })
     const landscape = LandscapeReadOnly(options.url, env)
     const http = NodeHttpServer.layer(() => createServer(), { port: options.port, host: options.host }).pipe(
       Layer.mapError((e) => new ServeError({ reason: "Listen", message: `cannot listen on ${options.host}:${options.port}: ${String((e.cause as { message?: unknown } | undefined)?.message ?? e.message)}` }))
