@@ -30,6 +30,7 @@ pre { background: #f6f8fa; padding: 8px; overflow: auto; max-height: 360px; bord
 .muted { color: #57606a; } .note { background: #fff8c5; border: 1px solid #d4a72c; padding: 6px 10px; display: inline-block; }
 .pager { margin: 8px 0; display: flex; gap: 14px; } form.filters { margin: 8px 0; display: flex; gap: 10px; align-items: center; flex-wrap: wrap; }
 .dag-wrap { overflow: auto; border: 1px solid #d0d7de; padding: 6px; background: #fcfcfd; }
+.dag { max-width: 100%; height: auto; }
 .dag a.node:hover rect { stroke: #0969da; stroke-width: 2; }
 dl.kv { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 6px 0; } dl.kv dt { font-weight: 600; } dl.kv dd { margin: 0; }
 ul.tree { list-style: none; padding-left: 18px; margin: 4px 0; } ul.tree li { margin: 2px 0; }
