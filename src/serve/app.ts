@@ -142,6 +142,13 @@ const lineageProblem = (e: LineageError): HttpProblem | undefined => {
   }
 }
 
+/** The Host header names a loopback address (or is absent, as from a bare HTTP/1.0 client). */
+const loopbackHost = (host: string | undefined): boolean => {
+  if (host === undefined || host === "") return true
+  const name = host.startsWith("[") ? host.slice(1, host.indexOf("]")) : host.replace(/:\d+$/, "")
+  return name === "localhost" || name === "::1" || /^127\.\d+\.\d+\.\d+$/.test(name)
+}
+
 export const makeApp = (options: AppOptions) => {
   const ctx: PageContext = { database: options.database }
 
@@ -309,6 +316,11 @@ export const makeApp = (options: AppOptions) => {
         "allow",
         "GET, HEAD"
       )
+    }
+    // Without a token the explorer trusts only requests addressed to loopback: a page
+    // elsewhere that points a name of its own at 127.0.0.1 (DNS rebinding) is refused.
+    if (options.token === undefined && !loopbackHost(request.headers["host"])) {
+      return problemResponse(isApi, 403, "Forbidden", "this explorer answers requests for localhost, 127.0.0.1 or [::1] only (start it with --token to serve other names)")
     }
     let setCookie = false
     if (options.token !== undefined) {

@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { request } from "node:http"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as YAML from "yaml"
@@ -191,6 +192,22 @@ describe("runledger serve (HTTP)", () => {
     }
     const head = await get("/runs", { method: "HEAD" })
     expect(head.status).toBe(200)
+  })
+
+  it("without a token, answers only requests addressed to loopback (a rebound name gets 403)", async () => {
+    const status = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const u = new URL("/runs", explorer.url)
+        const req = request({ hostname: u.hostname, port: u.port, path: u.pathname, headers: { host } }, (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        })
+        req.on("error", reject)
+        req.end()
+      })
+    expect(await status(`localhost:${new URL(explorer.url).port}`)).toBe(200)
+    expect(await status(`127.0.0.1:${new URL(explorer.url).port}`)).toBe(200)
+    expect(await status("evil.example:80")).toBe(403)
   })
 
   it("downloads the export signed with RUNLEDGER_SIGNING_KEY, which `runledger verify` accepts", async () => {
