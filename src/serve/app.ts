@@ -246,7 +246,7 @@ export const makeApp = (options: AppOptions) => {
       const detail = yield* loopDetail(runId)
       if (detail === undefined) return yield* Effect.fail(notFound(`no loop run ${runId} in this Landscape`))
       if (asJson) return jsonResponse({ ...detail, commands: Object.fromEntries([...detail.commands].map(([k, v]) => [k ?? "run_end", v])) })
-      return htmlResponse(loopPage(ctx, { ...detail, run: { ...detail.run, counts: { ...detail.run.counts } } }))
+      return htmlResponse(loopPage(ctx, { ...detail, run: { ...detail.run, counts: { ...detail.run.counts } } }, { signed: signingKey() !== undefined, keyEnv: SIGNING_KEY_ENV }))
     })
 
   /** The run's export, written to a temporary file by the exporter and streamed; the file is removed after. */

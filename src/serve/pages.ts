@@ -123,6 +123,16 @@ export interface ExportOffer {
   readonly keyEnv: string
 }
 
+/** The download link of a run's export: signed when the key is set, else unsigned and saying so. */
+const exportLink = (runId: string, offer: ExportOffer): Html =>
+  html`<p>${
+    offer.signed
+      ? html`<a id="download-export" href="${href("runs", runId, "export.json")}">Download the signed export (JSON)</a> — verify it with <code>runledger verify FILE</code>.`
+      : html`<span class="note">${offer.keyEnv} is not set: the explorer cannot sign.</span> <a id="download-export" href="${
+        withQuery(href("runs", runId, "export.json"), { unsigned: 1 })
+      }">Download the unsigned export (JSON)</a>`
+  }</p>`
+
 export const runPage = (
   ctx: PageContext,
   detail: RunDetail,
@@ -179,13 +189,7 @@ ${
   ${run.exported_at === null ? html`` : html`<dt>exported at</dt><dd class="mono">${run.exported_at}</dd>`}
   ${run.export_error === null ? html`` : html`<dt>export error</dt><dd><pre>${run.export_error}</pre></dd>`}
 </dl>
-<p>${
-    offer.signed
-      ? html`<a id="download-export" href="${href("runs", id, "export.json")}">Download the signed export (JSON)</a> — verify it with <code>runledger verify FILE</code>.`
-      : html`<span class="note">${offer.keyEnv} is not set: the explorer cannot sign.</span> <a id="download-export" href="${
-        withQuery(href("runs", id, "export.json"), { unsigned: 1 })
-      }">Download the unsigned export (JSON)</a>`
-  }</p>
+${exportLink(id, offer)}
 <h2 id="batches">Batches</h2>
 ${
     detail.batch_count === 0 ? html`<p class="muted">No aggregation batches.</p>` : html`${batchTable(batches)}${
@@ -401,7 +405,8 @@ export const loopPage = (
     readonly issues: ReadonlyArray<LoopIssueRow>
     readonly stages: ReadonlyArray<LoopStageSummary>
     readonly commands: ReadonlyMap<string | null, ReadonlyArray<LoopCommandRow>>
-  }
+  },
+  offer: ExportOffer
 ): Html => {
   const run = detail.run
   const stageNames = [...new Set(detail.stages.map((s) => s.stage))]
@@ -431,6 +436,8 @@ export const loopPage = (
   <dt>issues</dt><dd>${Object.entries(run.counts).map(([k, v]) => `${k}=${v}`).join(" ")}</dd>
   <dt>run_end</dt><dd>${run.run_end_status === null ? "not run" : html`${status(run.run_end_status)}${run.run_end_reason === null ? "" : ` (${run.run_end_reason})`}`}</dd>
 </dl>
+<h2>Export</h2>
+${exportLink(run.run_id, offer)}
 <h2>Integration</h2>
 ${
     integration.length === 0 ? html`<p class="muted">No integration recorded.</p>` : html`<dl class="kv" id="integration">${

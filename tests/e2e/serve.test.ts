@@ -172,6 +172,11 @@ describe("runledger serve (HTTP)", () => {
     expect(html).toContain("testing-output")
     expect(html).toContain("run-end-output")
     expect(html).toContain("integration branch")
+    const download = /<a id="download-export" href="([^"]+)"/.exec(html)![1]!
+    const exported = await get(download)
+    expect(exported.status).toBe(200)
+    expect(exported.headers.get("x-runledger-signed")).toBe("true")
+    expect(((await exported.json()) as ReadonlyArray<{ record_type: string }>)[0]!.record_type).toBe("loop_run")
     const redirect = await get(`/runs/${loopRunId}`)
     expect(redirect.status).toBe(303)
     expect(redirect.headers.get("location")).toBe(`/loops/${loopRunId}`)
