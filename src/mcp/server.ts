@@ -15,7 +15,7 @@ import { narrate } from "../cli/explain.js"
 import { explain } from "../landscape/lineage.js"
 import { LandscapeReadOnly } from "../landscape/read-only.js"
 import { verifyExport } from "../landscape/verify.js"
-import { batchMemberships, isOutcome, listRunsPage, loopDetail, makeGraphCountCache, rowsPage, runDetail, runKindOf } from "../serve/queries.js"
+import { batchMemberships, isOutcome, listRunsPage, loopDetail, makeGraphCountCache, rowsPage, runDetail, runKindOf } from "../landscape/explorer-queries.js"
 import { VERSION } from "../cli/version.js"
 
 export interface McpOptions {

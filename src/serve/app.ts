@@ -41,7 +41,7 @@ import {
   runDetail,
   runKindOf,
   type RunListQuery
-} from "./queries.js"
+} from "../landscape/explorer-queries.js"
 
 export interface AppOptions {
   /** The Landscape file, for the header. */

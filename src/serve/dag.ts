@@ -4,7 +4,7 @@
  * placed. Every label is escaped; each node links to its section of the run page.
  */
 import { Graph, layout } from "@dagrejs/dagre"
-import type { EdgeRecord, NodeRecord, RunGraphCounts } from "./queries.js"
+import type { EdgeRecord, NodeRecord, RunGraphCounts } from "../landscape/explorer-queries.js"
 import { escapeHtml, Html } from "./html.js"
 
 const NODE_WIDTH = 168

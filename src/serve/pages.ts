@@ -9,7 +9,7 @@ import type { LoopStageSummary } from "../services/loop-records.js"
 import { OUTCOMES } from "../services/records.js"
 import { dagSvg } from "./dag.js"
 import { href, html, type Html, withQuery } from "./html.js"
-import { type BatchRecord, elapsedMs, type RowListItem, type RowPageQuery, type RunDetail, type RunListItem, type RunListQuery } from "./queries.js"
+import { type BatchRecord, elapsedMs, type RowListItem, type RowPageQuery, type RunDetail, type RunListItem, type RunListQuery } from "../landscape/explorer-queries.js"
 
 export const STYLESHEET = `
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; background: #fff; }

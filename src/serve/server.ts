@@ -12,7 +12,7 @@ import { isIP } from "node:net"
 import { LandscapeReadOnly } from "../landscape/read-only.js"
 import { resolveSqliteUrl } from "../landscape/sqlite.js"
 import { makeApp } from "./app.js"
-import { makeGraphCountCache } from "./queries.js"
+import { makeGraphCountCache } from "../landscape/explorer-queries.js"
 
 export interface ServeOptions {
   readonly url: string

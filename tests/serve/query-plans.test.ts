@@ -13,7 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll } from "vitest"
 import { LandscapeReadOnly } from "../../src/landscape/read-only.js"
-import { outcomeCounts, queryPlan, type RowPageQuery, rowPageStatement, rowsPage } from "../../src/serve/queries.js"
+import { outcomeCounts, queryPlan, type RowPageQuery, rowPageStatement, rowsPage } from "../../src/landscape/explorer-queries.js"
 import { demoWorkspace } from "../support/explorer.js"
 
 const MILLION = 1_000_000

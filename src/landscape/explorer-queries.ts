@@ -1,5 +1,5 @@
 /**
- * The reads of the explorer and the MCP server, each a page or a fixed number of
+ * The reads of the explorer (`runledger serve`) and the MCP server (`runledger mcp`), each a page or a fixed number of
  * small queries: runs a page at a time, a run's graph and its counts, its rows a page
  * at a time (keyset on `rows(run_id, row_index)`), its batches a page at a time, a loop
  * run's issues and stages. Row lineage is `landscape/lineage.ts` (the same code as
@@ -12,7 +12,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
-import { type LoopCommandRow, readLoopCommands, readLoopIssues, readLoopRun } from "../landscape/loop-recorder.js"
+import { type LoopCommandRow, readLoopCommands, readLoopIssues, readLoopRun } from "./loop-recorder.js"
 import { listLoopStages } from "../services/loop-recorder.js"
 import { OUTCOMES, type Outcome } from "../services/records.js"
 import { RecorderError } from "../services/recorder.js"
