@@ -5,9 +5,10 @@
  * run's issues and stages. Row lineage is `landscape/lineage.ts` (the same code as
  * `runledger explain`); loop runs use the readers of `landscape/loop-recorder.ts`.
  *
- * The one aggregate that has no index to use, the node-state count per node of a run
- * (its per-edge counts), is computed once per finished run and kept (a finished run's
- * trail does not change); a running run's is recomputed on each view.
+ * The aggregates of a run page (rows, outcomes, outcomes per sink, batches, and the one
+ * with no index to use, the node-state count per node behind the per-edge counts) are
+ * computed once per finished run and kept (a finished run's trail does not change); a
+ * running run's are recomputed on each view.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -66,7 +67,7 @@ export const rowCount = (runId: string) =>
   )
 
 /** One page of the runs, pipelines and loops, newest first, with the page's counts. */
-export const listRunsPage = (query: RunListQuery) =>
+export const listRunsPage = (query: RunListQuery, cache?: GraphCountCache) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const where: Array<string> = []
@@ -99,7 +100,10 @@ export const listRunsPage = (query: RunListQuery) =>
         const { run_id: _, ...c } = loopCounts.find((l) => l.run_id === r.run_id) ?? { run_id: r.run_id }
         counts = c
       } else {
-        counts = { rows: yield* rowCount(r.run_id), ...(yield* outcomeCounts(r.run_id)) }
+        const known = cache?.get(r.run_id)
+        counts = known !== undefined
+          ? { rows: known.rows, ...known.outcomes }
+          : { rows: yield* rowCount(r.run_id), ...(yield* outcomeCounts(r.run_id)) }
       }
       runs.push({ ...r, reason: r.reason === null ? null : firstLine(r.reason), duration_ms: elapsedMs(r.started_at, r.completed_at), counts })
     }
@@ -184,15 +188,24 @@ export interface RunDetail {
   readonly batch_count: number
 }
 
-/** Per-run graph counts of finished runs, which do not change. */
-export type GraphCountCache = Map<string, RunGraphCounts>
+/** The aggregates of a run (its counts), which do not change once the run has finished. */
+export interface RunStats {
+  readonly counts: RunGraphCounts
+  readonly rows: number
+  readonly outcomes: Partial<Record<Outcome, number>>
+  readonly sinks: ReadonlyArray<SinkOutcome>
+  readonly batch_count: number
+}
+
+/** The aggregates of finished runs, computed once each. */
+export type GraphCountCache = Map<string, RunStats>
 export const makeGraphCountCache = (): GraphCountCache => new Map()
 
 const graphCounts = (runId: string, edges: ReadonlyArray<EdgeRecord>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const perNode = yield* sql<{ node_id: string; n: number }>`
-      SELECT node_id, COUNT(DISTINCT token_id) AS n FROM node_states WHERE run_id = ${runId} GROUP BY node_id`
+      SELECT node_id, COUNT(*) AS n FROM node_states WHERE run_id = ${runId} AND attempt = 1 GROUP BY node_id`
     const routed = yield* sql<{ edge_id: string; n: number }>`
       SELECT r.edge_id, COUNT(*) AS n FROM routing_events r JOIN edges e ON e.edge_id = r.edge_id
       WHERE e.run_id = ${runId} GROUP BY r.edge_id`
@@ -224,29 +237,20 @@ export const runDetail = (runId: string, cache: GraphCountCache) =>
       SELECT node_id, name, node_type, plugin_name, sequence, config_json FROM nodes WHERE run_id = ${runId} ORDER BY sequence`
     const edges = yield* sql<EdgeRecord>`
       SELECT edge_id, from_node_id, to_node_id, label, mode FROM edges WHERE run_id = ${runId} ORDER BY edge_id`
-    let counts = cache.get(runId)
-    if (counts === undefined) {
-      counts = yield* graphCounts(runId, edges)
-      if (run.status !== "running") cache.set(runId, counts)
+    let stats = cache.get(runId)
+    if (stats === undefined) {
+      const counts = yield* graphCounts(runId, edges)
+      const sinks = yield* sql<SinkOutcome>`
+        SELECT sink_name, outcome, COUNT(*) AS n FROM token_outcomes
+        WHERE run_id = ${runId} AND is_terminal = 1 GROUP BY sink_name, outcome ORDER BY sink_name, outcome`
+      const [batches] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM batches WHERE run_id = ${runId}`
+      stats = { counts, sinks, rows: yield* rowCount(runId), outcomes: yield* outcomeCounts(runId), batch_count: batches?.n ?? 0 }
+      if (run.status !== "running") cache.set(runId, stats)
     }
-    const sinks = yield* sql<SinkOutcome>`
-      SELECT sink_name, outcome, COUNT(*) AS n FROM token_outcomes
-      WHERE run_id = ${runId} AND is_terminal = 1 GROUP BY sink_name, outcome ORDER BY sink_name, outcome`
     const artifacts = yield* sql<Record<string, unknown>>`
       SELECT artifact_id, sink_name, artifact_type, path_or_uri, content_hash, size_bytes, created_at
       FROM artifacts WHERE run_id = ${runId} ORDER BY created_at, artifact_id LIMIT 200`
-    const [batches] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM batches WHERE run_id = ${runId}`
-    const detail: RunDetail = {
-      run,
-      nodes,
-      edges,
-      counts,
-      rows: yield* rowCount(runId),
-      outcomes: yield* outcomeCounts(runId),
-      sinks,
-      artifacts,
-      batch_count: batches?.n ?? 0
-    }
+    const detail: RunDetail = { run, nodes, edges, ...stats, artifacts }
     return detail
   }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(dbError(`reading run ${runId}`)(e))))
 

@@ -72,7 +72,7 @@ export const serveMcp = (options: McpOptions) =>
       },
       annotations: { readOnlyHint: true }
     }, (args) =>
-      call(listRunsPage({ status: args.status, kind: args.kind, limit: args.limit, offset: args.offset }), (r) =>
+      call(listRunsPage({ status: args.status, kind: args.kind, limit: args.limit, offset: args.offset }, cache), (r) =>
         ok({ ...r, limit: args.limit, offset: args.offset })))
 
     server.registerTool("run_summary", {

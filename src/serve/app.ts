@@ -194,7 +194,7 @@ export const makeApp = (options: AppOptions) => {
   const runsHandler = (asJson: boolean) =>
     Effect.gen(function*() {
       const query = yield* runListQuery(yield* HttpServerRequest.ParsedSearchParams)
-      const result = yield* listRunsPage(query)
+      const result = yield* listRunsPage(query, options.cache)
       if (asJson) {
         return jsonResponse({ ...result, page: Math.floor(query.offset / query.limit) + 1, limit: query.limit })
       }
