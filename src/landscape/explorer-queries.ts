@@ -357,13 +357,17 @@ export const rowPageStatement = (runId: string, query: RowPageQuery, selective: 
   }
 }
 
-/** One page of a run's rows with their tokens' terminal outcomes; `next` is the first row index of the next page. */
-export const rowsPage = (runId: string, query: RowPageQuery) =>
+/**
+ * One page of a run's rows with their tokens' terminal outcomes; `next` is the first
+ * row index of the next page. `knownOutcomes`: the run's outcome counts, when already
+ * at hand (they pick the plan of an outcome filter).
+ */
+export const rowsPage = (runId: string, query: RowPageQuery, knownOutcomes?: Partial<Record<Outcome, number>>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     let selective = false
     if (query.outcome !== undefined) {
-      const counts = yield* outcomeCounts(runId)
+      const counts = knownOutcomes ?? (yield* outcomeCounts(runId))
       const total = Object.values(counts).reduce((a, b) => a + (b ?? 0), 0)
       selective = (counts[query.outcome] ?? 0) * 10 <= total
     }

@@ -212,7 +212,7 @@ export const makeApp = (options: AppOptions) => {
       const detail = (yield* runDetail(runId, options.cache))!
       if (asJson) return jsonResponse(detail)
       const q = yield* rowQuery(yield* HttpServerRequest.ParsedSearchParams)
-      const rows = yield* rowsPage(runId, q)
+      const rows = yield* rowsPage(runId, q, detail.outcomes)
       const batches = detail.batch_count === 0 ? [] : yield* batchesPage(runId, 20, 0)
       return htmlResponse(runPage(ctx, detail, rows, q, batches, { signed: signingKey() !== undefined, keyEnv: SIGNING_KEY_ENV }))
     })
@@ -221,7 +221,7 @@ export const makeApp = (options: AppOptions) => {
     const runId = yield* routeParam("run")
     yield* requirePipelineRun(runId)
     const q = yield* rowQuery(yield* HttpServerRequest.ParsedSearchParams)
-    const page = yield* rowsPage(runId, q)
+    const page = yield* rowsPage(runId, q, options.cache.get(runId)?.outcomes)
     return jsonResponse({
       ...page,
       next_url: page.next === null ? null : withQuery(href("api", "runs", runId, "rows"), { outcome: q.outcome, sink: q.sink, field: q.field?.name, value: q.field?.value, from: page.next, limit: q.limit })
