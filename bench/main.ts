@@ -41,6 +41,11 @@ const BENCHES: Readonly<Record<string, BenchEntry>> = {
     exportName: "runLoopBench",
     description: "issue loop overhead per issue and timeout-to-gone"
   },
+  serve: {
+    module: "./serve.js",
+    exportName: "runServeBench",
+    description: "the explorer's pages on a 1M-row run (--rows=N, --trials=N): run page, deep row pages, outcome filters, lineage"
+  },
   startup: {
     module: "./startup.js",
     exportName: "runStartupBench",

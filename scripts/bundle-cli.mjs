@@ -6,6 +6,11 @@
 //
 // Left out of the bundle, loaded from node_modules at run time: the native SQLite
 // bindings, and recheck (loaded on demand by the regex transform).
+//
+// Code that only some commands need and that they load with a dynamic import() (the
+// explorer of `serve`, the MCP server of `mcp`) goes into chunks of its own,
+// dist/chunks/*.js, read only when such a command runs: `runledger --version` does not
+// parse them.
 import * as esbuild from "esbuild"
 import * as fs from "node:fs"
 
@@ -20,9 +25,12 @@ fs.writeFileSync(
 )
 if (fs.existsSync("dist/bin.js.map")) fs.copyFileSync("dist/bin.js.map", "dist/bin-modules.js.map")
 
+fs.rmSync("dist/chunks", { recursive: true, force: true })
 await esbuild.build({
-  entryPoints: ["src/bin.ts"],
-  outfile: entry,
+  entryPoints: { bin: "src/bin.ts" },
+  outdir: "dist",
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]",
   bundle: true,
   platform: "node",
   format: "esm",

@@ -2,7 +2,8 @@
  * The import graph of src/: no cycles, and no import against the layering.
  *
  * Layers, lowest first: core → services → landscape → pipeline | loop → cli → entry
- * (src/bin.ts, src/index.ts). A module imports from its own layer or a lower one, with
+ * (src/bin.ts, src/index.ts); serve/ and mcp/ (the explorer and the MCP server, which
+ * cli/ commands load) belong to the cli layer. A module imports from its own layer or a lower one, with
  * two further rules: pipeline and loop never import each other, and they import only
  * core and services — landscape is the adapter, wired in by cli/ and index.ts. The
  * entry points may import anything.
@@ -45,10 +46,14 @@ const WHY: Partial<Record<Layer, string>> = {
 /** A file's path relative to the repository, with forward slashes. */
 const rel = (file: string) => relative(REPO, file).split(sep).join("/")
 
+/** The CLI's other faces, loaded by its commands: the web explorer (serve/) and the MCP server (mcp/), in the cli layer. */
+const FRONT_ENDS: ReadonlyArray<string> = ["serve", "mcp"]
+
 /** The layer of a file under src/, or undefined for a file outside every layer. */
 const layerOf = (srcRelative: string): Layer | undefined => {
   if (srcRelative === "bin.ts" || srcRelative === "index.ts") return "entry"
-  const top = srcRelative.split("/")[0]!
+  const first = srcRelative.split("/")[0]!
+  const top = FRONT_ENDS.includes(first) ? "cli" : first
   return LAYERS.includes(top as Layer) && top !== "entry" && srcRelative.includes("/") ? (top as Layer) : undefined
 }
 

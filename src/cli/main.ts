@@ -4,22 +4,26 @@ import { exportCommand } from "./export.js"
 import { explainCommand } from "./explain.js"
 import { withCliConsole } from "./help.js"
 import { loopCommand } from "./loop.js"
+import { mcpCommand } from "./mcp.js"
 import { migrateCommand } from "./migrate.js"
 import { pluginsCommand } from "./plugins.js"
 import { runCommand } from "./run.js"
 import { resumeCommand } from "./resume.js"
 import { runsCommand } from "./runs.js"
+import { serveCommand } from "./serve.js"
 import { validateCommand } from "./validate.js"
 import { verifyCommand } from "./verify.js"
 
-export const VERSION = "0.1.0"
+import { VERSION } from "./version.js"
+
+export { VERSION }
 
 export const rootCommand = Command.make("runledger").pipe(
   Command.withDescription(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, completionsCommand])
+  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, serveCommand, mcpCommand, completionsCommand])
 )
 
 setCompletionTree(rootCommand)

@@ -137,11 +137,15 @@ const choosePassphrase = (
 export const DEFAULT_ENCRYPTION: LandscapeEncryption = { _tag: "Detect", passphrase: undefined, keyEnv: describeKeyEnvs(DEFAULT_KEY_ENVS) }
 
 /** Opens the connection, keyed as `encryption` says; a wrong key is a LandscapeOpenError. */
-export const openLandscapeClient = (filename: string, encryption: LandscapeEncryption) =>
+export const openLandscapeClient = (
+  filename: string,
+  encryption: LandscapeEncryption,
+  access: { readonly readonly?: boolean } = {}
+) =>
   Effect.gen(function*() {
     const kind = filename === ":memory:" ? "new" as const : yield* fileKind(filename)
     const passphrase = yield* choosePassphrase(filename, kind, encryption)
-    return yield* makeLandscapeClient({ filename, passphrase }).pipe(
+    return yield* makeLandscapeClient({ filename, passphrase, readonly: access.readonly }).pipe(
       Effect.mapError((e): LandscapeOpenError | RecorderError => {
         const code = (e.cause as { code?: unknown } | undefined)?.code
         const text = String((e.cause as { message?: unknown } | undefined)?.message ?? e.message)

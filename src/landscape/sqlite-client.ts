@@ -26,6 +26,8 @@ export interface LandscapeClientOptions {
   readonly filename: string
   /** The SQLCipher passphrase; absent for a plaintext database. */
   readonly passphrase?: string | undefined
+  /** Open an existing file read-only (never created, never switched to WAL, writes refused by SQLite). */
+  readonly readonly?: boolean | undefined
 }
 
 /**
@@ -64,7 +66,10 @@ export const makeLandscapeClient = (
   Effect.gen(function*() {
     const db = yield* Effect.acquireRelease(
       Effect.try({
-        try: () => new Database(options.filename),
+        try: () =>
+          options.readonly === true
+            ? new Database(options.filename, { readonly: true, fileMustExist: true })
+            : new Database(options.filename),
         catch: (cause) => new SqlError({ cause, message: `Failed to open ${options.filename}` })
       }),
       (db) => Effect.sync(() => db.close())
@@ -73,7 +78,7 @@ export const makeLandscapeClient = (
       try: () => {
         if (options.passphrase !== undefined) keyConnection(db, options.passphrase)
         db.prepare("SELECT count(*) FROM sqlite_master").get()
-        db.pragma("journal_mode = WAL")
+        if (options.readonly !== true) db.pragma("journal_mode = WAL")
       },
       catch: (cause) => new SqlError({ cause, message: `Failed to open ${options.filename}` })
     })
