@@ -3,8 +3,9 @@
  * driven by playwright-core, walks from the runs list to the demo run, filters its rows
  * to the quarantined one and opens its lineage, asserting the DOM on each page — with
  * JavaScript disabled, since every page must work without it. Screenshots go to
- * test-artifacts/explorer/; the run page's is also written to docs/explorer.png, the
- * picture docs/explorer.md shows.
+ * test-artifacts/explorer/; with RUNLEDGER_UPDATE_DOCS=1 the run page's is also written
+ * to docs/explorer.png, the picture docs/explorer.md shows (so an ordinary test run
+ * leaves the checkout clean).
  *
  * Skipped, with the reason printed, where Chromium is not installed (`.ci/run` installs it).
  */
@@ -81,7 +82,9 @@ describe.skipIf(!HAS_CHROMIUM)("the explorer in headless Chromium", () => {
     expect(await page.locator("header").evaluate((el) => (globalThis as unknown as { getComputedStyle: (e: unknown) => { backgroundColor: string } }).getComputedStyle(el).backgroundColor)).toBe("rgb(31, 41, 55)")
     expect(await page.locator("#sinks tbody tr").count()).toBe(4)
     await page.screenshot({ path: join(ARTIFACTS, "run.png"), fullPage: true })
-    await page.screenshot({ path: join(REPO, "docs/explorer.png"), clip: { x: 0, y: 0, width: 1280, height: 900 } })
+    if (process.env.RUNLEDGER_UPDATE_DOCS === "1") {
+      await page.screenshot({ path: join(REPO, "docs/explorer.png"), clip: { x: 0, y: 0, width: 1280, height: 900 } })
+    }
 
     // Filter the rows with the form (a plain GET, no script).
     await page.locator("form.filters select[name=outcome]").selectOption("QUARANTINED")
