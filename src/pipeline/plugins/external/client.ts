@@ -295,10 +295,13 @@ export const makeExternalClient = (
     const limiters = registry ?? (yield* makeRateLimiterRegistry)
     const limit = yield* limiters.limiterFor(options.service, options.rateLimit)
     const throttle = yield* makeThrottle(options.poolSize, options.adaptive)
+    // Keep-alive connections, not capped by the agent: the pool (throttle) bounds the
+    // attempts in flight, and an agent cap would queue an attempt behind sockets that
+    // are still closing (a reset, an abort), its timeout running before it is sent.
     const agents = yield* Effect.acquireRelease(
       Effect.sync(() => ({
-        http: new http.Agent({ keepAlive: true, maxSockets: Math.max(1, options.poolSize) }),
-        https: new https.Agent({ keepAlive: true, maxSockets: Math.max(1, options.poolSize) })
+        http: new http.Agent({ keepAlive: true }),
+        https: new https.Agent({ keepAlive: true })
       })),
       (a) =>
         Effect.sync(() => {
