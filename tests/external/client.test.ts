@@ -145,6 +145,18 @@ describe("external client: error classes and retries", () => {
       assert.include(r.final.errorMessage!, `127.0.0.1:${port}`)
     }).pipe(Effect.scoped))
 
+  it.live("classifies a failed TLS handshake as network and does not retry it", () =>
+    Effect.gen(function*() {
+      // https:// to the fake server, which speaks plain HTTP: the handshake fails.
+      const s = yield* fakeServer()
+      const client = yield* makeExternalClient(clientOptions())
+      const r = yield* client.call({ method: "GET", url: s.baseUrl.replace("http:", "https:") + "/models", headers: {} })
+      assert.deepStrictEqual(classes(r.attempts), ["network"])
+      assert.isNull(r.final.status)
+      assert.match(r.final.errorMessage!, /^request to 127\.0\.0\.1:\d+ failed \(/)
+      assert.strictEqual(s.stats().requests, 0)
+    }).pipe(Effect.scoped))
+
   it.live("refuses URLs it cannot send without touching the network", () =>
     Effect.gen(function*() {
       const client = yield* makeExternalClient(clientOptions())
