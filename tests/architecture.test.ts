@@ -3,7 +3,9 @@
  *
  * Layers, lowest first: core → services → landscape → pipeline | loop → cli → entry
  * (src/bin.ts, src/index.ts); serve/ and mcp/ (the explorer and the MCP server, which
- * cli/ commands load) belong to the cli layer. A module imports from its own layer or a lower one, with
+ * cli/ commands load) belong to the cli layer; dev/ (tools such as the fake LLM server)
+ * sits beside pipeline and loop: it imports only core and itself, and only cli/ and the
+ * entry points import it. A module imports from its own layer or a lower one, with
  * two further rules: pipeline and loop never import each other, and they import only
  * core and services — landscape is the adapter, wired in by cli/ and index.ts. The
  * entry points may import anything.
@@ -23,9 +25,9 @@ import ts from "typescript"
 const REPO = resolve(__dirname, "..")
 const SRC = join(REPO, "src")
 
-type Layer = "core" | "services" | "landscape" | "pipeline" | "loop" | "cli" | "entry"
+type Layer = "core" | "services" | "landscape" | "pipeline" | "loop" | "dev" | "cli" | "entry"
 
-const LAYERS: ReadonlyArray<Layer> = ["core", "services", "landscape", "pipeline", "loop", "cli", "entry"]
+const LAYERS: ReadonlyArray<Layer> = ["core", "services", "landscape", "pipeline", "loop", "dev", "cli", "entry"]
 
 /** What each layer may import (besides itself). */
 const ALLOWED: Readonly<Record<Layer, ReadonlyArray<Layer>>> = {
@@ -34,7 +36,8 @@ const ALLOWED: Readonly<Record<Layer, ReadonlyArray<Layer>>> = {
   landscape: ["core", "services", "landscape"],
   pipeline: ["core", "services", "pipeline"],
   loop: ["core", "services", "loop"],
-  cli: ["core", "services", "landscape", "pipeline", "loop", "cli"],
+  dev: ["core", "dev"],
+  cli: ["core", "services", "landscape", "pipeline", "loop", "dev", "cli"],
   entry: LAYERS
 }
 
@@ -192,7 +195,7 @@ const layerViolations = (edges: ReadonlyMap<string, ReadonlyArray<string>>): Arr
   for (const [from, targets] of edges) {
     const fromLayer = layerOf(from.replace(/^src\//, ""))
     if (fromLayer === undefined) {
-      out.push(`${from}: outside every layer (put it in core, services, landscape, pipeline, loop or cli)`)
+      out.push(`${from}: outside every layer (put it in core, services, landscape, pipeline, loop, dev or cli)`)
       continue
     }
     for (const to of targets) {

@@ -1,5 +1,6 @@
 import * as Command from "@effect/cli/Command"
 import { completionsCommand, setCompletionTree } from "./completions.js"
+import { devCommand } from "./dev.js"
 import { exportCommand } from "./export.js"
 import { explainCommand } from "./explain.js"
 import { withCliConsole } from "./help.js"
@@ -23,7 +24,7 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, serveCommand, mcpCommand, completionsCommand])
+  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, serveCommand, mcpCommand, devCommand, completionsCommand])
 )
 
 setCompletionTree(rootCommand)
