@@ -36,7 +36,7 @@ import { CommandFixer } from "../loop/fixer.js"
 import { ProcessWatchdogLive } from "../loop/watchdog.js"
 import { type LandscapeSections, landscapeRequest } from "../pipeline/landscape-settings.js"
 import type { PipelineSettings } from "../pipeline/settings.js"
-import { type OtlpRequest, resolveTelemetry, type TelemetryRequest } from "../pipeline/telemetry-settings.js"
+import { type OtlpRequest, resolveTelemetry, type TelemetryRequest } from "../services/telemetry-settings.js"
 import { runSummaries } from "../landscape/queries.js"
 import {
   Telemetry,

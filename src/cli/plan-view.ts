@@ -4,7 +4,7 @@
  * the audit export — found without opening, creating or changing anything (only
  * existence checks on the paths).
  */
-import { resolveTelemetry } from "../pipeline/telemetry-settings.js"
+import { resolveTelemetry } from "../services/telemetry-settings.js"
 import { Effect } from "effect"
 import { existsSync, statSync } from "node:fs"
 import { resolveSqliteUrl } from "../landscape/sqlite.js"

@@ -7,7 +7,7 @@ import { Data, Effect, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { parseDocument } from "yaml"
 import { checkLandscapeSettings, landscapeWarnings, LandscapeSettings, PayloadStoreSettings } from "./landscape-settings.js"
-import { resolveTelemetry, TelemetrySettings } from "./telemetry-settings.js"
+import { resolveTelemetry, TelemetrySettings } from "../services/telemetry-settings.js"
 import { decodeOptions, didYouMean, PositiveInt, showValue } from "./plugins/options.js"
 
 export class SettingsError extends Data.TaggedError("SettingsError")<{
