@@ -81,6 +81,12 @@ const isUrl = (s: string) => {
   }
 }
 
+/** A section that asks for telemetry but names nowhere to send it. */
+export const telemetryWarnings = (settings: TelemetrySettings | undefined, section = "telemetry"): ReadonlyArray<string> =>
+  settings?.enabled === true && settings.jsonl_path === undefined && (settings.exporters ?? []).length === 0
+    ? [`${section}.enabled is true but no exporter (exporters) and no jsonl_path is given: no telemetry is sent`]
+    : []
+
 /**
  * Checks the section and resolves it: the error names the key and the value, or the
  * request. `env` supplies OTEL_EXPORTER_OTLP_ENDPOINT when an otlp exporter has no

@@ -338,6 +338,19 @@ telemetry:
     expect(byId.get(test.parentSpanId!)?.attributes["runledger.stage"]).toBe("gate")
   })
 
+  it("enabled with nowhere to send: valid, with a warning naming the key", () => {
+    const path = join(dir, "nowhere.yaml")
+    writeFileSync(path, `
+source: {plugin: csv, options: {path: in.csv, schema: {mode: observed}, on_validation_failure: discard}}
+sinks: {out: {plugin: csv, options: {path: out.csv, schema: {mode: observed}}}}
+default_sink: out
+telemetry: {enabled: true}
+`)
+    const r = runCli(["validate", "-s", path])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stderr).toContain("warning: telemetry.enabled is true but no exporter (exporters) and no jsonl_path is given")
+  })
+
   it("invalid telemetry settings exit 2 naming the key", () => {
     const base = `
 source: {plugin: csv, options: {path: in.csv, schema: {mode: observed}}}
