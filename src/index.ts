@@ -18,7 +18,16 @@ export type { BatchId, NodeId, RowId, RunId, StateId, TokenId } from "./core/ids
 // Services and layers
 export { Fixer, FixerError, NoFixer } from "./services/fixer.js"
 export { Recorder, RecorderError, type RecorderService, type RunView } from "./services/recorder.js"
-export { Telemetry, TelemetryConsole, type TelemetryEvent, TelemetryJsonl, TelemetryNoop } from "./services/telemetry.js"
+export {
+  type Granularity,
+  Telemetry,
+  TelemetryConsole,
+  type TelemetryEvent,
+  TelemetryJsonl,
+  TelemetryNoop,
+  TelemetryStream,
+  TelemetryTee
+} from "./services/telemetry.js"
 export { LandscapeSql, LandscapeUrlError, resolveSqliteUrl, SqliteLandscape } from "./landscape/sqlite.js"
 export { LoopRecorder, LoopRecordError, type LoopRecorderService } from "./services/loop-recorder.js"
 export { LoopRecorderSql } from "./landscape/loop-recorder.js"

@@ -53,7 +53,6 @@ export const EXAMPLES: Readonly<Record<string, ReadonlyArray<string>>> = {
 /** The type notes @effect/cli puts before an option's own description. */
 const TYPE_NOTES = new Set(["A user-defined piece of text.", "A true or false value.", "A user-defined piece of text that is confidential."])
 
-// eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;]*m/g
 
 export const stripAnsi = (text: string): string => text.replace(ANSI, "")

@@ -36,7 +36,7 @@ import { CommandFixer } from "../loop/fixer.js"
 import { ProcessWatchdogLive } from "../loop/watchdog.js"
 import { type LandscapeSections, landscapeRequest } from "../pipeline/landscape-settings.js"
 import type { PipelineSettings } from "../pipeline/settings.js"
-import { resolveTelemetry, type TelemetryRequest } from "../pipeline/telemetry-settings.js"
+import { type OtlpRequest, resolveTelemetry, type TelemetryRequest } from "../services/telemetry-settings.js"
 import { runSummaries } from "../landscape/queries.js"
 import {
   Telemetry,
@@ -102,11 +102,8 @@ export const landscapeRead = (url: string) =>
     requireLandscape(url, ` (--db ${url})`).pipe(Effect.as(SqliteLandscape(url, { encryption: detectedEncryption() })))
   )
 
-/**
- * The OTLP exporter, loaded only when a run asks for it: the OpenTelemetry SDK is a
- * large part of the CLI's code, and every other command starts without evaluating it.
- */
-const otelTelemetry = (otlp: NonNullable<TelemetryRequest["otlp"]>, granularity: TelemetryRequest["granularity"]) =>
+/** The OpenTelemetry SDK is loaded only by a run that exports to OTLP (start-up stays light). */
+const otlpTelemetry = (otlp: OtlpRequest, granularity: TelemetryRequest["granularity"]): Layer.Layer<Telemetry> =>
   Layer.unwrapEffect(
     Effect.promise(() => import("../services/otel.js")).pipe(Effect.map((m) => m.OtelTelemetry(otlp, { granularity })))
   )
@@ -120,7 +117,7 @@ export const requestedTelemetry = (request: TelemetryRequest | undefined) => {
   const layers: Array<Layer.Layer<Telemetry>> = [
     ...request.jsonl.map((path) => TelemetryJsonl(path).pipe(Layer.provide(NodeFileSystem.layer))),
     ...request.console.map((c) => TelemetryStream(c.output === "stdout" ? process.stdout : process.stderr, c.format)),
-    ...(request.otlp === undefined ? [] : [otelTelemetry(request.otlp, request.granularity)])
+    ...(request.otlp === undefined ? [] : [otlpTelemetry(request.otlp, request.granularity)])
   ]
   if (layers.length === 0) return undefined
   const teed = Layer.map(TelemetryTee(...layers), (ctx) =>

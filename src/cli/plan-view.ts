@@ -4,6 +4,7 @@
  * the audit export — found without opening, creating or changing anything (only
  * existence checks on the paths).
  */
+import { resolveTelemetry } from "../services/telemetry-settings.js"
 import { Effect } from "effect"
 import { existsSync, statSync } from "node:fs"
 import { resolveSqliteUrl } from "../landscape/sqlite.js"
@@ -52,6 +53,8 @@ export interface PlanDescription {
   readonly export: { readonly sink: string; readonly format: string; readonly sign: boolean } | null
   /** The telemetry events file the run would append to, when one is set. */
   readonly telemetry_jsonl: string | null
+  /** The OTLP/HTTP endpoint spans and metrics would be sent to, when one is set. */
+  readonly telemetry_otlp: string | null
   readonly warnings: ReadonlyArray<string>
 }
 
@@ -97,7 +100,8 @@ export const describePlan = (plan: PipelinePlan, url: string) =>
         export: step.name === exportSink
       })
     }
-    const telemetry = plan.settings.telemetry
+    const resolved = resolveTelemetry(plan.settings.telemetry)
+    const telemetry = "request" in resolved ? resolved.request : undefined
     const description: PlanDescription = {
       dry_run: true,
       valid: true,
@@ -118,7 +122,8 @@ export const describePlan = (plan: PipelinePlan, url: string) =>
       export: exportSink === undefined
         ? null
         : { sink: exportSink, format: exportSettings?.format ?? "json", sign: exportSettings?.sign === true },
-      telemetry_jsonl: telemetry?.enabled === false ? null : telemetry?.jsonl_path ?? null,
+      telemetry_jsonl: telemetry?.jsonl[0] ?? null,
+      telemetry_otlp: telemetry?.otlp?.endpoint ?? null,
       warnings: plan.warnings
     }
     return description
@@ -149,6 +154,7 @@ export const planText = (d: PlanDescription, graph: Pick<Graph, "nodes" | "edges
     }`
   ]
   if (d.telemetry_jsonl !== null) lines.push(`telemetry   events appended to ${d.telemetry_jsonl}`)
+  if (d.telemetry_otlp !== null) lines.push(`telemetry   spans and metrics to ${d.telemetry_otlp} (OTLP/HTTP)`)
   lines.push(
     "",
     "graph",

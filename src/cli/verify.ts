@@ -5,7 +5,7 @@ import { verifyExport } from "../landscape/verify.js"
 import { count, printHuman } from "./common.js"
 import { exitOnError } from "./exit.js"
 
-const pathArg = Args.text({ name: "path" }).pipe(
+const pathArg = Args.text({ name: "PATH" }).pipe(
   Args.withDescription("A signed JSON export of a pipeline or loop run (JSON array or JSON Lines)")
 )
 

@@ -50,11 +50,20 @@ export const runSummaries = (runId: string) =>
       GROUP BY sink_name, outcome ORDER BY sink_name, outcome`
     const artifacts = yield* sql<ArtifactRow>`
       SELECT sink_name, path_or_uri, size_bytes, content_hash FROM artifacts WHERE run_id = ${runId} ORDER BY created_at`
-    const states = yield* sql<NodeStateCount>`
-      SELECT n.node_id, n.name, n.node_type, n.plugin_name, s.status, COUNT(s.state_id) AS n, SUM(s.duration_ms) AS duration_ms
-      FROM nodes n LEFT JOIN node_states s ON s.run_id = n.run_id AND s.node_id = n.node_id
-      WHERE n.run_id = ${runId}
-      GROUP BY n.node_id, s.status ORDER BY n.sequence, s.status`
+    const nodeRows = yield* sql<Omit<NodeStateCount, "status" | "n" | "duration_ms">>`
+      SELECT node_id, name, node_type, plugin_name FROM nodes WHERE run_id = ${runId} ORDER BY sequence`
+    // Through the run's tokens (indexed by run), not a scan of every run's node states.
+    const counts = yield* sql<{ node_id: string; status: string; n: number; duration_ms: number | null }>`
+      SELECT s.node_id, s.status, COUNT(*) AS n, SUM(s.duration_ms) AS duration_ms
+      FROM tokens t JOIN node_states s ON s.token_id = t.token_id
+      WHERE t.run_id = ${runId}
+      GROUP BY s.node_id, s.status ORDER BY s.node_id, s.status`
+    const states: Array<NodeStateCount> = []
+    for (const node of nodeRows) {
+      const own = counts.filter((c) => c.node_id === node.node_id)
+      if (own.length === 0) states.push({ ...node, status: null, n: 0, duration_ms: null })
+      for (const c of own) states.push({ ...node, status: c.status, n: c.n, duration_ms: c.duration_ms })
+    }
     const sinks = new Map<string, { tokens: number; outcomes: Record<string, number>; artifacts: Array<{ path: string; bytes: number; hash: string }> }>()
     const sinkOf = (name: string) => {
       let s = sinks.get(name)

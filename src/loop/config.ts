@@ -2,7 +2,7 @@ import { Effect, Either, ParseResult, Schema } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import * as YAML from "yaml"
-import { resolveTelemetry, type TelemetryRequest, TelemetrySettings } from "../pipeline/telemetry-settings.js"
+import { resolveTelemetry, type TelemetryRequest, TelemetrySettings } from "../services/telemetry-settings.js"
 import { expects, firstProblem, renderPath } from "./schema-errors.js"
 
 /** Invalid loop configuration: names the file, the key and the offending value. */

@@ -7,7 +7,7 @@ import { Data, Effect, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { parseDocument } from "yaml"
 import { checkLandscapeSettings, landscapeWarnings, LandscapeSettings, PayloadStoreSettings } from "./landscape-settings.js"
-import { resolveTelemetry, TelemetrySettings } from "./telemetry-settings.js"
+import { resolveTelemetry, TelemetrySettings, telemetryWarnings } from "../services/telemetry-settings.js"
 import { decodeOptions, didYouMean, PositiveInt, showValue } from "./plugins/options.js"
 
 export class SettingsError extends Data.TaggedError("SettingsError")<{
@@ -262,7 +262,7 @@ export const parseSettings = (
         const telemetry = resolveTelemetry(settings.telemetry, env)
         const problem = checkLandscapeSettings(settings) ?? ("problem" in telemetry ? telemetry.problem : undefined)
         return problem === undefined
-          ? Effect.succeed({ file, settings, warnings: landscapeWarnings(settings) })
+          ? Effect.succeed({ file, settings, warnings: [...landscapeWarnings(settings), ...telemetryWarnings(settings.telemetry)] })
           : Effect.fail(new SettingsError({ file, ...problem }))
       })
     )

@@ -12,7 +12,7 @@ import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
 import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Effect, Layer, Metric, MetricBoundaries, Option } from "effect"
-import type { OtlpRequest } from "../pipeline/telemetry-settings.js"
+import type { OtlpRequest } from "./telemetry-settings.js"
 import { type Granularity, Telemetry, type TelemetryEvent } from "./telemetry.js"
 
 const durationBoundaries = MetricBoundaries.exponential({ start: 1, factor: 4, count: 12 })

@@ -113,7 +113,8 @@ describe("run --dry-run", () => {
       landscape: { url: "sqlite:///runs/audit.db", path: join(dir, "runs/audit.db"), existing_bytes: null },
       checkpoint: { enabled: true, frequency: "every_n", interval: 50, aggregation_boundaries: true },
       export: { sink: "trail", format: "csv", sign: false },
-      telemetry_jsonl: "logs/events.jsonl"
+      telemetry_jsonl: "logs/events.jsonl",
+      telemetry_otlp: null
     })
     const sinks = Object.fromEntries(
       (plan.sinks as Array<{ name: string }>).map((s) => [s.name, s])

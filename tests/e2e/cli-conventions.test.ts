@@ -10,7 +10,8 @@ import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import Database from "better-sqlite3"
-import { type CliResult, runCli } from "../support/cli.js"
+import { spawnSync } from "node:child_process"
+import { BIN, type CliResult, runCli } from "../support/cli.js"
 
 let dir = ""
 const cli = (...args: Array<string>): CliResult => runCli(args, { cwd: dir, env: { NO_COLOR: undefined, FORCE_COLOR: undefined } })
@@ -98,6 +99,27 @@ describe("--help", () => {
         expect(own.length, `${path}: ${block.split("\n")[0]}`).toBeGreaterThan(0)
       }
     }
+  })
+
+  it("on a terminal (a pty from script(1)): bold headings, unless NO_COLOR is set", () => {
+    const pty = (env: Record<string, string | undefined>) =>
+      spawnSync("script", ["-qec", `"${process.execPath}" "${BIN}" runs --help`, "/dev/null"], {
+        cwd: dir,
+        env: { ...process.env, TERM: "xterm", NO_COLOR: undefined, ...env },
+        encoding: "utf8",
+        timeout: 60_000
+      })
+    const colour = pty({})
+    if (colour.error !== undefined || colour.status !== 0) {
+      console.warn(`cli-conventions: no pty through script(1) (${colour.error?.message ?? colour.stderr}); terminal case not run`)
+      return
+    }
+    expect(colour.stdout).toContain(`${ESC}[0;1mEXAMPLES${ESC}[0m`)
+    expect(colour.stdout).toContain("$ runledger runs")
+    const plain = pty({ NO_COLOR: "1" })
+    expect(plain.status).toBe(0)
+    expect(plain.stdout.includes(ESC)).toBe(false)
+    expect(plain.stdout).toContain("EXAMPLES")
   })
 
   it("a parse error is plain text on stderr, exit 2", () => {

@@ -404,7 +404,12 @@ describe.skipIf(process.platform !== "linux")("a recorded group number that now 
   it("is not killed by the reaper: the process does not carry the command's marker", async () => {
     const dir = tempDir("rl-loop-reuse-")
     const db = join(dir, "audit.db")
-    expect(runCli(["runs", "--db", db, "--json"]).status).toBe(0)
+    // A Landscape to fabricate the dead run in: made by a one-row pipeline run (`runs` never creates one).
+    writeFileSync(join(dir, "in.csv"), "id\n1\n")
+    writeFileSync(join(dir, "make.yaml"), "source: {plugin: csv, options: {path: in.csv, schema: {mode: observed}, on_validation_failure: discard}}\n" +
+      "sinks: {out: {plugin: csv, options: {path: out.csv, schema: {mode: observed}}}}\ndefault_sink: out\n")
+    const made = runCli(["run", "-s", "make.yaml", "--db", db, "--quiet"], { cwd: dir })
+    expect(made.status, made.stderr).toBe(0)
     // A stranger in a process group of its own, and a dead run that recorded that group.
     const stranger = spawn("sleep", ["60"], { detached: true, stdio: "ignore" })
     started.push(stranger)

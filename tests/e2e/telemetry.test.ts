@@ -290,13 +290,19 @@ landscape: {url: "sqlite:///${join(dir, "rows.db")}"}
 telemetry:
   enabled: true
   granularity: rows
-  exporters: [{name: jsonl, options: {path: ${jsonl}}}]
+  exporters: [{name: jsonl, options: {path: ${jsonl}}}, {name: console, options: {format: pretty}}]
 `)
-    const r = await start(["run", "-s", settings, "--quiet"]).exited
+    const r = await start(["run", "-s", settings, "--json"]).exited
     expect(r.status, r.stderr).toBe(0)
     const rows = events(jsonl).filter((e) => e._tag === "RowOutcome")
     expect(rows.length).toBe(12)
     expect(new Set(rows.map((e) => e["sink"]))).toEqual(new Set(["out"]))
+    // The console exporter: the same events as text lines on stderr; stdout keeps the one JSON document.
+    const lines = r.stderr.trim().split("\n")
+    expect(lines[0]).toMatch(/^\[telemetry\] RunStarted runId=run_\w+ kind=pipeline at=/)
+    expect(lines.filter((l) => l.startsWith("[telemetry] RowOutcome ")).length).toBe(12)
+    expect(lines.at(-1)).toMatch(/^\[telemetry\] RunFinished runId=run_\w+ status=completed /)
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: "completed", rows_processed: 12 })
   })
 
   it("an issue loop: one trace with its stages and commands; the loop's events in its JSONL file", { timeout: 60_000 }, async () => {
@@ -330,6 +336,19 @@ telemetry:
     const test = trace.find((s) => s.name === "runledger.loop.command" && s.attributes["runledger.ref"] === "test")!
     expect(test.attributes).toMatchObject({ "runledger.passed": true, "runledger.exit_code": 0 })
     expect(byId.get(test.parentSpanId!)?.attributes["runledger.stage"]).toBe("gate")
+  })
+
+  it("enabled with nowhere to send: valid, with a warning naming the key", () => {
+    const path = join(dir, "nowhere.yaml")
+    writeFileSync(path, `
+source: {plugin: csv, options: {path: in.csv, schema: {mode: observed}, on_validation_failure: discard}}
+sinks: {out: {plugin: csv, options: {path: out.csv, schema: {mode: observed}}}}
+default_sink: out
+telemetry: {enabled: true}
+`)
+    const r = runCli(["validate", "-s", path])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stderr).toContain("warning: telemetry.enabled is true but no exporter (exporters) and no jsonl_path is given")
   })
 
   it("invalid telemetry settings exit 2 naming the key", () => {

@@ -10,8 +10,19 @@
  * as `jsonl_path`). ELSPETH's `azure_monitor` and `datadog` are errors naming them.
  */
 import { Schema } from "effect"
-import type { Granularity } from "../services/telemetry.js"
-import { PositiveInt, showValue } from "./plugins/options.js"
+import type { Granularity } from "./telemetry.js"
+
+/** A value as an error message shows it (as the settings' other messages do): strings quoted, containers named. */
+const showValue = (value: unknown): string => {
+  if (value === undefined) return "nothing"
+  if (value === null) return "null"
+  if (typeof value === "string") return `'${value.length > 60 ? `${value.slice(0, 57)}...` : value}'`
+  if (Array.isArray(value)) return "a list"
+  if (typeof value === "object") return "a mapping"
+  return String(value)
+}
+
+const isPositiveInt = (n: unknown): n is number => typeof n === "number" && Number.isInteger(n) && n > 0
 
 export const TelemetryExporterSettings = Schema.Struct({
   name: Schema.String,
@@ -69,6 +80,12 @@ const isUrl = (s: string) => {
     return false
   }
 }
+
+/** A section that asks for telemetry but names nowhere to send it. */
+export const telemetryWarnings = (settings: TelemetrySettings | undefined, section = "telemetry"): ReadonlyArray<string> =>
+  settings?.enabled === true && settings.jsonl_path === undefined && (settings.exporters ?? []).length === 0
+    ? [`${section}.enabled is true but no exporter (exporters) and no jsonl_path is given: no telemetry is sent`]
+    : []
 
 /**
  * Checks the section and resolves it: the error names the key and the value, or the
@@ -147,7 +164,7 @@ export const resolveTelemetry = (
         return fail(`${at}.options.headers`, `expected a map of header names to strings, got ${showValue(headers)}`)
       }
       const batch = options["batch_size"]
-      if (batch !== undefined && !Schema.is(PositiveInt)(batch)) return fail(`${at}.options.batch_size`, `expected a positive integer, got ${showValue(batch)}`)
+      if (batch !== undefined && !isPositiveInt(batch)) return fail(`${at}.options.batch_size`, `expected a positive integer, got ${showValue(batch)}`)
       otlp = { endpoint: baseEndpoint(endpoint), headers: headers as Record<string, string>, batchSize: batch }
     }
   }
