@@ -1,5 +1,5 @@
-// Bundles the CLI into one file, dist/bin.js, so that `runledger` starts without
-// resolving and loading hundreds of ES modules. Runs after `tsc -p tsconfig.build.json`
+// Bundles the CLI into dist/bin.js (and the chunks it imports, dist/chunks/), so that
+// `runledger` starts without resolving and loading hundreds of ES modules. Runs after `tsc -p tsconfig.build.json`
 // (which emits the unbundled library, dist/index.js and its modules, for `import
 // "runledger"`); tsc's own dist/bin.js is kept as dist/bin-modules.js, the same CLI
 // unbundled, for comparison (`npm run bench -- startup`) and debugging.

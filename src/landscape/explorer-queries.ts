@@ -206,7 +206,11 @@ const graphCounts = (runId: string, edges: ReadonlyArray<EdgeRecord>) =>
     const sql = yield* SqlClient.SqlClient
     const perNode = yield* sql<{ node_id: string; n: number }>`
       SELECT node_id, COUNT(*) AS n FROM node_states WHERE run_id = ${runId} AND attempt = 1 GROUP BY node_id`
-    const routed = yield* sql<{ edge_id: string; n: number }>`
+    // Routing events (read in one pass: they have no index by edge) are needed only to
+    // tell apart the edges into a node that several edges lead to.
+    const incomingCount = new Map<string, number>()
+    for (const e of edges) incomingCount.set(e.to_node_id, (incomingCount.get(e.to_node_id) ?? 0) + 1)
+    const routed = [...incomingCount.values()].every((n) => n <= 1) ? [] : yield* sql<{ edge_id: string; n: number }>`
       SELECT r.edge_id, COUNT(*) AS n FROM routing_events r JOIN edges e ON e.edge_id = r.edge_id
       WHERE e.run_id = ${runId} GROUP BY r.edge_id`
     const nodes = Object.fromEntries(perNode.map((r) => [r.node_id, r.n]))

@@ -1,6 +1,6 @@
 /**
- * The CLI ships as one bundled file (dist/bin.js, built by `npm run build`), so that it
- * starts without loading hundreds of modules; the library (`import "runledger"`,
+ * The CLI ships bundled (dist/bin.js and the chunks it imports, dist/chunks/, built by
+ * `npm run build`), so that it starts without loading hundreds of modules; the library (`import "runledger"`,
  * dist/index.js) stays tsc's modules, unbundled. The loop's watchdog script is a file
  * of its own beside them.
  */
@@ -28,7 +28,7 @@ const specifiers = (file: string): Array<string> => {
 }
 
 describe("the CLI bundle", () => {
-  it("`runledger` is dist/bin.js, one file importing only node builtins and the native/lazy packages", () => {
+  it("`runledger` is dist/bin.js (and its chunks), importing only node builtins and the native/lazy packages", () => {
     expect(pkg.bin["runledger"]).toBe("dist/bin.js")
     const imports = specifiers(join(REPO, "dist/bin.js"))
     // The only relative imports are the chunks of commands loaded on demand (serve, mcp).

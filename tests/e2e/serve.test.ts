@@ -6,7 +6,7 @@
  * export download (signed and verified, or unsigned), and a Landscape that stays as it was.
  */
 import { createHash } from "node:crypto"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { request } from "node:http"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -14,6 +14,7 @@ import * as YAML from "yaml"
 import { fixture, makeRepo } from "../loop/helpers.js"
 import { runCli, runCliIn } from "../support/cli.js"
 import { demoWorkspace, type DemoWorkspace, type Explorer, startExplorer } from "../support/explorer.js"
+import { pipelineFixtures } from "../support/fixtures.js"
 
 const SCRIPT = "<script>alert(1)</script>"
 const KEY = "explorer-test-signing-key"
@@ -280,5 +281,56 @@ describe("runledger serve: safety at start and the token", () => {
     } finally {
       await explorer.stop()
     }
+  })
+})
+
+describe("runledger serve: rows with several tokens (explode, fork and coalesce)", () => {
+  let work = ""
+  let explorer: Explorer | undefined
+  let basketsRun = ""
+
+  beforeAll(async () => {
+    work = pipelineFixtures()
+    for (const fixture of ["baskets", "forks"]) {
+      const r = await runCliIn(work, ["run", "-s", `${fixture}/settings.yaml`, "--json", "--quiet"])
+      expect(r.status, r.stderr).toBe(0)
+      if (fixture === "baskets") basketsRun = (JSON.parse(r.stdout) as { run_id: string }).run_id
+    }
+  }, 60_000)
+
+  afterAll(async () => {
+    await explorer?.stop()
+    if (work !== "") rmSync(work, { recursive: true, force: true })
+  })
+
+  it("an exploded row lists its tokens (300), each a permalink whose page shows the token tree", async () => {
+    explorer = await startExplorer(work, ["--db", "baskets/runs/audit.db"])
+    const get = (path: string) => fetch(new URL(path, explorer!.url))
+    const ambiguous = await get(`/runs/${basketsRun}/rows/0`)
+    expect(ambiguous.status).toBe(300)
+    const html = await ambiguous.text()
+    const tokens = [...html.matchAll(/href="\/runs\/[^/]+\/tokens\/(tok_\w+)"/g)].map((m) => m[1]!)
+    expect(tokens).toHaveLength(2)
+    const page = await (await get(`/runs/${basketsRun}/tokens/${tokens[1]}`)).text()
+    expect(page).toMatch(/<span class="outcome-EXPANDED">EXPANDED<\/span>/)
+    expect(page).toMatch(new RegExp(`<li class="selected"><a class="mono" href="/runs/${basketsRun}/tokens/${tokens[1]}">`))
+    expect(page).toContain("json_explode_0")
+    await explorer.stop()
+    explorer = undefined
+  })
+
+  it("a forked and coalesced row: the fork and coalesce groups in the token tree", async () => {
+    explorer = await startExplorer(work, ["--db", "forks/runs/audit.db"])
+    const api = await (await fetch(new URL("/api/runs", explorer.url))).json() as { runs: ReadonlyArray<{ run_id: string }> }
+    const runId = api.runs[0]!.run_id
+    const forked = await (await fetch(new URL(`/api/runs/${runId}/rows?outcome=FORKED`, explorer.url))).json() as RowsPage
+    expect(forked.rows.length).toBeGreaterThan(0)
+    const first = forked.rows[0]!
+    const r = await fetch(new URL(`/runs/${runId}/rows/${first.row_index}`, explorer.url))
+    const html = await r.text()
+    expect(html).toContain("· fork grp_")
+    expect(html).toMatch(/outcome-FORKED/)
+    expect(html).toMatch(/ · branch (left|right)/)
+    expect(html).toMatch(/ · coalesced \w+/)
   })
 })
