@@ -58,11 +58,13 @@ export class ProcessWatchdog extends Context.Tag("runledger/ProcessWatchdog")<Pr
 
 /**
  * The watchdog script: dist/loop/watchdog-process.js in the built package, found beside
- * this module (dist/loop/watchdog.js) or, from the bundled CLI (dist/bin.js), under loop/.
+ * this module (dist/loop/watchdog.js) or from the bundled CLI, whose code may run from
+ * dist/bin.js or from one of its chunks in dist/chunks/.
  */
 export const watchdogScript = (): string => {
-  const beside = fileURLToPath(new URL("./watchdog-process.js", import.meta.url))
-  return NodeFs.existsSync(beside) ? beside : fileURLToPath(new URL("./loop/watchdog-process.js", import.meta.url))
+  const candidates = ["./watchdog-process.js", "./loop/watchdog-process.js", "../loop/watchdog-process.js"]
+    .map((relative) => fileURLToPath(new URL(relative, import.meta.url)))
+  return candidates.find((path) => NodeFs.existsSync(path)) ?? candidates[0]!
 }
 
 const isoNow = Effect.map(Clock.currentTimeMillis, (ms) => DateTime.formatIso(DateTime.unsafeMake(ms)))
