@@ -26,6 +26,7 @@ import migration0005 from "./migrations/0005_loop_processes.js"
 import migration0006 from "./migrations/0006_loop_integration.js"
 import migration0007 from "./migrations/0007_loop_export_status.js"
 import migration0008 from "./migrations/0008_lineage_indexes.js"
+import migration0009 from "./migrations/0009_external_calls.js"
 import { reapCrashedRuns } from "./reap.js"
 import { DEFAULT_ENCRYPTION, type LandscapeEncryption, LandscapeOpenError, openLandscapeClient } from "./open.js"
 import { notLandscape } from "./recorder-errors.js"
@@ -49,7 +50,8 @@ export const migrations = {
   "0005_loop_processes": migration0005,
   "0006_loop_integration": migration0006,
   "0007_loop_export_status": migration0007,
-  "0008_lineage_indexes": migration0008
+  "0008_lineage_indexes": migration0008,
+  "0009_external_calls": migration0009
 } as const
 
 /** The highest migration id (ids need not be contiguous). */

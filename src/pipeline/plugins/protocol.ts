@@ -6,6 +6,7 @@
  */
 import type { Effect, Scope, Stream } from "effect"
 import { Data } from "effect"
+import type { ExternalCallSpec } from "./external/spec.js"
 
 export type Row = { readonly [key: string]: unknown }
 
@@ -164,6 +165,11 @@ export interface RowTransformInstance {
   readonly outputSchema: SchemaConfig
   /** Pure and synchronous; a thrown error or a PluginRunError is a run failure. */
   readonly process: (row: Row) => TransformResult
+  /**
+   * Set by transforms whose result comes from an external call (`llm`, `http`): the
+   * engine makes and records the call and never calls `process`.
+   */
+  readonly external?: ExternalCallSpec
 }
 
 export type BatchResult =
