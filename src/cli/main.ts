@@ -1,4 +1,5 @@
 import * as Command from "@effect/cli/Command"
+import { devCommand } from "./dev.js"
 import { exportCommand } from "./export.js"
 import { explainCommand } from "./explain.js"
 import { loopCommand } from "./loop.js"
@@ -17,7 +18,7 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand])
+  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, devCommand])
 )
 
 export const cli = Command.run(rootCommand, { name: "runledger", version: VERSION })
