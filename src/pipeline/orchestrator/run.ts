@@ -3,7 +3,8 @@
  * the source through the processor, make sink writes durable in batches, and finalize
  * the run — completed, failed or interrupted — with a complete trail in every case.
  */
-import { type Chunk, Deferred, Effect, Exit, Queue, Stream } from "effect"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Chunk, Deferred, Effect, Exit, Option, Queue, Stream } from "effect"
 import { CanonicalError, canonicalJsonUnsafe } from "../../core/canonical.js"
 import { type EdgeId, newCheckpointId, type RunId } from "../../core/ids.js"
 import { stateJson } from "../../core/state-json.js"
@@ -15,7 +16,11 @@ import { crashPoint } from "../crash-points.js"
 import type { PluginRunError, SinkCommitted, SourceItem, SourcePosition } from "../plugins/protocol.js"
 import { CHECKPOINT_STATE_VERSION, type CheckpointState, type SourceFileState } from "./checkpoint-state.js"
 import { graphRecords } from "./graph-records.js"
-import { Processor, type StepResult } from "./processor.js"
+import { Processor, type SinkQueue, type StepResult } from "./processor.js"
+import { filesystemPayloadStore } from "../../landscape/payload-store.js"
+import { DEFAULT_PAYLOAD_BASE_PATH } from "../landscape-settings.js"
+import { redactSecrets } from "../secrets.js"
+import { type ExternalCalls, hasExternalCalls, loadReplayIndex, makeExternalCalls, type VerificationSummary } from "./external-calls.js"
 import { commitSinks, type OpenedSink, openSinks, type SinkContext } from "./sinks.js"
 import { fingerprintSource } from "./source-file.js"
 import { ProcessingCrash } from "./tokens.js"
@@ -85,7 +90,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       : null
     const runId = resume !== undefined
       ? resume.runId
-      : yield* recorder.beginRun({ settings: plan.settings, sourceSchema: plan.source.instance.schema })
+      : yield* recorder.beginRun({ settings: redactSecrets(plan.settings), sourceSchema: plan.source.instance.schema })
     const attempt = resume?.attempt ?? 1
     const startedMs = clock.unsafeCurrentTimeMillis()
     yield* telemetry.emit({ _tag: "RunStarted", runId, kind: "pipeline", at: new Date(startedMs).toISOString() })
@@ -240,7 +245,12 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         lastDurableMs = clock.unsafeCurrentTimeMillis()
       })
 
+    let externalCalls: ExternalCalls | undefined
+
     const processing = Effect.gen(function*() {
+      externalCalls = yield* openExternalCalls(plan, runId, (records) => {
+        for (const r of records) proc.trail.records.push(r)
+      })
       // Sinks that rows can reach, opened in settings order, failsinks first (released in reverse).
       const reachable = new Set(plan.graph.edges.map((e) => e.to))
       const opened = yield* openSinks(
@@ -341,6 +351,58 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
           }
         }))
 
+      /** Runs processor work to its end, sleeping on the Clock for retry waits. */
+      const drive = (work: () => StepResult) =>
+        Effect.gen(function*() {
+          const step: { r: StepResult } = { r: { _tag: "Done" } }
+          yield* guarded(() => {
+            step.r = work()
+          })
+          while (step.r._tag === "Sleep") {
+            yield* Effect.sleep(step.r.millis)
+            yield* guarded(() => {
+              step.r = proc.run()
+            })
+          }
+        })
+
+      /**
+       * The pooled path, for pipelines with external transforms: a window of source
+       * items runs up to its external calls, the calls run concurrently (the clients'
+       * pools bound them), and the tokens resume in source order; each sink's queue is
+       * put back in source order (a reorder buffer) before anything is written.
+       */
+      const processChunkPooled = (calls: ExternalCalls, items: Chunk.Chunk<SourceItem>) =>
+        lock.withPermits(1)(Effect.gen(function*() {
+          const all = Chunk.toReadonlyArray(items)
+          for (let start = 0; start < all.length; start += calls.window) {
+            const window = all.slice(start, start + calls.window)
+            for (const item of window) {
+              yield* drive(() => {
+                proc.startItem(item)
+                return proc.run()
+              })
+            }
+            while (proc.parked.length > 0) {
+              const parked = proc.parked.slice()
+              const outcomes = yield* Effect.forEach(parked, calls.resolve, { concurrency: "unbounded" })
+              proc.parked = []
+              for (let i = 0; i < parked.length; i++) {
+                yield* drive(() => proc.resume(parked[i]!, outcomes[i]!.result, outcomes[i]!.records))
+              }
+            }
+            for (const queue of proc.sinkQueues.values()) inSourceOrder(queue)
+            for (const item of window) if (item.position !== undefined) sourcePosition = item.position
+            crashPoint("row")
+            if (durabilityDue()) yield* durabilityPoint(opened)
+          }
+          const now = clock.unsafeCurrentTimeMillis()
+          if (now - lastProgressMs >= progressMs) {
+            lastProgressMs = now
+            yield* telemetry.emit({ _tag: "Progress", runId, rows: proc.rowsProcessed, elapsedMs: now - startedMs })
+          }
+        }))
+
       const source = plan.source.instance
       const position = resume?.state.source.position
       // A resume seeks to where the last covered row ended when the source says where
@@ -352,7 +414,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         : Stream.drop(source.read, resume.state.source.items)
       const consume = read.pipe(
         Stream.mapError((e) => new PipelineRunError({ runId, message: `source '${plan.source.plugin}': ${e.message}`, cause: e })),
-        Stream.runForEachChunk(processChunk)
+        Stream.runForEachChunk((items) => externalCalls === undefined ? processChunk(items) : processChunkPooled(externalCalls, items))
       )
       yield* Effect.raceFirst(consume, Deferred.await(fatal))
       yield* lock.withPermits(1)(guarded(() => proc.endOfSource()))
@@ -427,9 +489,50 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         })
       )
     }
+    const verification: VerificationSummary | undefined = externalCalls?.verification()
+    if (verification !== undefined) recorded = { ...recorded, verification }
     if (options.afterRun !== undefined) {
       const exportStatus = yield* options.afterRun(runId, recorded.status)
       recorded = { ...recorded, export_status: exportStatus }
     }
     return recorded
   }).pipe(Effect.withSpan("runPipeline"))
+
+/** Puts a sink's queued rows back in source order (stable: a row's own outputs keep theirs). */
+const inSourceOrder = (queue: SinkQueue): void => {
+  const held = queue.held
+  let sorted = true
+  for (let i = 1; i < held.length && sorted; i++) if (held[i]!.order < held[i - 1]!.order) sorted = false
+  if (sorted) return
+  const idx = held.map((_, i) => i).sort((a, b) => held[a]!.order - held[b]!.order || a - b)
+  queue.rows = idx.map((i) => queue.rows[i]!)
+  queue.held = idx.map((i) => held[i]!)
+}
+
+/**
+ * The external calls of a run with `llm`/`http` transforms (undefined without any): the
+ * clients, the payload store of the call bodies, and for replay/verify the recorded
+ * run's calls.
+ */
+const openExternalCalls = (
+  plan: PipelinePlan,
+  runId: RunId,
+  onInterrupted: (records: ReadonlyArray<AuditRecord>) => void
+) =>
+  Effect.gen(function*() {
+    if (!hasExternalCalls(plan)) return undefined
+    const mode = plan.settings.run_mode ?? "live"
+    const replayFrom = plan.settings.replay_from
+    let replay = undefined
+    if (mode !== "live" && replayFrom !== undefined) {
+      const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
+      if (Option.isNone(sql)) {
+        return yield* Effect.fail(new PipelineRunError({ runId, message: `run_mode: ${mode} needs the Landscape's SQL client to read run ${replayFrom}` }))
+      }
+      replay = yield* loadReplayIndex(sql.value, replayFrom, "the Landscape").pipe(
+        Effect.mapError((message) => new PipelineRunError({ runId, message }))
+      )
+    }
+    const store = filesystemPayloadStore(plan.settings.payload_store?.base_path ?? DEFAULT_PAYLOAD_BASE_PATH)
+    return yield* makeExternalCalls(plan, { runId, mode, replayFrom, replay, store, onInterrupted })
+  })
