@@ -18,6 +18,8 @@ import { SqlExportStoreLive } from "./export-store.js"
 import { defaultJournalPath, type JournalOptions, openJournal } from "./journal.js"
 import { LoopRecorderSql } from "./loop-recorder.js"
 import { ResumeStoreSql } from "./resume-store.js"
+import { CallStoreSql } from "./call-store.js"
+import type { CallStore } from "../services/call-store.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
@@ -227,10 +229,10 @@ export const SqliteLandscape = (
   url: string,
   options: SqlRecorderOptions & LandscapeOpenOptions = {}
 ): Layer.Layer<
-  Recorder | ExportStore | LoopRecorder | ResumeStore | SqlClient.SqlClient | SqliteClient.SqliteClient,
+  Recorder | ExportStore | LoopRecorder | ResumeStore | CallStore | SqlClient.SqlClient | SqliteClient.SqliteClient,
   RecorderError | LandscapeUrlError | LandscapeOpenError
 > =>
-  Layer.mergeAll(SqlExportStoreLive, LoopRecorderSql, ResumeStoreSql).pipe(
+  Layer.mergeAll(SqlExportStoreLive, LoopRecorderSql, ResumeStoreSql, CallStoreSql).pipe(
     Layer.provideMerge(SqlRecorderLive(options)),
     Layer.provideMerge(LandscapeSql(url, options)),
     Layer.provideMerge(options.payloadStore === undefined ? Layer.empty : payloadStoreReady(options.payloadStore.basePath))

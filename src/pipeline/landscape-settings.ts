@@ -7,6 +7,7 @@
  * the purely informational ones are listed in `INFORMATIONAL_KEYS`.
  */
 import { Schema } from "effect"
+import { DEFAULT_PAYLOAD_BASE_PATH } from "../services/call-store.js"
 import { PositiveInt, showValue } from "./plugins/options.js"
 
 const NonEmptyString = Schema.String.pipe(
@@ -72,7 +73,7 @@ export const INFORMATIONAL_KEYS: ReadonlyArray<readonly [key: string, why: strin
 ]
 
 /** ELSPETH's default folder of the payload store, used when `payload_store` gives no `base_path`. */
-export const DEFAULT_PAYLOAD_BASE_PATH = ".elspeth/payloads"
+export { DEFAULT_PAYLOAD_BASE_PATH }
 
 const JOURNAL_OPTIONS = [
   "dump_to_jsonl_path",

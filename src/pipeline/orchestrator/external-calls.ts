@@ -14,12 +14,11 @@
  * with the recorded attempts; it opens no connection. A request no recorded call made
  * stops the run with an error naming the row.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, type Scope } from "effect"
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { newId, type RunId } from "../../core/ids.js"
 import type { CallRecord } from "../../services/records.js"
-import type { PayloadStore } from "../../landscape/payload-store.js"
+import type { BlobStore, RecordedCallRow } from "../../services/call-store.js"
 import type { PipelinePlan, TransformStep } from "../build.js"
 import {
   type ErrorClass,
@@ -71,42 +70,30 @@ interface RecordedCall {
 
 export type ReplayIndex = ReadonlyMap<string, RecordedCall>
 
-/** The recorded calls of `runId` by request hash (the first logical call of each request). */
-export const loadReplayIndex = (sql: SqlClient.SqlClient, runId: string, file: string) =>
-  Effect.gen(function*() {
-    const runs = yield* sql.unsafe<{ run_id: string }>(`SELECT run_id FROM runs WHERE run_id = ?`, [runId])
-    if (runs.length === 0) return yield* Effect.fail(`replay_from: no run ${runId} in this Landscape (${file})`)
-    const rows = yield* sql.unsafe<
-      RecordedAttempt & { state_id: string; request_hash: string | null; state_status: string; output_hash: string | null; state_error_json: string | null }
-    >(
-      `SELECT c.call_id, c.attempt, c.http_status, c.error_class, c.error_json, c.response_hash, c.response_model,
-              c.state_id, c.request_hash, s.status AS state_status, s.output_hash, s.error_json AS state_error_json
-       FROM calls c JOIN node_states s ON s.state_id = c.state_id
-       WHERE c.run_id = ? ORDER BY c.state_id, c.attempt`,
-      [runId]
-    )
-    const byState = new Map<string, RecordedCall>()
-    const index = new Map<string, RecordedCall>()
-    for (const r of rows) {
-      if (r.request_hash === null) continue
-      let call = byState.get(r.state_id)
-      if (call === undefined) {
-        call = { stateId: r.state_id, attempts: [], stateStatus: r.state_status, stateOutputHash: r.output_hash, stateErrorJson: r.state_error_json }
-        byState.set(r.state_id, call)
-        if (!index.has(r.request_hash)) index.set(r.request_hash, call)
-      }
-      call.attempts.push({
-        call_id: r.call_id,
-        attempt: Number(r.attempt),
-        http_status: r.http_status === null ? null : Number(r.http_status),
-        error_class: r.error_class,
-        error_json: r.error_json,
-        response_hash: r.response_hash,
-        response_model: r.response_model
-      })
+/** The recorded calls of a run by request hash (the first logical call of each request). */
+export const replayIndexOf = (rows: ReadonlyArray<RecordedCallRow>): ReplayIndex => {
+  const byState = new Map<string, RecordedCall>()
+  const index = new Map<string, RecordedCall>()
+  for (const r of rows) {
+    if (r.request_hash === null) continue
+    let call = byState.get(r.state_id)
+    if (call === undefined) {
+      call = { stateId: r.state_id, attempts: [], stateStatus: r.state_status, stateOutputHash: r.state_output_hash, stateErrorJson: r.state_error_json }
+      byState.set(r.state_id, call)
+      if (!index.has(r.request_hash)) index.set(r.request_hash, call)
     }
-    return index as ReplayIndex
-  }).pipe(Effect.mapError((e) => (typeof e === "string" ? e : `replay_from: cannot read the recorded calls of run ${runId}: ${String(e)}`)))
+    call.attempts.push({
+      call_id: r.call_id,
+      attempt: r.attempt,
+      http_status: r.http_status,
+      error_class: r.error_class,
+      error_json: r.error_json,
+      response_hash: r.response_hash,
+      response_model: r.response_model
+    })
+  }
+  return index
+}
 
 /** What resolving a parked call gives the processor. */
 export interface CallOutcome {
@@ -127,7 +114,7 @@ export interface ExternalCallsOptions {
   readonly mode: RunMode
   readonly replayFrom: string | undefined
   readonly replay: ReplayIndex | undefined
-  readonly store: PayloadStore
+  readonly store: BlobStore
   /** Where a call interrupted mid-flight is recorded (the processor's trail). */
   readonly onInterrupted: (records: ReadonlyArray<CallRecord>) => void
 }

@@ -3,7 +3,6 @@
  * the source through the processor, make sink writes durable in batches, and finalize
  * the run — completed, failed or interrupted — with a complete trail in every case.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import { Chunk, Deferred, Effect, Exit, Option, Queue, Stream } from "effect"
 import { CanonicalError, canonicalJsonUnsafe } from "../../core/canonical.js"
 import { type EdgeId, newCheckpointId, type RunId } from "../../core/ids.js"
@@ -17,10 +16,9 @@ import type { PluginRunError, SinkCommitted, SourceItem, SourcePosition } from "
 import { CHECKPOINT_STATE_VERSION, type CheckpointState, type SourceFileState } from "./checkpoint-state.js"
 import { graphRecords } from "./graph-records.js"
 import { Processor, type SinkQueue, type StepResult } from "./processor.js"
-import { filesystemPayloadStore } from "../../landscape/payload-store.js"
-import { DEFAULT_PAYLOAD_BASE_PATH } from "../landscape-settings.js"
+import { CallStore, DEFAULT_PAYLOAD_BASE_PATH } from "../../services/call-store.js"
 import { redactSecrets } from "../secrets.js"
-import { type ExternalCalls, hasExternalCalls, loadReplayIndex, makeExternalCalls, type VerificationSummary } from "./external-calls.js"
+import { type ExternalCalls, hasExternalCalls, makeExternalCalls, replayIndexOf, type VerificationSummary } from "./external-calls.js"
 import { commitSinks, type OpenedSink, openSinks, type SinkContext } from "./sinks.js"
 import { fingerprintSource } from "./source-file.js"
 import { ProcessingCrash } from "./tokens.js"
@@ -523,16 +521,19 @@ const openExternalCalls = (
     if (!hasExternalCalls(plan)) return undefined
     const mode = plan.settings.run_mode ?? "live"
     const replayFrom = plan.settings.replay_from
-    let replay = undefined
-    if (mode !== "live" && replayFrom !== undefined) {
-      const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
-      if (Option.isNone(sql)) {
-        return yield* Effect.fail(new PipelineRunError({ runId, message: `run_mode: ${mode} needs the Landscape's SQL client to read run ${replayFrom}` }))
-      }
-      replay = yield* loadReplayIndex(sql.value, replayFrom, "the Landscape").pipe(
-        Effect.mapError((message) => new PipelineRunError({ runId, message }))
+    const callStore = yield* Effect.serviceOption(CallStore)
+    if (Option.isNone(callStore)) {
+      return yield* Effect.fail(
+        new PipelineRunError({ runId, message: "the pipeline makes external calls, and the Landscape layer provides no CallStore for their payloads" })
       )
     }
-    const store = filesystemPayloadStore(plan.settings.payload_store?.base_path ?? DEFAULT_PAYLOAD_BASE_PATH)
+    let replay = undefined
+    if (mode !== "live" && replayFrom !== undefined) {
+      const rows = yield* callStore.value.recordedCalls(replayFrom).pipe(
+        Effect.mapError((message) => new PipelineRunError({ runId, message: `replay_from: ${message}` }))
+      )
+      replay = replayIndexOf(rows)
+    }
+    const store = callStore.value.blobs(plan.settings.payload_store?.base_path ?? DEFAULT_PAYLOAD_BASE_PATH)
     return yield* makeExternalCalls(plan, { runId, mode, replayFrom, replay, store, onInterrupted })
   })
