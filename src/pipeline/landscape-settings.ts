@@ -50,7 +50,7 @@ export const PayloadStoreSettings = Schema.Struct({
   /** Only `filesystem`. */
   backend: Schema.optional(Schema.String),
   base_path: Schema.optional(NonEmptyString),
-  /** Informational: how long payloads are meant to be kept (runledger has no purge). */
+  /** Informational: how long payloads are meant to be kept (`runledger purge --retention-days N` applies it). */
   retention_days: Schema.optional(PositiveInt)
 })
 
@@ -69,7 +69,7 @@ export interface LandscapeSections {
  */
 export const INFORMATIONAL_KEYS: ReadonlyArray<readonly [key: string, why: string]> = [
   ["landscape.enabled", "only `true` is accepted (runledger always records); `false` is an error"],
-  ["payload_store.retention_days", "runledger has no purge command: payload files are kept until you delete them"]
+  ["payload_store.retention_days", "not applied by a run: `runledger purge --retention-days N` deletes expired payloads"]
 ]
 
 /** ELSPETH's default folder of the payload store, used when `payload_store` gives no `base_path`. */
