@@ -45,6 +45,11 @@ const BENCHES: Readonly<Record<string, BenchEntry>> = {
     module: "./startup.js",
     exportName: "runStartupBench",
     description: "CLI start-up: --version and validate, bundled and unbundled, next to bare node (--trials=N)"
+  },
+  llm: {
+    module: "./llm.js",
+    exportName: "runLlmBench",
+    description: "external calls against the fake LLM server (50 ms latency) at pool sizes 1, 8, 32 vs pool_size / latency (--latency-ms=N, --rounds=N)"
   }
 }
 
