@@ -219,9 +219,14 @@ export type TransformInstance = RowTransformInstance | BatchTransformInstance
 // engine makes the call (live, replayed or verified), records every attempt in `calls`
 // with the bodies in the payload store, and applies the result like any row transform's.
 
-/** The part of a request that is recorded and hashed: never the headers (they carry keys). */
+/**
+ * The part of a request that is recorded and hashed: never the headers (they carry
+ * keys), and of the URL only its path and query — the host is in the node's recorded
+ * configuration, and a replay against another address (or none) matches the same calls.
+ */
 export interface RecordedRequest {
   readonly method: ExternalRequest["method"]
+  /** Path and query, e.g. `/v1/chat/completions`. */
   readonly url: string
   readonly body: unknown
 }

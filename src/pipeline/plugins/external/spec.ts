@@ -15,3 +15,13 @@ export const callFailure = (final: ExternalAttempt): Row => ({
   message: final.errorMessage,
   attempts: final.attempt
 })
+
+/** `https://host:8080/v1/x?q=1` → `/v1/x?q=1` (what a call records of its URL). */
+export const pathOf = (url: string): string => {
+  try {
+    const u = new URL(url)
+    return `${u.pathname}${u.search}`
+  } catch {
+    return url
+  }
+}

@@ -11,7 +11,7 @@
  */
 import { Effect, Schema } from "effect"
 import { valueAtPath } from "../external/reply.js"
-import { callFailure, type ExternalCallSpec, type PreparedCall } from "../external/spec.js"
+import { callFailure, type ExternalCallSpec, pathOf, type PreparedCall } from "../external/spec.js"
 import { type CompiledTemplate, compileTemplate, TemplateError } from "../external/template.js"
 import { Identifier, PositiveInt } from "../options.js"
 import type { Row, RowTransformInstance, TransformPlugin } from "../protocol.js"
@@ -124,7 +124,7 @@ export const httpTransform: TransformPlugin = {
           return {
             _tag: "Call",
             request: { method: options.method, url: target, headers, ...(rendered === undefined ? {} : { body: rendered }) },
-            recorded: { method: options.method, url: target, body: rendered ?? null }
+            recorded: { method: options.method, url: pathOf(target), body: rendered ?? null }
           }
         } catch (e) {
           return { _tag: "Error", reason: { reason: "template_error", message: e instanceof Error ? e.message : String(e) } }

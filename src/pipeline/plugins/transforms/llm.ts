@@ -15,7 +15,7 @@
 import { Effect, Schema } from "effect"
 import { sha256Hex, stableHashUnsafe } from "../../../core/canonical.js"
 import { compileJsonSchema, parseJsonReply, schemaErrors } from "../external/reply.js"
-import { callFailure, type ExternalCallSpec, type PreparedCall } from "../external/spec.js"
+import { callFailure, type ExternalCallSpec, pathOf, type PreparedCall } from "../external/spec.js"
 import { compileTemplate, TemplateError } from "../external/template.js"
 import { Identifier, PositiveInt } from "../options.js"
 import type { RowTransformInstance, TransformPlugin } from "../protocol.js"
@@ -106,6 +106,7 @@ export const llmTransform: TransformPlugin = {
         return yield* fail("template", `not a valid template: ${(e as Error).message}`, options.template)
       }
       const templateHash = sha256Hex(options.template)
+      const recordedUrl = pathOf(url)
       const required = options.required_input_fields ?? []
       const headers: Record<string, string> = {}
       if (options.api_key !== undefined && options.api_key !== "") {
@@ -131,7 +132,7 @@ export const llmTransform: TransformPlugin = {
         if (options.temperature !== undefined) body.temperature = options.temperature
         if (options.max_tokens !== undefined) body.max_tokens = options.max_tokens
         if (options.response_format === "json") body.response_format = { type: "json_object" }
-        return { _tag: "Call", request: { method: "POST", url, headers, body }, recorded: { method: "POST", url, body } }
+        return { _tag: "Call", request: { method: "POST", url, headers, body }, recorded: { method: "POST", url: recordedUrl, body } }
       }
 
       const external: ExternalCallSpec = {
