@@ -106,6 +106,8 @@ export interface ExternalCalls {
   readonly resolve: (parked: ParkedCall) => Effect.Effect<CallOutcome, PipelineRunError>
   /** How many parked tokens the driver should collect before resolving them together. */
   readonly window: number
+  /** How many calls the driver runs at once (the largest pool; each client's pool bounds its own). */
+  readonly concurrency: number
   readonly verification: () => VerificationSummary | undefined
 }
 
@@ -413,6 +415,7 @@ export const makeExternalCalls = (
     return {
       resolve,
       window: Math.max(4, maxPool * 4),
+      concurrency: maxPool,
       verification: () => (options.mode === "verify" ? { replay_from: options.replayFrom ?? "", ...summary } : undefined)
     }
   })

@@ -383,7 +383,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
             }
             while (proc.parked.length > 0) {
               const parked = proc.parked.slice()
-              const outcomes = yield* Effect.forEach(parked, calls.resolve, { concurrency: "unbounded" })
+              const outcomes = yield* Effect.forEach(parked, calls.resolve, { concurrency: calls.concurrency })
               proc.parked = []
               for (let i = 0; i < parked.length; i++) {
                 yield* drive(() => proc.resume(parked[i]!, outcomes[i]!.result, outcomes[i]!.records))
