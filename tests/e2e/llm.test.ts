@@ -417,7 +417,7 @@ describe("kill -9 during a pooled run, then resume", () => {
       writeFileSync(join(dir, "settings.yaml"), settings)
       const child = spawn(process.execPath, [BIN, "run", "-s", "settings.yaml"], { cwd: dir, stdio: "ignore", env: process.env })
       const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("close", (_code, signal) => resolve(signal)))
-      while (server.stats().requests < 18) await new Promise((r) => setTimeout(r, 10))
+      while (server.stats().requests < 30) await new Promise((r) => setTimeout(r, 10))
       child.kill("SIGKILL")
       expect(await exited).toBe("SIGKILL")
       const before = server.stats().requests

@@ -3,7 +3,7 @@
  * the source through the processor, make sink writes durable in batches, and finalize
  * the run — completed, failed or interrupted — with a complete trail in every case.
  */
-import { Chunk, Deferred, Effect, Exit, Option, Queue, Stream } from "effect"
+import { type Chunk, Deferred, Effect, Exit, Fiber, Option, Queue, Stream } from "effect"
 import { CanonicalError, canonicalJsonUnsafe } from "../../core/canonical.js"
 import { type EdgeId, newCheckpointId, type RunId } from "../../core/ids.js"
 import { stateJson } from "../../core/state-json.js"
@@ -15,10 +15,10 @@ import { crashPoint } from "../crash-points.js"
 import type { PluginRunError, SinkCommitted, SourceItem, SourcePosition } from "../plugins/protocol.js"
 import { CHECKPOINT_STATE_VERSION, type CheckpointState, type SourceFileState } from "./checkpoint-state.js"
 import { graphRecords } from "./graph-records.js"
-import { Processor, type SinkQueue, type StepResult } from "./processor.js"
+import { type ParkedCall, Processor, type SinkQueue, type StepResult } from "./processor.js"
 import { CallStore, DEFAULT_PAYLOAD_BASE_PATH } from "../../services/call-store.js"
 import { redactSecrets } from "../secrets.js"
-import { type ExternalCalls, hasExternalCalls, makeExternalCalls, replayIndexOf, type VerificationSummary } from "./external-calls.js"
+import { type CallOutcome, type ExternalCalls, hasExternalCalls, makeExternalCalls, replayIndexOf, type VerificationSummary } from "./external-calls.js"
 import { commitSinks, type OpenedSink, openSinks, type SinkContext } from "./sinks.js"
 import { fingerprintSource } from "./source-file.js"
 import { ProcessingCrash } from "./tokens.js"
@@ -365,35 +365,59 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         })
 
       /**
-       * The pooled path, for pipelines with external transforms: a window of source
-       * items runs up to its external calls, the calls run concurrently (the clients'
-       * pools bound them), and the tokens resume in source order; each sink's queue is
-       * put back in source order (a reorder buffer) before anything is written.
+       * The pooled path, for pipelines with external transforms: source items run up to
+       * their external call, each call starts as soon as its token parks (the clients'
+       * pools bound how many are in flight), and tokens resume strictly in the order
+       * they parked while later calls are still running. Each sink's queue is put back
+       * in source order (a reorder buffer) before anything is written, and a durability
+       * point waits until every call started so far has been resumed.
        */
       const processChunkPooled = (calls: ExternalCalls, items: Chunk.Chunk<SourceItem>) =>
         lock.withPermits(1)(Effect.gen(function*() {
-          const all = Chunk.toReadonlyArray(items)
-          for (let start = 0; start < all.length; start += calls.window) {
-            const window = all.slice(start, start + calls.window)
-            for (const item of window) {
+          const pending: Array<{ readonly parked: ParkedCall; readonly fiber: Fiber.RuntimeFiber<CallOutcome, PipelineRunError> }> = []
+          const launched = new Set<ParkedCall>()
+          // Calls beyond the pools wait here, not inside the client: a call interrupted before it started is no call.
+          const slots = yield* Effect.makeSemaphore(calls.concurrency)
+          let lastPosition: SourcePosition | undefined
+          const launch = Effect.gen(function*() {
+            for (const p of proc.parked) {
+              if (launched.has(p)) continue
+              launched.add(p)
+              pending.push({ parked: p, fiber: yield* Effect.fork(slots.withPermits(1)(calls.resolve(p))) })
+            }
+          })
+          const resumeHead = Effect.gen(function*() {
+            const head = pending.shift()!
+            const outcome = yield* Fiber.join(head.fiber)
+            launched.delete(head.parked)
+            const at = proc.parked.indexOf(head.parked)
+            if (at >= 0) proc.parked.splice(at, 1)
+            yield* drive(() => proc.resume(head.parked, outcome.result, outcome.records))
+            yield* launch
+          })
+          const drain = Effect.gen(function*() {
+            while (pending.length > 0) yield* resumeHead
+            for (const queue of proc.sinkQueues.values()) inSourceOrder(queue)
+            if (lastPosition !== undefined) sourcePosition = lastPosition
+          })
+          yield* Effect.gen(function*() {
+            for (const item of items) {
               yield* drive(() => {
                 proc.startItem(item)
                 return proc.run()
               })
-            }
-            while (proc.parked.length > 0) {
-              const parked = proc.parked.slice()
-              const outcomes = yield* Effect.forEach(parked, calls.resolve, { concurrency: calls.concurrency })
-              proc.parked = []
-              for (let i = 0; i < parked.length; i++) {
-                yield* drive(() => proc.resume(parked[i]!, outcomes[i]!.result, outcomes[i]!.records))
+              if (item.position !== undefined) lastPosition = item.position
+              yield* launch
+              while (pending.length > calls.window) yield* resumeHead
+              crashPoint("row")
+              if (durabilityDue()) {
+                yield* drain
+                yield* durabilityPoint(opened)
               }
             }
-            for (const queue of proc.sinkQueues.values()) inSourceOrder(queue)
-            for (const item of window) if (item.position !== undefined) sourcePosition = item.position
-            crashPoint("row")
-            if (durabilityDue()) yield* durabilityPoint(opened)
-          }
+            yield* drain
+          }).pipe(Effect.onError(() => Effect.forEach(pending, (p) => Fiber.interrupt(p.fiber), { discard: true })))
+          if (durabilityDue()) yield* durabilityPoint(opened)
           const now = clock.unsafeCurrentTimeMillis()
           if (now - lastProgressMs >= progressMs) {
             lastProgressMs = now
