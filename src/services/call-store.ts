@@ -21,6 +21,8 @@ export interface BlobStore {
   /** Stores `content` under `hash`; keeps (after checking) a blob already there. */
   readonly put: (hash: string, content: string) => BlobProblem | undefined
   readonly get: (hash: string) => string | BlobProblem
+  /** `put` without blocking the event loop. */
+  readonly putAsync: (hash: string, content: string) => Promise<BlobProblem | undefined>
 }
 
 /** One recorded attempt of a run's call, with the node state it belongs to. */

@@ -196,10 +196,10 @@ export const makeExternalCalls = (
       new PipelineRunError({ runId: options.runId, message, ...(cause === undefined ? {} : { cause }) })
 
     const store = (hash: string, text: string, what: string) =>
-      Effect.suspend(() => {
-        const problem = options.store.put(hash, text)
-        return problem === undefined ? Effect.void : Effect.fail(fail(`storing the ${what} payload: ${problem.message}`, problem))
-      })
+      Effect.flatMap(
+        Effect.promise(() => options.store.putAsync(hash, text)),
+        (problem) => (problem === undefined ? Effect.void : Effect.fail(fail(`storing the ${what} payload: ${problem.message}`, problem)))
+      )
 
     /** The reply body as stored: canonical JSON when it parsed, else the text. */
     const responseBlob = (a: ExternalAttempt): string | null => {
