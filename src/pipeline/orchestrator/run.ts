@@ -174,9 +174,10 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     let lastProgressMs = startedMs
     let checkpointSeq = resume?.nextSequence ?? 0
 
-    const durabilityDue = () =>
+    /** `byClock: false`: only the row/record counts (the pooled path does not stop its calls for the clock). */
+    const durabilityDue = (byClock = true) =>
       proc.pendingRows() >= durabilityRows ||
-      clock.unsafeCurrentTimeMillis() - lastDurableMs >= durabilityMs ||
+      (byClock && clock.unsafeCurrentTimeMillis() - lastDurableMs >= durabilityMs) ||
       (strict && staged.length >= MAX_STAGED_RECORDS) ||
       (strict && policy.aggregationBoundaries && proc.aggregations.flushes !== aggregationFlushesSeen)
 
@@ -410,7 +411,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
               yield* launch
               while (pending.length > calls.window) yield* resumeHead
               crashPoint("row")
-              if (durabilityDue()) {
+              if (durabilityDue(false)) {
                 yield* drain
                 yield* durabilityPoint(opened)
               }
