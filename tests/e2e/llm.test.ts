@@ -7,12 +7,12 @@
 import Database from "better-sqlite3"
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type FakeFault, type FakeLlmServer, sentimentOf, startFakeLlm } from "../../src/dev/fake-llm.js"
-import { BIN, runCliIn } from "../support/cli.js"
+import { BIN, REPO, runCliIn } from "../support/cli.js"
 import { checkInvariantsIn } from "../support/db.js"
 import { tempDir } from "../support/pipeline.js"
 
@@ -443,4 +443,26 @@ describe("kill -9 during a pooled run, then resume", () => {
       rmSync(dir, { recursive: true, force: true })
     }
   }, 60_000)
+})
+
+describe("examples/llm", () => {
+  it("runs against the fake server as docs/llm.md shows", async () => {
+    const dir = tempDir("rl-llm-example-")
+    const previous = process.env.LLM_BASE_URL
+    try {
+      mkdirSync(join(dir, "examples/llm"), { recursive: true })
+      for (const f of ["settings.yaml", "input.csv"]) cpSync(join(REPO, "examples/llm", f), join(dir, "examples/llm", f))
+      server.configure({ faults: {}, latencyMs: 0, flipSentiment: false })
+      process.env.LLM_BASE_URL = server.baseUrl
+      const r = await runCliIn(dir, ["run", "-s", "examples/llm/settings.yaml", "--json"])
+      expect(r.status, r.stderr).toBe(0)
+      expect(JSON.parse(r.stdout).routed_destinations).toEqual({ complaints: 2, output: 4 })
+      const ex = await runCliIn(dir, ["explain", "--db", "examples/llm/runs/audit.db", "--run", "latest", "--row", "1"])
+      expect(ex.stdout).toContain("reply: {\"sentiment\":\"negative\"")
+    } finally {
+      if (previous === undefined) delete process.env.LLM_BASE_URL
+      else process.env.LLM_BASE_URL = previous
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
