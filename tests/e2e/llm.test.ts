@@ -290,6 +290,29 @@ describe("faults at 20% of calls", () => {
   })
 })
 
+describe("rate_limit", () => {
+  it("holds the service's limit as the server sees it, across the pool", async () => {
+    const dir = tempDir("rl-llm-rate-")
+    try {
+      writeFileSync(join(dir, "input.csv"), csvOf(TEXTS))
+      server.configure({ faults: {}, latencyMs: 0 })
+      server.resetStats()
+      const r = await run(dir, settingsYaml({ baseUrl: server.baseUrl, extra: "rate_limit:\n  services:\n    openai: { requests_per_second: 20 }" }))
+      expect(r.status, r.stderr).toBe(0)
+      const arrivals = server.stats().log.map((x) => x.arrivedAt).sort((a, b) => a - b)
+      expect(arrivals).toHaveLength(TEXTS.length)
+      // Evenly spaced at 20/s: in any 250 ms at most ⌈0.25 × 20⌉ + 1 = 6 requests start
+      // (unlimited, a pool of 4 against a server without latency sends them all at once).
+      for (let i = 0; i < arrivals.length; i++) {
+        const inWindow = arrivals.filter((t) => t >= arrivals[i]! && t < arrivals[i]! + 250).length
+        expect(inWindow).toBeLessThanOrEqual(6)
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 /** A TCP server that counts the connections made to it (and answers none). */
 const connectionCounter = async () => {
   let connections = 0
