@@ -6,8 +6,8 @@ import { CliExit, ExitCodes, usageError } from "./exit.js"
 
 const rate = (name: string, what: string) =>
   Options.float(name).pipe(
-    Options.withDefault(0),
-    Options.withDescription(`Fraction of requests (0..1) that get ${what}; default 0`)
+    Options.optional,
+    Options.withDescription(`Fraction of requests (0..1) that get ${what}; default: its share of --fault-rate, else 0`)
   )
 
 const fakeLlmOptions = {
@@ -30,6 +30,12 @@ const fakeLlmOptions = {
   seed: Options.integer("seed").pipe(
     Options.withDefault(0),
     Options.withDescription("Seed for choosing which requests get faults; the same seed and requests give the same faults")
+  ),
+  faultRate: Options.float("fault-rate").pipe(
+    Options.withDefault(0),
+    Options.withDescription(
+      "Fraction of requests (0..1) that get some fault, shared evenly by the six kinds below; a kind given its own rate keeps it"
+    )
   ),
   rateLimitRate: rate("rate-limit-rate", "429 Too Many Requests with Retry-After"),
   serverErrorRate: rate("server-error-rate", "500 Internal Server Error"),
@@ -64,21 +70,31 @@ const untilSigterm = Effect.async<void>((resume) => {
 /** `runledger dev fake-llm`: a fake OpenAI-compatible server until SIGINT/SIGTERM. */
 const fakeLlmCommand = Command.make("fake-llm", fakeLlmOptions, (o) =>
   Effect.gen(function*() {
-    for (const [key, value] of Object.entries(o)) {
-      if (key.endsWith("Rate") && (typeof value !== "number" || value < 0 || value > 1)) {
-        return yield* Effect.fail(usageError(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${String(value)} is not between 0 and 1`))
-      }
+    const ratesGiven: ReadonlyArray<readonly [string, number]> = [
+      ["fault-rate", o.faultRate],
+      ...([
+        ["rate-limit-rate", o.rateLimitRate],
+        ["server-error-rate", o.serverErrorRate],
+        ["timeout-rate", o.timeoutRate],
+        ["malformed-json-rate", o.malformedJsonRate],
+        ["connection-reset-rate", o.connectionResetRate],
+        ["truncated-body-rate", o.truncatedBodyRate]
+      ] as const).flatMap(([name, value]) => (Option.isSome(value) ? [[name, value.value] as const] : []))
+    ]
+    for (const [name, value] of ratesGiven) {
+      if (!(value >= 0 && value <= 1)) return yield* Effect.fail(usageError(`--${name}: ${value} is not between 0 and 1`))
     }
+    const share = o.faultRate / 6
     const faults = {
-      rate_limit: o.rateLimitRate,
-      server_error: o.serverErrorRate,
-      timeout: o.timeoutRate,
-      malformed_json: o.malformedJsonRate,
-      connection_reset: o.connectionResetRate,
-      truncated_body: o.truncatedBodyRate
+      rate_limit: Option.getOrElse(o.rateLimitRate, () => share),
+      server_error: Option.getOrElse(o.serverErrorRate, () => share),
+      timeout: Option.getOrElse(o.timeoutRate, () => share),
+      malformed_json: Option.getOrElse(o.malformedJsonRate, () => share),
+      connection_reset: Option.getOrElse(o.connectionResetRate, () => share),
+      truncated_body: Option.getOrElse(o.truncatedBodyRate, () => share)
     }
     const total = Object.values(faults).reduce((a, b) => a + b, 0)
-    if (total > 1) return yield* Effect.fail(usageError(`the fault rates add up to ${total}, more than 1`))
+    if (total > 1 + 1e-9) return yield* Effect.fail(usageError(`the fault rates add up to ${Math.round(total * 1000) / 1000}, more than 1`))
     // Loaded here, not at the top: commands other than this one do not pay for it.
     const { startFakeLlm } = yield* Effect.promise(() => import("../dev/fake-llm.js"))
     const server = yield* Effect.acquireRelease(

@@ -48,6 +48,13 @@ export interface FakeLlmOptions {
   /** Extra delay, uniformly 0..jitter ms, derived from the request hash. Default 0. */
   readonly latencyJitterMs?: number
   readonly faults?: FakeFaultRates
+  /**
+   * Fraction of requests that get some fault, shared evenly by the six kinds; a kind
+   * named in `faults` has its own rate instead.
+   */
+  readonly faultRate?: number
+  /** How many requests `stats().log` keeps (the latest); counts cover all. Default 100,000. */
+  readonly maxLog?: number
   /** Seed mixed into fault selection. Default 0. */
   readonly seed?: number
   /** Retry-After on 429 replies, seconds. Default 1. */
@@ -82,13 +89,14 @@ export interface FakeRequestRecord {
 }
 
 export interface FakeLlmStats {
+  /** Requests seen since the start (or the last resetStats). */
   readonly requests: number
   readonly byOutcome: Readonly<Record<string, number>>
   readonly inFlight: number
   readonly maxInFlight: number
   /** Requests the client abandoned before the answer was complete (timeouts, interruptions). */
   readonly closedByClient: number
-  /** Every request, in arrival order. */
+  /** The requests, in arrival order (the latest `maxLog` of them). */
   readonly log: ReadonlyArray<Readonly<FakeRequestRecord>>
 }
 
@@ -236,12 +244,30 @@ export const echoReply = (body: unknown, options: { readonly replyVariant?: stri
 
 const errorBody = (message: string, type: string, code: string | number) => JSON.stringify({ error: { message, type, code } })
 
-/** Starts the server; resolves once it listens. */
+/** Why these options cannot work, or null. */
+const optionsProblem = (o: FakeLlmOptions): string | null => {
+  const rates: Array<readonly [string, number]> = [["faultRate", o.faultRate ?? 0]]
+  for (const f of FAKE_FAULTS) rates.push([`faults.${f}`, o.faults?.[f] ?? (o.faultRate ?? 0) / FAKE_FAULTS.length])
+  for (const [name, r] of rates) if (!(r >= 0 && r <= 1)) return `${name}: ${r} is not between 0 and 1`
+  const total = rates.slice(1).reduce((a, [, r]) => a + r, 0)
+  return total > 1 + 1e-9 ? `the fault rates add up to ${total}, more than 1` : null
+}
+
+/** Starts the server; resolves once it listens (rejects on options that cannot work). */
 export const startFakeLlm = (initial: FakeLlmOptions = {}): Promise<FakeLlmServer> => {
+  const problem = optionsProblem(initial)
+  if (problem !== null) return Promise.reject(new Error(`fake-llm: ${problem}`))
   let options: FakeLlmOptions = { ...initial }
   const seen = new Map<string, number>()
   const forced: Array<FakeFault> = []
   let log: Array<FakeRequestRecord> = []
+  let total = 0
+  let closedCount = 0
+  let byOutcome: Record<string, number> = {}
+  const count = (outcome: FakeOutcome, delta: number) => {
+    byOutcome[outcome] = (byOutcome[outcome] ?? 0) + delta
+    if (byOutcome[outcome] === 0) delete byOutcome[outcome]
+  }
   let seq = 0
   let inFlight = 0
   let maxInFlight = 0
@@ -261,14 +287,17 @@ export const startFakeLlm = (initial: FakeLlmOptions = {}): Promise<FakeLlmServe
     if (header !== undefined && (FAKE_FAULTS as ReadonlyArray<string>).includes(header)) return header as FakeFault
     const next = forced.shift()
     if (next !== undefined) return next
-    const n = (seen.get(bodyHash) ?? 0) + 1
-    seen.set(bodyHash, n)
-    const rates = options.faults ?? {}
+    const rates = FAKE_FAULTS.map((f) => options.faults?.[f] ?? (options.faultRate ?? 0) / FAKE_FAULTS.length)
+    if (rates.every((r) => r <= 0)) return null
+    // Keyed by a prefix of the hash: enough to tell bodies apart, half the memory.
+    const key = bodyHash.slice(0, 24)
+    const n = (seen.get(key) ?? 0) + 1
+    seen.set(key, n)
     const u = unit(sha256(`${options.seed ?? 0}\u0000${bodyHash}\u0000${n}`))
     let acc = 0
-    for (const f of FAKE_FAULTS) {
-      acc += rates[f] ?? 0
-      if (u < acc) return f
+    for (let i = 0; i < FAKE_FAULTS.length; i++) {
+      acc += rates[i]!
+      if (u < acc) return FAKE_FAULTS[i]!
     }
     return null
   }
@@ -298,6 +327,7 @@ export const startFakeLlm = (initial: FakeLlmOptions = {}): Promise<FakeLlmServe
     res.on("close", () => {
       if (!res.writableFinished && record.outcome !== "connection_reset" && record.outcome !== "truncated_body") {
         record.closedByClient = true
+        closedCount++
       }
       finish()
     })
@@ -315,16 +345,25 @@ export const startFakeLlm = (initial: FakeLlmOptions = {}): Promise<FakeLlmServe
     const known = isChat || isEcho || (req.method === "GET" && ["/v1/models", "/health", "/admin/stats"].includes(path))
 
     const setOutcome = (o: FakeOutcome) => {
+      count(record.outcome, -1)
       record.outcome = o
+      count(o, 1)
     }
+    total++
+    count("ok", 1)
     log.push(record)
+    const maxLog = Math.max(1, options.maxLog ?? 100_000)
+    if (log.length > 2 * maxLog) log = log.slice(-maxLog)
 
     if (!known) {
       setOutcome("not_found")
       return send(404, errorBody(`no route ${req.method} ${path}`, "invalid_request_error", "not_found"))
     }
     if (path === "/health") return send(200, JSON.stringify({ status: "ok" }))
-    if (path === "/admin/stats") return send(200, JSON.stringify(statsOf()))
+    if (path === "/admin/stats") {
+      const { log: entries, ...counts } = statsOf()
+      return send(200, JSON.stringify(url.searchParams.get("log") === "true" ? { ...counts, log: entries } : counts))
+    }
     if (options.apiKey !== undefined && req.headers["authorization"] !== `Bearer ${options.apiKey}`) {
       setOutcome("unauthorized")
       return send(401, errorBody("invalid api key", "invalid_request_error", "invalid_api_key"))
@@ -398,15 +437,14 @@ export const startFakeLlm = (initial: FakeLlmOptions = {}): Promise<FakeLlmServe
   }
 
   const statsOf = (): FakeLlmStats => {
-    const byOutcome: Record<string, number> = {}
-    for (const r of log) byOutcome[r.outcome] = (byOutcome[r.outcome] ?? 0) + 1
+    const maxLog = Math.max(1, options.maxLog ?? 100_000)
     return {
-      requests: log.length,
-      byOutcome,
+      requests: total,
+      byOutcome: { ...byOutcome },
       inFlight,
       maxInFlight,
-      closedByClient: log.filter((r) => r.closedByClient).length,
-      log: log.map((r) => ({ ...r }))
+      closedByClient: closedCount,
+      log: log.slice(-maxLog).map((r) => ({ ...r }))
     }
   }
 
@@ -437,10 +475,16 @@ export const startFakeLlm = (initial: FakeLlmOptions = {}): Promise<FakeLlmServe
         stats: statsOf,
         resetStats: () => {
           log = []
+          total = 0
+          closedCount = 0
+          byOutcome = {}
           maxInFlight = inFlight
         },
         configure: (patch) => {
-          options = { ...options, ...patch }
+          const next = { ...options, ...patch }
+          const bad = optionsProblem(next)
+          if (bad !== null) throw new Error(`fake-llm: ${bad}`)
+          options = next
         },
         failNext: (...faults) => {
           forced.push(...faults)

@@ -75,5 +75,9 @@ describe("runledger dev fake-llm", () => {
     const sum = runCli(["dev", "fake-llm", "--server-error-rate", "0.6", "--timeout-rate", "0.6"])
     assert.strictEqual(sum.status, 2)
     assert.include(sum.stderr, "add up to 1.2")
+    const shared = runCli(["dev", "fake-llm", "--fault-rate", "0.6", "--timeout-rate", "0.6"])
+    assert.strictEqual(shared.status, 2)
+    // 0.6 / 6 for each of the five other kinds, plus 0.6.
+    assert.include(shared.stderr, "add up to 1.1")
   })
 })

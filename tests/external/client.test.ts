@@ -27,7 +27,8 @@ describe("external client: error classes and retries", () => {
     it.live(`${fault} is ${CLASS_OF[fault]}, retried, then the call succeeds`, () =>
       Effect.gen(function*() {
         const s = yield* fakeServer({ retryAfterSeconds: 0 })
-        const client = yield* makeExternalClient(clientOptions({ timeoutMs: 300 }))
+        // A hung request ends after the timeout; the others answer within it even on a busy machine.
+        const client = yield* makeExternalClient(clientOptions({ timeoutMs: 1000 }))
         s.failNext(fault)
         const r = yield* client.call(chatRequest(s, "I love it"))
         assert.deepStrictEqual(classes(r.attempts), [CLASS_OF[fault], null])
@@ -43,6 +44,38 @@ describe("external client: error classes and retries", () => {
         assert.deepStrictEqual(s.stats().log.map((x) => x.outcome), [fault, "ok"])
       }).pipe(Effect.scoped))
   }
+
+  it.live("under every fault at once, each attempt is one request and is classified as the server chose", () =>
+    Effect.gen(function*() {
+      const s = yield* fakeServer({ seed: 11, faultRate: 0.6, retryAfterSeconds: 0 })
+      const client = yield* makeExternalClient(
+        clientOptions({ timeoutMs: 1000, poolSize: 16, retry: { maxAttempts: 6, baseDelayMs: 1, maxDelayMs: 5, jitter: true } })
+      )
+      const results = yield* Effect.forEach(Array.from({ length: 80 }, (_, i) => i), (i) => client.call(echo(s, { i })), {
+        concurrency: "unbounded"
+      })
+      const attempts = results.flatMap((r) => r.attempts)
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+      assert.strictEqual(attempts.length, s.stats().requests)
+      const seen: Record<string, number> = {}
+      for (const a of attempts) {
+        const key = a.errorClass ?? "ok"
+        seen[key] = (seen[key] ?? 0) + 1
+      }
+      const expected: Record<string, number> = {}
+      for (const [outcome, n] of Object.entries(s.stats().byOutcome)) {
+        const key = outcome === "ok" ? "ok" : CLASS_OF[outcome as FakeFault]
+        expected[key] = (expected[key] ?? 0) + n
+      }
+      assert.deepStrictEqual(seen, expected)
+      for (const r of results) {
+        assert.strictEqual(r.final, r.attempts[r.attempts.length - 1])
+        assert.deepStrictEqual(r.attempts.map((a) => a.attempt), r.attempts.map((_, i) => i + 1))
+        // Retried until success or the last attempt.
+        r.attempts.slice(0, -1).forEach((a) => assert.isNotNull(a.errorClass))
+        assert.isTrue(r.final.errorClass === null || r.attempts.length === 6)
+      }
+    }).pipe(Effect.scoped))
 
   it.live("keeps what arrived: the status and the partial body of a truncated answer, the status of a 500", () =>
     Effect.gen(function*() {
@@ -110,6 +143,18 @@ describe("external client: error classes and retries", () => {
       assert.deepStrictEqual(classes(r.attempts), ["connection_refused", "connection_refused", "connection_refused"])
       assert.isNull(r.final.status)
       assert.include(r.final.errorMessage!, `127.0.0.1:${port}`)
+    }).pipe(Effect.scoped))
+
+  it.live("classifies a failed TLS handshake as network and does not retry it", () =>
+    Effect.gen(function*() {
+      // https:// to the fake server, which speaks plain HTTP: the handshake fails.
+      const s = yield* fakeServer()
+      const client = yield* makeExternalClient(clientOptions())
+      const r = yield* client.call({ method: "GET", url: s.baseUrl.replace("http:", "https:") + "/models", headers: {} })
+      assert.deepStrictEqual(classes(r.attempts), ["network"])
+      assert.isNull(r.final.status)
+      assert.match(r.final.errorMessage!, /^request to 127\.0\.0\.1:\d+ failed \(/)
+      assert.strictEqual(s.stats().requests, 0)
     }).pipe(Effect.scoped))
 
   it.live("refuses URLs it cannot send without touching the network", () =>

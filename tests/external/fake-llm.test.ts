@@ -133,6 +133,33 @@ describe("fake-llm faults", () => {
     assert.isTrue((counts["server_error"] ?? 0) > 20 && (counts["server_error"] ?? 0) < 60, JSON.stringify(counts))
   })
 
+  it("share faultRate evenly among the six kinds (hung requests given up by the client)", async () => {
+    const s = await start({ seed: 1, faultRate: 0.6 })
+    await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        fetch(`${s.baseUrl}/echo`, { method: "POST", body: JSON.stringify({ i }), signal: AbortSignal.timeout(2000) })
+          .then((r) => r.text())
+          .catch(() => undefined)
+      )
+    )
+    const counts = s.stats().byOutcome
+    assert.strictEqual(s.stats().requests, 300)
+    for (const f of ["rate_limit", "server_error", "timeout", "malformed_json", "connection_reset", "truncated_body"]) {
+      // 300 draws at 10% each: near 30; the seed fixes the figures.
+      assert.isTrue((counts[f] ?? 0) > 10 && (counts[f] ?? 0) < 55, `${f}: ${JSON.stringify(counts)}`)
+    }
+    // Every hung request ends when the client gives up (the server sees the close soon after).
+    while (s.stats().closedByClient < (counts["timeout"] ?? 0)) await new Promise((r) => setTimeout(r, 10))
+    assert.strictEqual(s.stats().closedByClient, counts["timeout"])
+  })
+
+  it("refuse rates that cannot work", async () => {
+    const err = await startFakeLlm({ faults: { server_error: 0.7, timeout: 0.5 } }).then(() => "started", (e: Error) => e.message)
+    assert.strictEqual(err, "fake-llm: the fault rates add up to 1.2, more than 1")
+    const s = await start()
+    assert.throws(() => s.configure({ faultRate: 2 }), /faultRate: 2 is not between 0 and 1/)
+  })
+
   it("draw afresh when the same request comes again (a retry can succeed)", async () => {
     const s = await start({ faults: { server_error: 0.5 } })
     const statuses: Array<number> = []

@@ -3,7 +3,7 @@
  * schedule (exponential, capped, with jitter) and Retry-After.
  */
 import { Duration, Schedule } from "effect"
-import type { ErrorClass, ExternalAttempt } from "./client.js"
+import type { ErrorClass, ExternalAttempt } from "./types.js"
 
 /**
  * Retried unless the caller says otherwise: failures a later attempt can cure. A
