@@ -250,3 +250,45 @@ payload_store: {base_path: ${join(dir, "payloads")}}
       expect(closed).toBe(3)
     }).pipe(Effect.provide(TestLandscape)))
 })
+
+describe("an llm call on a fork branch", () => {
+  it.live.each(["require_all", "first"] as const)("coalesce %s: one merged row per source row, every token one terminal outcome", (policy) =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      writeFile(dir, "in.csv", `id,text\n${Array.from({ length: 6 }, (_, i) => `${i},great ${i}`).join("\n")}\n`)
+      server.configure({ latencyMs: 5, faults: {} })
+      const r = yield* runSettings(`
+source:
+  plugin: csv
+  on_success: rows
+  options: {path: ${join(dir, "in.csv")}, schema: {mode: fixed, fields: ["id: int", "text: str"]}, on_validation_failure: discard}
+gates:
+  - name: split
+    input: rows
+    condition: "row['id'] >= 0"
+    routes: {"true": fork, "false": out}
+    fork_to: [ask, plain]
+transforms:
+  - name: asker
+    plugin: llm
+    input: ask
+    on_success: asked
+    options: {provider: openai_compatible, base_url: "${server.baseUrl}", model: m, template: "{{ row.text }}", response_field: a, pool_size: 3, schema: {mode: observed}}
+coalesce:
+  - name: join
+    branches: {ask: asked, plain: plain}
+    policy: ${policy}
+    merge: union
+    on_success: out
+sinks:
+  out: {plugin: json, options: {path: ${join(dir, "out.jsonl")}, format: jsonl, schema: {mode: observed}}}
+payload_store: {base_path: ${join(dir, "payloads")}}
+`)
+      assert.isTrue(Either.isRight(r), Either.isLeft(r) ? r.left.message : "")
+      const rows = readFileSync(join(dir, "out.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+      assert.deepStrictEqual(rows.map((x) => x.id), [0, 1, 2, 3, 4, 5])
+      if (policy === "require_all") for (const x of rows) assert.match(String(x.a), /Sentiment: positive/)
+      const runId = (yield* query<{ run_id: string }>(`SELECT run_id FROM runs`))[0]!.run_id
+      yield* assertLandscapeInvariants(runId)
+    }).pipe(Effect.provide(TestLandscape)))
+})

@@ -305,8 +305,9 @@ export class Processor {
       if (result !== DONE) return result
       this.queue.shift()
     }
-    // Every fork of this unit of work has delivered all its children by now.
-    this.coalesces.unitDone()
+    // Every fork of this unit of work has delivered all its children by now — unless some
+    // wait at an external call (they arrive when resumed).
+    if (this.parked.length === 0) this.coalesces.unitDone()
     return DONE
   }
 
