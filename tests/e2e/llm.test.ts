@@ -468,6 +468,40 @@ describe("kill -9 during a pooled run, then resume", () => {
   }, 60_000)
 })
 
+describe("Ctrl-C during a pooled run, then resume", () => {
+  it("exits 130 with the run interrupted; resume finishes it with every row once", async () => {
+    const dir = tempDir("rl-llm-sigint-")
+    try {
+      const texts = Array.from({ length: 30 }, (_, i) => `${TEXTS[i % TEXTS.length]} item ${i}`)
+      writeFileSync(join(dir, "input.csv"), csvOf(texts))
+      server.configure({ faults: {}, latencyMs: 40, flipSentiment: false })
+      server.resetStats()
+      writeFileSync(join(dir, "settings.yaml"), settingsYaml({ baseUrl: server.baseUrl, checkpoint: "checkpoint: { checkpoint_interval: 4 }" }))
+      const child = spawn(process.execPath, [BIN, "run", "-s", "settings.yaml"], { cwd: dir, stdio: "ignore", env: process.env })
+      const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
+      while (server.stats().requests < 12) await new Promise((r) => setTimeout(r, 10))
+      child.kill("SIGINT")
+      expect(await exited).toBe(130)
+      const d = db(dir)
+      let runId: string
+      try {
+        const run = d.prepare(`SELECT run_id, status FROM runs`).get() as { run_id: string; status: string }
+        expect(run.status).toBe("interrupted")
+        runId = run.run_id
+      } finally {
+        d.close()
+      }
+      const r = await runCliIn(dir, ["resume", runId, "-s", "settings.yaml", "--json"])
+      expect(r.status, r.stderr).toBe(0)
+      const all = [...jsonl(join(dir, "out/results.jsonl")), ...jsonl(join(dir, "out/complaints.jsonl"))]
+      expect(all.map((x) => x.id as number).sort((a, b) => a - b)).toEqual(texts.map((_, i) => i + 1))
+      await checkInvariantsIn(join(dir, "runs/audit.db"), runId)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
+
 describe("examples/llm", () => {
   it("runs against the fake server as docs/llm.md shows", async () => {
     const dir = tempDir("rl-llm-example-")
