@@ -10,9 +10,17 @@
  * `Measurement`, so further ones (through a pipeline, with the audit trail) can be
  * added to MEASUREMENTS without touching the rest.
  */
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { SqliteLandscape } from "../src/landscape/sqlite.js"
+import { buildPipeline } from "../src/pipeline/build.js"
+import { runPipeline } from "../src/pipeline/orchestrator/run.js"
 import { makeExternalClient } from "../src/pipeline/plugins/external/client.js"
+import { parseSettings } from "../src/pipeline/settings.js"
+import { TelemetryNoop } from "../src/services/telemetry.js"
 
 export interface Measurement {
   readonly name: string
@@ -97,10 +105,60 @@ export const measureClient = (baseUrl: string, poolSize: number, config: BenchCo
     }))
   )
 
+/**
+ * The same calls through a whole pipeline: a CSV of `poolSize × rounds` rows → an
+ * `llm` transform (pool_size) → a JSON Lines sink, with the audit trail in a file
+ * Landscape (every call recorded, both bodies in the payload store, checkpoints on).
+ */
+export const measurePipeline = async (baseUrl: string, poolSize: number, config: BenchConfig): Promise<Measurement> => {
+  const dir = mkdtempSync(join(tmpdir(), "rl-bench-llm-"))
+  try {
+    const rows = poolSize * config.rounds
+    writeFileSync(join(dir, "in.csv"), `id,text\n${Array.from({ length: rows }, (_, i) => `${i},the delivery was great but the box was broken ${i}`).join("\n")}\n`)
+    const yaml = `
+source:
+  plugin: csv
+  options: {path: ${join(dir, "in.csv")}, schema: {mode: fixed, fields: ["id: int", "text: str"]}, on_validation_failure: discard}
+transforms:
+  - plugin: llm
+    options:
+      provider: openai_compatible
+      base_url: ${baseUrl}
+      api_key: bench
+      model: fake-gpt
+      system_prompt: Classify the sentiment of the text. Reply in JSON.
+      template: "Row {{ row.id }}: {{ row.text }}"
+      response_format: json
+      response_field: analysis
+      pool_size: ${poolSize}
+      timeout_seconds: 30
+      schema: {mode: observed}
+sinks:
+  out: {plugin: json, options: {path: ${join(dir, "out.jsonl")}, format: jsonl, schema: {mode: observed}}}
+default_sink: out
+payload_store: {base_path: ${join(dir, "payloads")}}
+`
+    const started = performance.now()
+    const result = await Effect.runPromise(
+      parseSettings("bench.yaml", yaml, {}).pipe(
+        Effect.flatMap((loaded) => buildPipeline(loaded)),
+        Effect.flatMap((plan) => runPipeline(plan)),
+        Effect.provide(Layer.merge(SqliteLandscape(join(dir, "audit.db")), TelemetryNoop)),
+        Effect.scoped
+      )
+    )
+    const seconds = (performance.now() - started) / 1000
+    if (result.rows_succeeded !== rows) throw new Error(`${rows - result.rows_succeeded} of ${rows} rows did not succeed`)
+    return { name: "pipeline", poolSize, calls: rows, seconds }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 type MeasureFn = (baseUrl: string, poolSize: number, config: BenchConfig) => Promise<Measurement>
 
 /** What the bench measures, in order; each at every pool size. */
-export const MEASUREMENTS: Array<MeasureFn> = [measureClient]
+export const MEASUREMENTS: Array<MeasureFn> = [measureClient, measurePipeline]
 
 export const POOL_SIZES: ReadonlyArray<number> = [1, 8, 32]
 
@@ -117,9 +175,11 @@ export const runLlmBench = async (args: ReadonlyArray<string>): Promise<void> =>
   try {
     console.log(`llm bench: fake server latency ${config.latencyMs} ms, ${config.rounds} calls per pool slot; ideal = pool_size / latency`)
     console.log(`${"measure".padEnd(10)} ${"pool".padStart(4)} ${"calls".padStart(6)} ${"seconds".padStart(8)} ${"calls/s".padStart(8)} ${"ideal".padStart(7)} ${"ratio".padStart(6)}`)
+    const seconds = new Map<string, number>()
     for (const measure of MEASUREMENTS) {
       for (const pool of POOL_SIZES) {
         const m = await measure(server.baseUrl, pool, config)
+        seconds.set(`${m.name}|${pool}`, m.seconds)
         const perSecond = m.calls / m.seconds
         const ideal = pool / (config.latencyMs / 1000)
         console.log(
@@ -127,6 +187,14 @@ export const runLlmBench = async (args: ReadonlyArray<string>): Promise<void> =>
             `${perSecond.toFixed(1).padStart(8)} ${ideal.toFixed(0).padStart(7)} ${(perSecond / ideal).toFixed(2).padStart(6)}`
         )
       }
+    }
+    // The pipeline's extra time over the bare client, per call: recording, payloads, sink, checkpoints.
+    for (const pool of POOL_SIZES) {
+      const client = seconds.get(`client|${pool}`)
+      const pipeline = seconds.get(`pipeline|${pool}`)
+      if (client === undefined || pipeline === undefined) continue
+      const calls = pool * config.rounds
+      console.log(`audit overhead at pool ${pool}: ${(((pipeline - client) / calls) * 1000).toFixed(2)} ms per call (wall time, pipeline − client)`)
     }
   } finally {
     await server.stop()

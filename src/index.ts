@@ -76,7 +76,9 @@ export {
   explain,
   InvalidLineageQuery,
   type Lineage,
+  type LineageCall,
   type LineageError,
+  type LineagePayload,
   type LineageQuery,
   LineageRowNotFound,
   LineageRunNotFound,
@@ -96,6 +98,12 @@ export {
 } from "./pipeline/orchestrator/export.js"
 export { ExportVerificationError, type VerificationFailure, type VerificationSummary, verifyExport } from "./landscape/verify.js"
 export { ExportError, type ExportRecord, exportRecords, RECORD_TYPES, type RecordType } from "./landscape/exporter.js"
+
+// External calls: their payloads, recorded calls (replay/verify) and purge
+export { type BlobStore, CallStore, type CallStoreService, type RecordedCallRow } from "./services/call-store.js"
+export { CallStoreSql } from "./landscape/call-store.js"
+export { purgePayloads, type PurgeOptions, type PurgeSummary } from "./landscape/purge.js"
+export type { VerificationSummary as CallVerificationSummary } from "./pipeline/orchestrator/external-calls.js"
 export {
   type Manifest,
   SIGNING_KEY_ENV,

@@ -6,7 +6,9 @@ import { Effect, Either, Option } from "effect"
 import {
   explain,
   type Lineage,
+  type LineageCall,
   type LineageOutcome,
+  type LineagePayload,
   type LineageQuery,
   type LineageRouting,
   type LineageStep,
@@ -115,6 +117,57 @@ const treeLines = (tokens: ReadonlyArray<LineageToken>, selected: string, indent
   })
 }
 
+/** The prompt of a chat request (its last user message), else the request body. */
+const promptOf = (request: unknown): string => {
+  const body = field(request, "body")
+  const messages = field(body, "messages")
+  if (Array.isArray(messages)) {
+    const user = messages.filter((m) => field(m, "role") === "user").pop()
+    const content = field(user, "content")
+    if (typeof content === "string") return content
+  }
+  return compact(body ?? request)
+}
+
+/** The text of a chat reply (`choices[0].message.content`), else the reply body. */
+const replyOf = (response: unknown): string => {
+  const choices = field(response, "choices")
+  const content = Array.isArray(choices) ? field(field(choices[0], "message"), "content") : undefined
+  return typeof content === "string" ? content : compact(response)
+}
+
+const payloadLine = (label: string, p: LineagePayload | null, show: (v: unknown) => string): string | undefined => {
+  if (p === null) return undefined
+  if (p.status === "stored") return `${label}: ${compact(show(p.value)).replace(/\s*\n\s*/g, " ⏎ ")}`
+  return `${label}: ${p.status === "purged" ? "payload purged" : `unavailable (${p.note ?? "?"})`} (hash ${short(p.hash)})`
+}
+
+const callLines = (c: LineageCall): Array<string> => {
+  const usage = field(c.usage, "prompt_tokens") !== undefined
+    ? `, ${String(field(c.usage, "prompt_tokens"))}+${String(field(c.usage, "completion_tokens") ?? "?")} tokens`
+    : ""
+  const answered = c.response_model === null ? "" : `, answered by ${c.response_model}`
+  const result = c.error_class === null ? `${c.http_status ?? "-"}` : `${c.error_class}${c.http_status === null ? "" : ` (${c.http_status})`}`
+  const verify = field(c.verify, "mode") === "verify"
+    ? `  [verify: response ${field(c.verify, "response_match") === true ? "matches" : "differs"}, decision ${
+      field(c.verify, "decision_match") === true ? "matches" : "differs"
+    }]`
+    : field(c.verify, "mode") === "replay"
+    ? "  [replayed]"
+    : ""
+  const out = [
+    `      call ${c.call_type} attempt ${c.attempt ?? "?"}  ${c.provider ?? ""}${c.model === null ? "" : ` ${c.model}`} → ${result}${
+      c.latency_ms === null ? "" : `  ${duration(c.latency_ms)}`
+    }${answered}${usage}${verify}`
+  ]
+  if (c.error_class !== null && c.error !== null) out.push(`        error: ${errorText(c.error)}`)
+  const prompt = payloadLine(c.call_type === "llm" ? "prompt" : "request", c.request, c.call_type === "llm" ? promptOf : (v) => compact(v))
+  if (prompt !== undefined) out.push(`        ${prompt}`)
+  const reply = payloadLine(c.call_type === "llm" ? "reply" : "response", c.response, c.call_type === "llm" ? replyOf : (v) => compact(v))
+  if (reply !== undefined) out.push(`        ${reply}`)
+  return out
+}
+
 const countTokens = (tokens: ReadonlyArray<LineageToken>): number =>
   tokens.reduce((n, t) => n + 1 + countTokens(t.children), 0)
 
@@ -159,6 +212,7 @@ export const narrate = (l: Lineage): string => {
     if (s.error !== null) lines.push(`      error: ${errorText(s.error)}`)
     const te = errorsByState.get(s.state_id)
     if (te !== undefined) lines.push(`      transform error recorded (${te.error_id}), destination ${te.destination}`)
+    for (const c of l.calls) if (c.state_id === s.state_id) lines.push(...callLines(c))
     for (const r of s.routing) lines.push(`      ${routingLine(s, r)}`)
   }
   if (l.steps.length === 0) lines.push("  (no node states: the row never entered the pipeline)")
@@ -188,15 +242,21 @@ export const explainCommand = Command.make(
     run: runOption,
     target: Options.orElseEither(rowOption, tokenOption),
     sink: sinkOption,
+    payloadDir: Options.text("payload-dir").pipe(
+      Options.withPseudoName("DIR"),
+      Options.withDescription("Where the run's call payloads are (default: the run's payload_store.base_path)"),
+      Options.optional
+    ),
     json: jsonOption,
     noTui: noTuiOption
   },
-  ({ db, json, run, sink, target }) => {
+  ({ db, json, payloadDir, run, sink, target }) => {
     const url = dbUrl(db)
     const query: LineageQuery = {
       runId: run,
       ...Either.match(target, { onLeft: (row) => ({ row }), onRight: (token) => ({ token }) }),
-      ...Option.match(sink, { onNone: () => ({}), onSome: (name) => ({ sink: name }) })
+      ...Option.match(sink, { onNone: () => ({}), onSome: (name) => ({ sink: name }) }),
+      ...Option.match(payloadDir, { onNone: () => ({}), onSome: (dir) => ({ payloadDir: dir }) })
     }
     return requireLandscape(url).pipe(
       Effect.zipRight(

@@ -1,9 +1,9 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { exportRun } from "../pipeline/orchestrator/export.js"
 import { count, dbOption, dbUrl, printHuman, printNote, requireLandscape } from "./common.js"
-import { exitOnError } from "./exit.js"
+import { exitOnError, usageError } from "./exit.js"
 import { landscapeRead } from "./layers.js"
 
 const runOption = Options.text("run").pipe(
@@ -31,14 +31,46 @@ const includeLogsOption = Options.boolean("include-logs").pipe(
   )
 )
 
+const includePayloadsOption = Options.boolean("include-payloads").pipe(
+  Options.withDescription(
+    "Pipeline runs, JSON format: inline each external call's request and reply body (request_payload, response_payload) from the payload store; without it a call carries their hashes only"
+  )
+)
+
+const payloadDirOption = Options.text("payload-dir").pipe(
+  Options.withPseudoName("DIR"),
+  Options.withDescription("With --include-payloads: the payload store's folder (default: the run's payload_store.base_path)"),
+  Options.optional
+)
+
 export const exportCommand = Command.make(
   "export",
-  { db: dbOption, run: runOption, format: formatOption, out: outOption, sign: signOption, includeLogs: includeLogsOption },
-  ({ db, format, includeLogs, out, run, sign }) =>
+  {
+    db: dbOption,
+    run: runOption,
+    format: formatOption,
+    out: outOption,
+    sign: signOption,
+    includeLogs: includeLogsOption,
+    includePayloads: includePayloadsOption,
+    payloadDir: payloadDirOption
+  },
+  ({ db, format, includeLogs, includePayloads, out, payloadDir, run, sign }) =>
     Effect.gen(function*() {
       const url = dbUrl(db)
+      if (includePayloads && format !== "json") {
+        return yield* usageError("--include-payloads: inlines bodies in a JSON export; use --format json")
+      }
       yield* requireLandscape(url, ` (--db ${url})`)
-      const summary = yield* exportRun({ run, format, out, sign, includeLogs }).pipe(Effect.provide(landscapeRead(url)))
+      const summary = yield* exportRun({
+        run,
+        format,
+        out,
+        sign,
+        includeLogs,
+        includePayloads,
+        ...Option.match(payloadDir, { onNone: () => ({}), onSome: (dir) => ({ payloadDir: dir }) })
+      }).pipe(Effect.provide(landscapeRead(url)))
       const what = summary.run_kind === "loop" ? "loop run" : "run"
       if (summary.run_status === "running") {
         yield* printNote(`warning: ${what} ${summary.run_id} is still marked running; the export is a snapshot of its trail so far`)

@@ -8,6 +8,7 @@ import { loopCommand } from "./loop.js"
 import { mcpCommand } from "./mcp.js"
 import { migrateCommand } from "./migrate.js"
 import { pluginsCommand } from "./plugins.js"
+import { purgeCommand } from "./purge.js"
 import { runCommand } from "./run.js"
 import { resumeCommand } from "./resume.js"
 import { runsCommand } from "./runs.js"
@@ -24,7 +25,7 @@ export const rootCommand = Command.make("runledger").pipe(
     "runledger: auditable runs. Pipelines (source → transforms/gates → sinks) and issue loops, " +
       "with every decision recorded in the Landscape audit database."
   ),
-  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, pluginsCommand, migrateCommand, loopCommand, serveCommand, mcpCommand, devCommand, completionsCommand])
+  Command.withSubcommands([runCommand, resumeCommand, validateCommand, runsCommand, explainCommand, exportCommand, verifyCommand, purgeCommand, pluginsCommand, migrateCommand, loopCommand, serveCommand, mcpCommand, devCommand, completionsCommand])
 )
 
 setCompletionTree(rootCommand)

@@ -13,7 +13,9 @@ export const verifyCommand = Command.make("verify", { path: pathArg }, ({ path }
   Effect.gen(function*() {
     const summary = yield* verifyExport(path)
     yield* printHuman(
-      `${path}: verified ${count(summary.record_count, "record")} of ${summary.run_kind === "loop" ? "loop run" : "run"} ${summary.run_id}, exported ${summary.exported_at}, chain ${summary.chain_hash}`
+      `${path}: verified ${count(summary.record_count, "record")} of ${summary.run_kind === "loop" ? "loop run" : "run"} ${summary.run_id}, exported ${summary.exported_at}, chain ${summary.chain_hash}${
+        summary.payloads_checked > 0 ? `, ${summary.payloads_checked} inline payloads checked against their hashes` : ""
+      }`
     )
   }).pipe(exitOnError)).pipe(
     Command.withDescription(

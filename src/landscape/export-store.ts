@@ -67,7 +67,7 @@ export const makeSqlExportStore = Effect.gen(function*() {
       Stream.unwrap(
         readRun(runId).pipe(
           Effect.mapError((e) => new ExportError({ reason: "Database", message: e.message, cause: e })),
-          Effect.map((row) => row?.kind === "loop" ? exportLoopRecords(runId, options) : exportRecords(runId))
+          Effect.map((row) => row?.kind === "loop" ? exportLoopRecords(runId, options) : exportRecords(runId, options))
         )
       ).pipe(Stream.provideService(SqlClient.SqlClient, sql)),
 

@@ -17,7 +17,10 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Chunk, Clock, Effect, Option, Stream } from "effect"
 import { newArtifactId, type RunId } from "../core/ids.js"
+import { DEFAULT_PAYLOAD_BASE_PATH } from "../services/call-store.js"
 import { ExportError, type ExportRecord, RECORD_TYPES, type RecordType } from "../services/export-store.js"
+import { payloadStoreOfRun } from "./lineage-calls.js"
+import { filesystemPayloadStore } from "./payload-store.js"
 
 export { ExportError, type ExportRecord, RECORD_TYPES, type RecordType }
 
@@ -46,6 +49,9 @@ export const RECORD_TABLES = {
 export const RESERVED_KEYS: ReadonlyArray<string> = ["record_type", "seq", "signature"]
 
 export interface ExportRecordsOptions {
+  /** Inline call bodies from the payload store (see ExportStore's `ExportRecordsOptions`). */
+  readonly includePayloads?: boolean
+  readonly payloadDir?: string
   /** Rows read per page of the per-row section. */
   readonly rowPageSize?: number
   /** Records read per page of the other sections. */
@@ -269,6 +275,28 @@ export const exportRecords = (
       return Stream.fail(new ExportError({ reason: "Incomplete", message: `no run with id ${runId} in this Landscape` }))
     }
     const runRecord = yield* recordsOf("run", runRows)
+    const payloads = options.includePayloads === true
+      ? filesystemPayloadStore(
+        payloadStoreOfRun(typeof runRows[0]!.settings_json === "string" ? runRows[0]!.settings_json : null, options.payloadDir, DEFAULT_PAYLOAD_BASE_PATH)
+      )
+      : undefined
+    /** A call record with its bodies inline, when asked. */
+    const withPayloads = (record: Record<string, unknown>): Record<string, unknown> => {
+      if (payloads === undefined || record.record_type !== "call") return record
+      const notes: Array<string> = []
+      for (const part of ["request", "response"] as const) {
+        const hash = record[`${part}_hash`]
+        let text: string | null = null
+        if (typeof hash === "string") {
+          const got = payloads.get(hash)
+          if (typeof got === "string") text = got
+          else notes.push(`${part} ${got.reason === "NotFound" ? "payload purged" : got.message}`)
+        }
+        record[`${part}_payload`] = text
+      }
+      record.payload_note = notes.length === 0 ? null : notes.join("; ")
+      return record
+    }
 
     const all = Stream.fromIterable(runRecord).pipe(
       Stream.concat(single("node", "SELECT * FROM nodes WHERE run_id = ? ORDER BY sequence, node_id")),
@@ -288,7 +316,7 @@ export const exportRecords = (
           "call_id",
           `(state_id IN (SELECT state_id FROM node_states WHERE run_id = ?)
             OR operation_id IN (SELECT operation_id FROM operations WHERE run_id = ?))`
-        )
+        ).pipe(Stream.map(withPayloads))
       )
     )
     return numbered(all)

@@ -17,6 +17,8 @@ export interface LineageQuery {
   readonly token?: string
   /** With `row`: the token of the row that reached this sink. */
   readonly sink?: string
+  /** Where the run's call payloads are; default the run's `payload_store.base_path`. */
+  readonly payloadDir?: string
 }
 
 export interface LineageNode {
@@ -135,6 +137,37 @@ export interface LineageSink {
   readonly artifacts: ReadonlyArray<LineageArtifact>
 }
 
+/** One body of a call as explain shows it. */
+export interface LineagePayload {
+  readonly hash: string
+  /** `stored` (value present), `purged` (the store no longer has it), `unavailable` (no store, or it failed its hash check). */
+  readonly status: "stored" | "purged" | "unavailable"
+  /** The body (parsed JSON, or its text) when stored. */
+  readonly value?: unknown
+  readonly note?: string
+}
+
+export interface LineageCall {
+  readonly call_id: string
+  readonly state_id: string
+  readonly node: string | null
+  readonly call_type: string
+  readonly provider: string | null
+  readonly model: string | null
+  readonly response_model: string | null
+  readonly attempt: number | null
+  readonly status: string
+  readonly http_status: number | null
+  readonly error_class: string | null
+  readonly error: unknown
+  readonly latency_ms: number | null
+  readonly usage: unknown
+  readonly verify: unknown
+  readonly created_at: string
+  readonly request: LineagePayload | null
+  readonly response: LineagePayload | null
+}
+
 export interface Lineage {
   readonly run: LineageRun
   readonly row: LineageRow
@@ -149,6 +182,8 @@ export interface Lineage {
   readonly validation_errors: ReadonlyArray<LineageValidationError>
   readonly outcome: LineageOutcome | null
   readonly sink: LineageSink | null
+  /** External calls (`llm`, `http`) of the steps, every attempt, with their bodies from the payload store. */
+  readonly calls: ReadonlyArray<LineageCall>
 }
 
 // ---------------------------------------------------------------------------

@@ -24,6 +24,8 @@ import {
   tokenGraph,
   tokenTree
 } from "./lineage-assembly.js"
+import { DEFAULT_PAYLOAD_BASE_PATH } from "../services/call-store.js"
+import { payloadStoreOfRun, readCalls } from "./lineage-calls.js"
 import * as Queries from "./lineage-queries.js"
 import {
   InvalidLineageQuery,
@@ -116,6 +118,15 @@ export const explain = Effect.fn("Lineage.explain")(function*(query: LineageQuer
     ? null
     : yield* Effect.map(Queries.readSinkRows(sql, runId, sinkName), ({ artifacts, node }) => lineageSink(sinkName, node, artifacts))
 
+  const settings = yield* sql<{ settings_json: string | null }>`SELECT settings_json FROM runs WHERE run_id = ${runId}`.pipe(
+    Effect.mapError(Queries.dbError(`reading the settings of run ${runId}`))
+  )
+  const calls = yield* readCalls(
+    sql,
+    states.map((s) => s.state_id),
+    payloadStoreOfRun(settings[0]?.settings_json ?? null, query.payloadDir, DEFAULT_PAYLOAD_BASE_PATH)
+  )
+
   const lineage: Lineage = {
     run,
     row: lineageRow(row),
@@ -126,7 +137,8 @@ export const explain = Effect.fn("Lineage.explain")(function*(query: LineageQuer
     transform_errors: lineageTransformErrors(errors),
     validation_errors: validationErrors,
     outcome,
-    sink
+    sink,
+    calls
   }
   return lineage
 })

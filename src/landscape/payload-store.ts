@@ -12,6 +12,7 @@
  */
 import { createHash, randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import * as NodeFsPromises from "node:fs/promises"
 import * as NodePath from "node:path"
 import { Data } from "effect"
 
@@ -34,6 +35,8 @@ export interface PayloadStore {
   readonly put: (hash: string, content: string) => PayloadStoreError | undefined
   /** The payload named `hash`, checked against its name. */
   readonly get: (hash: string) => string | PayloadStoreError
+  /** `put` off the event loop (the file system's thread pool): for callers with work in flight. */
+  readonly putAsync: (hash: string, content: string) => Promise<PayloadStoreError | undefined>
 }
 
 const ioMessage = (e: unknown) => {
@@ -109,5 +112,44 @@ export const filesystemPayloadStore = (basePath: string): PayloadStore => {
     }
   }
 
-  return { basePath: base, pathOf, put, get }
+  /** Hashes known to be stored by this process (a blob is never changed once there). */
+  const known = new Set<string>()
+  const putAsync = async (hash: string, content: string): Promise<PayloadStoreError | undefined> => {
+    if (known.has(hash)) return undefined
+    const invalid = check(hash)
+    if (invalid !== undefined) return invalid
+    const path = pathOf(hash)
+    const bytes = Buffer.from(content, "utf8")
+    const actual = sha256(bytes)
+    if (actual !== hash) {
+      return new PayloadStoreError({ reason: "Integrity", path, message: `payload content hashes to ${actual}, not to its name ${hash}` })
+    }
+    try {
+      const existing = await NodeFsPromises.readFile(path)
+      if (sha256(existing) !== hash) {
+        return new PayloadStoreError({ reason: "Integrity", path, message: `${path} does not hold payload ${hash}: the store was changed` })
+      }
+      known.add(hash)
+      return undefined
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ENOENT") return new PayloadStoreError({ reason: "Io", path, message: `cannot read ${path}: ${ioMessage(e)}` })
+    }
+    const folder = NodePath.dirname(path)
+    const temp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`
+    try {
+      if (!folders.has(folder)) {
+        await NodeFsPromises.mkdir(folder, { recursive: true })
+        folders.add(folder)
+      }
+      await NodeFsPromises.writeFile(temp, bytes, { flag: "wx" })
+      await NodeFsPromises.rename(temp, path)
+      known.add(hash)
+      return undefined
+    } catch (e) {
+      await NodeFsPromises.rm(temp, { force: true }).catch(() => undefined)
+      return new PayloadStoreError({ reason: "Io", path, message: `cannot write ${path}: ${ioMessage(e)}` })
+    }
+  }
+
+  return { basePath: base, pathOf, put, get, putAsync }
 }

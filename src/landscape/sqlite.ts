@@ -18,6 +18,8 @@ import { SqlExportStoreLive } from "./export-store.js"
 import { defaultJournalPath, type JournalOptions, openJournal } from "./journal.js"
 import { LoopRecorderSql } from "./loop-recorder.js"
 import { ResumeStoreSql } from "./resume-store.js"
+import { CallStoreSql } from "./call-store.js"
+import type { CallStore } from "../services/call-store.js"
 import migration0001 from "./migrations/0001_pipeline_tables.js"
 import migration0002 from "./migrations/0002_loop_tables.js"
 import migration0003 from "./migrations/0003_run_attempts.js"
@@ -26,6 +28,7 @@ import migration0005 from "./migrations/0005_loop_processes.js"
 import migration0006 from "./migrations/0006_loop_integration.js"
 import migration0007 from "./migrations/0007_loop_export_status.js"
 import migration0008 from "./migrations/0008_lineage_indexes.js"
+import migration0009 from "./migrations/0009_external_calls.js"
 import { reapCrashedRuns } from "./reap.js"
 import { DEFAULT_ENCRYPTION, type LandscapeEncryption, LandscapeOpenError, openLandscapeClient } from "./open.js"
 import { notLandscape } from "./recorder-errors.js"
@@ -49,7 +52,8 @@ export const migrations = {
   "0005_loop_processes": migration0005,
   "0006_loop_integration": migration0006,
   "0007_loop_export_status": migration0007,
-  "0008_lineage_indexes": migration0008
+  "0008_lineage_indexes": migration0008,
+  "0009_external_calls": migration0009
 } as const
 
 /** The highest migration id (ids need not be contiguous). */
@@ -225,10 +229,10 @@ export const SqliteLandscape = (
   url: string,
   options: SqlRecorderOptions & LandscapeOpenOptions = {}
 ): Layer.Layer<
-  Recorder | ExportStore | LoopRecorder | ResumeStore | SqlClient.SqlClient | SqliteClient.SqliteClient,
+  Recorder | ExportStore | LoopRecorder | ResumeStore | CallStore | SqlClient.SqlClient | SqliteClient.SqliteClient,
   RecorderError | LandscapeUrlError | LandscapeOpenError
 > =>
-  Layer.mergeAll(SqlExportStoreLive, LoopRecorderSql, ResumeStoreSql).pipe(
+  Layer.mergeAll(SqlExportStoreLive, LoopRecorderSql, ResumeStoreSql, CallStoreSql).pipe(
     Layer.provideMerge(SqlRecorderLive(options)),
     Layer.provideMerge(LandscapeSql(url, options)),
     Layer.provideMerge(options.payloadStore === undefined ? Layer.empty : payloadStoreReady(options.payloadStore.basePath))

@@ -47,7 +47,8 @@ export const ROUTING_EVENTS = spec("RoutingEvent", "routing_events", [
 ])
 export const CALLS = spec("Call", "calls", [
   "call_id", "state_id", "operation_id", "call_index", "call_type", "status", "request_hash", "response_hash",
-  "error_json", "latency_ms", "created_at"
+  "error_json", "latency_ms", "created_at", "run_id", "node_id", "provider", "model", "response_model", "http_status",
+  "attempt", "error_class", "usage_json", "verify_json"
 ])
 export const BATCHES = spec("Batch", "batches", [
   "batch_id", "run_id", "aggregation_node_id", "trigger_type", "trigger_reason", "status", "attempt", "error_json",

@@ -4,7 +4,7 @@
  * manifest's signature, its count and its hash chain. Reads the file in chunks (a JSON array or JSON Lines), so memory
  * holds a few numbers per record, not the records.
  */
-import { createHmac } from "node:crypto"
+import { createHash, createHmac } from "node:crypto"
 import * as NodeFs from "node:fs"
 import { StringDecoder } from "node:string_decoder"
 import { Data, Effect } from "effect"
@@ -45,6 +45,8 @@ export interface VerificationSummary {
   readonly record_count: number
   readonly chain_hash: string
   readonly exported_at: string
+  /** Inline call bodies checked against their hashes (exports made with --include-payloads). */
+  readonly payloads_checked: number
 }
 
 export interface VerifyOptions {
@@ -234,6 +236,7 @@ const verifyFile = (
   let runId: string | undefined
   let runKind: "pipeline" | "loop" = "pipeline"
   let position = 0
+  let payloadsChecked = 0
 
   const note = (error: ExportVerificationError) => {
     if (firstBad === undefined) firstBad = error
@@ -300,6 +303,17 @@ const verifyFile = (
       )
     } else if (seq === undefined) {
       note(fail("modified", `${describe(here, seq, type)}: modified — it has no valid seq`, here))
+    } else if (type === "call") {
+      // Inline bodies (--include-payloads) must be the bodies the trail's hashes name.
+      for (const part of ["request", "response"]) {
+        const payload = r[`${part}_payload`]
+        const hash = r[`${part}_hash`]
+        if (typeof payload !== "string") continue
+        payloadsChecked++
+        if (typeof hash !== "string" || createHash("sha256").update(payload, "utf8").digest("hex") !== hash) {
+          note(fail("modified", `${describe(here, seq, type)}: modified — its ${part}_payload does not hash to its ${part}_hash${naming(r)}`, here))
+        }
+      }
     }
   })
 
@@ -360,6 +374,7 @@ const verifyFile = (
     run_kind: runKind,
     record_count: records,
     chain_hash: chain,
-    exported_at: String(m.exported_at)
+    exported_at: String(m.exported_at),
+    payloads_checked: payloadsChecked
   }
 }

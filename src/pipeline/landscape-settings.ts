@@ -7,6 +7,7 @@
  * the purely informational ones are listed in `INFORMATIONAL_KEYS`.
  */
 import { Schema } from "effect"
+import { DEFAULT_PAYLOAD_BASE_PATH } from "../services/call-store.js"
 import { PositiveInt, showValue } from "./plugins/options.js"
 
 const NonEmptyString = Schema.String.pipe(
@@ -49,7 +50,7 @@ export const PayloadStoreSettings = Schema.Struct({
   /** Only `filesystem`. */
   backend: Schema.optional(Schema.String),
   base_path: Schema.optional(NonEmptyString),
-  /** Informational: how long payloads are meant to be kept (runledger has no purge). */
+  /** Informational: how long payloads are meant to be kept (`runledger purge --retention-days N` applies it). */
   retention_days: Schema.optional(PositiveInt)
 })
 
@@ -68,11 +69,11 @@ export interface LandscapeSections {
  */
 export const INFORMATIONAL_KEYS: ReadonlyArray<readonly [key: string, why: string]> = [
   ["landscape.enabled", "only `true` is accepted (runledger always records); `false` is an error"],
-  ["payload_store.retention_days", "runledger has no purge command: payload files are kept until you delete them"]
+  ["payload_store.retention_days", "not applied by a run: `runledger purge --retention-days N` deletes expired payloads"]
 ]
 
 /** ELSPETH's default folder of the payload store, used when `payload_store` gives no `base_path`. */
-export const DEFAULT_PAYLOAD_BASE_PATH = ".elspeth/payloads"
+export { DEFAULT_PAYLOAD_BASE_PATH }
 
 const JOURNAL_OPTIONS = [
   "dump_to_jsonl_path",

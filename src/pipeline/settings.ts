@@ -119,6 +119,21 @@ const ConcurrencySettings = Schema.Struct({
   max_workers: Schema.optional(PositiveInt)
 })
 
+const ServiceRateLimit = Schema.Struct({
+  requests_per_minute: Schema.optional(PositiveInt),
+  requests_per_second: Schema.optional(PositiveNumber)
+})
+
+/** ELSPETH's `rate_limit:` (per-service buckets shared by every plugin of that service). */
+const RateLimitSettings = Schema.Struct({
+  enabled: Schema.optional(Schema.Boolean),
+  default_requests_per_minute: Schema.optional(PositiveInt),
+  default_requests_per_second: Schema.optional(PositiveNumber),
+  /** Cross-process state: not supported (an error naming the key). */
+  persistence_path: Schema.optional(Schema.String),
+  services: Schema.optional(Schema.Record({ key: Schema.String, value: ServiceRateLimit }))
+})
+
 export const PipelineSettingsSchema = Schema.Struct({
   source: SourceEntry,
   transforms: Schema.optional(Schema.Array(TransformEntry)),
@@ -132,6 +147,10 @@ export const PipelineSettingsSchema = Schema.Struct({
   checkpoint: Schema.optional(CheckpointSettings),
   retry: Schema.optional(RetrySettings),
   concurrency: Schema.optional(ConcurrencySettings),
+  rate_limit: Schema.optional(RateLimitSettings),
+  /** `live` (default), `replay` (answers from `replay_from`'s recorded calls, no network), `verify`. */
+  run_mode: Schema.optional(Schema.Literal("live", "replay", "verify")),
+  replay_from: Schema.optional(Schema.String.pipe(Schema.filter((s) => s.trim() !== "" || "expected a run id"))),
   telemetry: Schema.optional(TelemetrySettings)
 })
 
@@ -142,6 +161,7 @@ export type CoalesceSettings = typeof CoalesceEntry.Type
 export type SinkSettings = typeof SinkEntry.Type
 export type TransformSettings = typeof TransformEntry.Type
 export type RetrySettings = typeof RetrySettings.Type
+export type RateLimitSettings = typeof RateLimitSettings.Type
 
 export interface LoadedSettings {
   readonly file: string
@@ -256,6 +276,22 @@ export const parseSettings = (
               key: "default_sink",
               message:
                 "missing: name where rows go — source.on_success with input/on_success on every node (the explicit form), or default_sink (the positional form)"
+            })
+          )
+        }
+        const mode = settings.run_mode ?? "live"
+        if (mode !== "live" && settings.replay_from === undefined) {
+          return Effect.fail(new SettingsError({ file, key: "replay_from", message: `required with run_mode: ${mode} (the run whose recorded calls answer or are compared)` }))
+        }
+        if (mode === "live" && settings.replay_from !== undefined) {
+          return Effect.fail(new SettingsError({ file, key: "replay_from", message: "is only read with run_mode: replay or verify; set run_mode or remove replay_from" }))
+        }
+        if (settings.rate_limit?.persistence_path !== undefined) {
+          return Effect.fail(
+            new SettingsError({
+              file,
+              key: "rate_limit.persistence_path",
+              message: "is not supported: rate limits are shared by the plugins of one run, not across processes; remove the key"
             })
           )
         }

@@ -72,6 +72,14 @@ export interface ExportRun {
 export interface ExportRecordsOptions {
   /** Loop runs: inline each command's whole log file (`log_file_text`); by default only its SHA-256 and size. */
   readonly includeLogs?: boolean
+  /**
+   * Pipeline runs: inline each call's request and reply body (`request_payload`,
+   * `response_payload`, the text whose SHA-256 is the call's hash) from the payload store
+   * in `payloadDir` (default: the run's `payload_store.base_path`); a body no longer
+   * there is `null` with `payload_note` saying so.
+   */
+  readonly includePayloads?: boolean
+  readonly payloadDir?: string
 }
 
 /** An export output registered as an artifact of its run. */

@@ -269,6 +269,23 @@ export interface CallRecord {
   readonly error_json: string | null
   readonly latency_ms: number | null
   readonly created_at: string
+  /** The run and node that made the call (external calls; migration 0009). */
+  readonly run_id: string | null
+  readonly node_id: string | null
+  /** `openai`, `openrouter`, `azure`, `http`. */
+  readonly provider: string | null
+  /** The model asked for, and the one the reply says answered. */
+  readonly model: string | null
+  readonly response_model: string | null
+  readonly http_status: number | null
+  /** 1-based attempt of the logical call (retries are further attempts). */
+  readonly attempt: number | null
+  /** Null on success; `timeout`, `rate_limited`, `server_error`, `interrupted`, … */
+  readonly error_class: string | null
+  /** Token usage the reply reported, canonical JSON. */
+  readonly usage_json: string | null
+  /** `run_mode: verify`: how the reply and the decision compare with the recorded ones. */
+  readonly verify_json: string | null
 }
 
 export type AuditRecord =

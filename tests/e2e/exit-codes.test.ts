@@ -69,7 +69,7 @@ describe("exit codes and error lines", () => {
       const r = cli(command, "-s", "unknown-key.yaml")
       expect(r.status, command).toBe(2)
       expect(errorLines(r), command).toEqual([
-        "runledger: unknown-key.yaml: gatez: unknown setting; did you mean 'gates'? (known: source, transforms, gates, aggregations, coalesce, sinks, default_sink, landscape, payload_store, checkpoint, retry, concurrency, telemetry)"
+        "runledger: unknown-key.yaml: gatez: unknown setting; did you mean 'gates'? (known: source, transforms, gates, aggregations, coalesce, sinks, default_sink, landscape, payload_store, checkpoint, retry, concurrency, rate_limit, run_mode, replay_from, telemetry)"
       ])
     }
   })

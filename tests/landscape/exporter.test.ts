@@ -188,7 +188,7 @@ describe("CSV export", () => {
       // A type with no records still gets its table's columns.
       assert.strictEqual(
         readFileSync(join(dir, "call.csv"), "utf8").trim(),
-        "record_type,seq,call_id,state_id,operation_id,call_index,call_type,status,request_hash,response_hash,error_json,latency_ms,created_at"
+        "record_type,seq,call_id,state_id,operation_id,call_index,call_type,status,request_hash,response_hash,error_json,latency_ms,created_at,run_id,node_id,provider,model,response_model,http_status,attempt,error_class,usage_json,verify_json"
       )
     }).pipe(Effect.provide(MemoryLandscape())))
 })

@@ -126,3 +126,24 @@ describe("filesystem payload store", () => {
       }
     }))
 })
+
+describe("putAsync (external call bodies)", () => {
+  it.live("stores under the hash, keeps a file already there, and refuses one that was changed", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      const store = filesystemPayloadStore(join(dir, "p"))
+      const body = "{\"a\":1}"
+      const hash = sha(body)
+      assert.isUndefined(yield* Effect.promise(() => store.putAsync(hash, body)))
+      assert.strictEqual(readFileSync(store.pathOf(hash), "utf8"), body)
+      assert.isUndefined(yield* Effect.promise(() => store.putAsync(hash, body)))
+      assert.deepStrictEqual(readdirSync(join(dir, "p", hash.slice(0, 2))), [hash])
+      const wrong = yield* Effect.promise(() => store.putAsync(sha("other"), body))
+      assert.strictEqual(wrong?.reason, "Integrity")
+      // A file changed behind the store's back is found by a fresh store, not replaced.
+      writeFileSync(store.pathOf(hash), "tampered")
+      const again = yield* Effect.promise(() => filesystemPayloadStore(join(dir, "p")).putAsync(hash, body))
+      assert.strictEqual(again?.reason, "Integrity")
+      assert.strictEqual(readFileSync(store.pathOf(hash), "utf8"), "tampered")
+    }))
+})

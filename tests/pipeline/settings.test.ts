@@ -40,7 +40,7 @@ describe("pipeline settings", () => {
 
   it("rejects unknown top-level keys with a hint", () => {
     expect(errorText(BASE + "gatez: []\n")).toBe(
-      "s.yaml: gatez: unknown setting; did you mean 'gates'? (known: source, transforms, gates, aggregations, coalesce, sinks, default_sink, landscape, payload_store, checkpoint, retry, concurrency, telemetry)"
+      "s.yaml: gatez: unknown setting; did you mean 'gates'? (known: source, transforms, gates, aggregations, coalesce, sinks, default_sink, landscape, payload_store, checkpoint, retry, concurrency, rate_limit, run_mode, replay_from, telemetry)"
     )
   })
 

@@ -84,6 +84,9 @@ export interface ExportRunOptions {
   readonly signingKey?: string
   /** Loop runs: inline each command's whole log file; pipeline runs have none. */
   readonly includeLogs?: boolean
+  /** Pipeline runs: inline each call's request and reply body from the payload store. */
+  readonly includePayloads?: boolean
+  readonly payloadDir?: string
 }
 
 export interface ExportSummary {
@@ -111,7 +114,11 @@ export const exportRun = (options: ExportRunOptions) =>
     const run = yield* store.findRun(options.run)
     const runId = run.runId
     const out = NodePath.resolve(options.out)
-    const records = recordsFor(runId, key, options.includeLogs === true ? { includeLogs: true } : {})
+    const records = recordsFor(runId, key, {
+      ...(options.includeLogs === true ? { includeLogs: true } : {}),
+      ...(options.includePayloads === true ? { includePayloads: true } : {}),
+      ...(options.payloadDir === undefined ? {} : { payloadDir: options.payloadDir })
+    })
     const signed = key !== undefined
     const head = { run_id: runId, run_kind: run.kind, run_status: run.status, format: options.format, out, signed }
     if (options.format === "json") {

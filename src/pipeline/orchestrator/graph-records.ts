@@ -7,6 +7,7 @@ import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { type EdgeId, newEdgeId, type RunId } from "../../core/ids.js"
 import type { AuditRecord } from "../../services/records.js"
 import type { PipelinePlan } from "../build.js"
+import { redactSecrets } from "../secrets.js"
 
 export const graphRecords = (
   plan: PipelinePlan,
@@ -15,7 +16,7 @@ export const graphRecords = (
   const edgeIds = new Map<string, EdgeId>()
   const records: Array<AuditRecord> = []
   for (const n of plan.graph.nodes) {
-    const configJson = canonicalJsonUnsafe(n.config)
+    const configJson = canonicalJsonUnsafe(redactSecrets(n.config))
     records.push({
       _tag: "Node",
       run_id: runId,

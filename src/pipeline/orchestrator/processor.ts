@@ -20,9 +20,9 @@ import type { Clock } from "effect"
 import { canonicalJsonUnsafe, sha256Hex } from "../../core/canonical.js"
 import { evaluateExpression, routeLabel } from "../../core/expression/index.js"
 import { type EdgeId, newGroupId, newRowId, newTokenId, type NodeId, type RunId } from "../../core/ids.js"
-import type { NodeStateRecord, OutcomeRecord } from "../../services/records.js"
+import type { AuditRecord, NodeStateRecord, OutcomeRecord } from "../../services/records.js"
 import type { GateStep, PipelinePlan, Target, TransformStep } from "../build.js"
-import type { Row, SourceItem } from "../plugins/protocol.js"
+import type { Row, SourceItem, TransformResult } from "../plugins/protocol.js"
 import { Aggregations } from "./aggregation.js"
 import { Coalesces } from "./coalesce.js"
 import { ProcessingCrash, type ScheduleCoalesceTimeout, type ScheduleTimeout, type Token } from "./tokens.js"
@@ -58,6 +58,17 @@ export interface HeldOutcome {
   readonly outcome: OutcomeRecord
   /** Monotonic nanoseconds when the row was queued (for the sink state's duration). */
   readonly queuedAt: bigint
+  /** The source row's index (the pooled path puts a sink's queue back in source order by it). */
+  readonly order: number
+}
+
+/** A token waiting at an external transform (`llm`, `http`) for its call; see external-calls.ts. */
+export interface ParkedCall {
+  readonly token: Token
+  readonly step: TransformStep
+  readonly state: NodeStateRecord
+  readonly started: bigint
+  readonly inputHash: string
 }
 
 export type StepResult = { readonly _tag: "Done" } | { readonly _tag: "Sleep"; readonly millis: number }
@@ -72,6 +83,8 @@ export class Processor {
   rowsProcessed = 0
   readonly sinkQueues = new Map<string, SinkQueue>()
   private queue: Array<Token> = []
+  /** Tokens waiting at an external transform, in the order they got there (the driver calls and resumes them). */
+  parked: Array<ParkedCall> = []
   private readonly reasonJson = new Map<string, string>()
   private readonly sinkStep: number
   private readonly retry: RetryPolicy
@@ -128,7 +141,8 @@ export class Processor {
         sink_name: sinkName,
         context_json: context === undefined ? null : canonicalJsonUnsafe(context)
       }),
-      queuedAt: this.trail.nanos()
+      queuedAt: this.trail.nanos(),
+      order: token.rowIndex
     })
   }
 
@@ -226,17 +240,23 @@ export class Processor {
   /** Whether any token is queued, buffered in a batch or waiting at a coalesce. */
   /** A token is part-way through the chain (a row was interrupted mid-way or waits for a retry). */
   midItem(): boolean {
-    return this.queue.length > 0
+    return this.queue.length > 0 || this.parked.length > 0
   }
 
   hasInFlight(): boolean {
-    return this.queue.length > 0 || this.aggregations.bufferedCount() > 0 || this.coalesces.pendingCount() > 0
+    return this.queue.length > 0 || this.parked.length > 0 || this.aggregations.bufferedCount() > 0 || this.coalesces.pendingCount() > 0
   }
 
   /** Marks every in-flight, buffered and pending token FAILED (the run is stopping). */
   failInFlight(reason: string): void {
     for (const t of this.queue) this.trail.direct(t.tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason }) })
     this.queue = []
+    for (const p of this.parked) {
+      this.trail.close(p.state, "failed", p.started, null, { reason })
+      this.trail.records.push(p.state)
+      this.trail.direct(p.token.tokenId, "FAILED", { context_json: canonicalJsonUnsafe({ reason }) })
+    }
+    this.parked = []
     this.aggregations.failAll(reason)
     this.coalesces.failAll(reason)
   }
@@ -255,6 +275,26 @@ export class Processor {
   }
 
   // -------------------------------------------------------------------------
+  // External calls
+
+  /** Opens the token's state at an external transform and leaves it waiting for its call. */
+  private park(step: TransformStep, token: Token): void {
+    const inputHash = this.trail.hashRow(token.row)
+    const state = this.trail.state(token, step.nodeId, step.step, 1, inputHash)
+    this.parked.push({ token, step, state, started: this.trail.nanos(), inputHash })
+  }
+
+  /**
+   * Continues a parked token with its call's result (`records`: the call's audit
+   * records, which reference the parked state) and runs it on down the chain.
+   */
+  resume(p: ParkedCall, result: TransformResult, records: ReadonlyArray<AuditRecord>): StepResult {
+    for (const r of records) this.trail.records.push(r)
+    this.queue.push({ ...p.token, resolved: { result, state: p.state, started: p.started, inputHash: p.inputHash } })
+    return this.run()
+  }
+
+  // -------------------------------------------------------------------------
   // Running tokens
 
   /** Runs queued tokens until the queue is empty or a retry needs to wait. */
@@ -265,8 +305,9 @@ export class Processor {
       if (result !== DONE) return result
       this.queue.shift()
     }
-    // Every fork of this unit of work has delivered all its children by now.
-    this.coalesces.unitDone()
+    // Every fork of this unit of work has delivered all its children by now — unless some
+    // wait at an external call (they arrive when resumed).
+    if (this.parked.length === 0) this.coalesces.unitDone()
     return DONE
   }
 
@@ -299,6 +340,10 @@ export class Processor {
       const step = chain[token.next]!
       switch (step.kind) {
         case "transform": {
+          if (step.instance.external !== undefined && token.resolved === undefined) {
+            this.park(step, token)
+            return DONE
+          }
           const r = this.runTransform(step, token)
           if (r === "stop") return DONE
           if (typeof r === "object" && "_tag" in r && r._tag === "Sleep") return r
@@ -332,12 +377,13 @@ export class Processor {
   }
 
   private runTransform(step: TransformStep, token: Token): Token | "stop" | StepResult {
-    const inputHash = this.trail.hashRow(token.row)
-    const state = this.trail.state(token, step.nodeId, step.step, token.attempt, inputHash)
-    const started = this.trail.nanos()
+    const resolved = token.resolved
+    const inputHash = resolved?.inputHash ?? this.trail.hashRow(token.row)
+    const state = resolved?.state ?? this.trail.state(token, step.nodeId, step.step, token.attempt, inputHash)
+    const started = resolved?.started ?? this.trail.nanos()
     let result
     try {
-      result = step.instance.process(token.row)
+      result = resolved?.result ?? step.instance.process(token.row)
     } catch (e) {
       this.trail.close(state, "failed", started, null, { message: errorText(e) })
       this.trail.records.push(state)
@@ -349,7 +395,8 @@ export class Processor {
       case "Success": {
         this.trail.close(state, "completed", started, this.trail.hashRow(result.row))
         this.trail.records.push(state)
-        return { ...token, row: result.row, attempt: 1 }
+        const { resolved: _, ...moving } = token
+        return { ...moving, row: result.row, attempt: 1 }
       }
       case "Expand": {
         const expandGroup = newGroupId()

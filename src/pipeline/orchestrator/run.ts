@@ -3,7 +3,7 @@
  * the source through the processor, make sink writes durable in batches, and finalize
  * the run — completed, failed or interrupted — with a complete trail in every case.
  */
-import { Chunk, Deferred, Effect, Exit, Queue, Stream } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Option, Queue, Stream } from "effect"
 import { CanonicalError, canonicalJsonUnsafe } from "../../core/canonical.js"
 import { type EdgeId, newCheckpointId, type RunId } from "../../core/ids.js"
 import { stateJson } from "../../core/state-json.js"
@@ -15,7 +15,10 @@ import { crashPoint } from "../crash-points.js"
 import type { PluginRunError, SinkCommitted, SourceItem, SourcePosition } from "../plugins/protocol.js"
 import { CHECKPOINT_STATE_VERSION, type CheckpointState, type SourceFileState } from "./checkpoint-state.js"
 import { graphRecords } from "./graph-records.js"
-import { Processor, type StepResult } from "./processor.js"
+import { type ParkedCall, Processor, type SinkQueue, type StepResult } from "./processor.js"
+import { CallStore, DEFAULT_PAYLOAD_BASE_PATH } from "../../services/call-store.js"
+import { redactSecrets } from "../secrets.js"
+import { type CallOutcome, type ExternalCalls, hasExternalCalls, makeExternalCalls, replayIndexOf, type VerificationSummary } from "./external-calls.js"
 import { commitSinks, type OpenedSink, openSinks, type SinkContext } from "./sinks.js"
 import { fingerprintSource } from "./source-file.js"
 import { flushSpans, rowEvents } from "./telemetry-hooks.js"
@@ -86,7 +89,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       : null
     const runId = resume !== undefined
       ? resume.runId
-      : yield* recorder.beginRun({ settings: plan.settings, sourceSchema: plan.source.instance.schema })
+      : yield* recorder.beginRun({ settings: redactSecrets(plan.settings), sourceSchema: plan.source.instance.schema })
     const attempt = resume?.attempt ?? 1
     const startedMs = clock.unsafeCurrentTimeMillis()
     yield* Effect.annotateCurrentSpan({ "runledger.run_id": runId, "runledger.attempt": attempt })
@@ -179,9 +182,10 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
     let lastProgressMs = startedMs
     let checkpointSeq = resume?.nextSequence ?? 0
 
-    const durabilityDue = () =>
+    /** `byClock: false`: only the row/record counts (the pooled path does not stop its calls for the clock). */
+    const durabilityDue = (byClock = true) =>
       proc.pendingRows() >= durabilityRows ||
-      clock.unsafeCurrentTimeMillis() - lastDurableMs >= durabilityMs ||
+      (byClock && clock.unsafeCurrentTimeMillis() - lastDurableMs >= durabilityMs) ||
       (strict && staged.length >= MAX_STAGED_RECORDS) ||
       (strict && policy.aggregationBoundaries && proc.aggregations.flushes !== aggregationFlushesSeen)
 
@@ -248,7 +252,12 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         lastDurableMs = clock.unsafeCurrentTimeMillis()
       }).pipe(Effect.withSpan("runledger.commit", { attributes: { "runledger.run_id": runId, "runledger.checkpoint": strict } }))
 
+    let externalCalls: ExternalCalls | undefined
+
     const processing = Effect.gen(function*() {
+      externalCalls = yield* openExternalCalls(plan, runId, (records) => {
+        for (const r of records) proc.trail.records.push(r)
+      })
       // Sinks that rows can reach, opened in settings order, failsinks first (released in reverse).
       const reachable = new Set(plan.graph.edges.map((e) => e.to))
       const opened = yield* openSinks(
@@ -377,6 +386,82 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
           }
         }))
 
+      /** Runs processor work to its end, sleeping on the Clock for retry waits. */
+      const drive = (work: () => StepResult) =>
+        Effect.gen(function*() {
+          const step: { r: StepResult } = { r: { _tag: "Done" } }
+          yield* guarded(() => {
+            step.r = work()
+          })
+          while (step.r._tag === "Sleep") {
+            yield* Effect.sleep(step.r.millis)
+            yield* guarded(() => {
+              step.r = proc.run()
+            })
+          }
+        })
+
+      /**
+       * The pooled path, for pipelines with external transforms: source items run up to
+       * their external call, each call starts as soon as its token parks (the clients'
+       * pools bound how many are in flight), and tokens resume strictly in the order
+       * they parked while later calls are still running. Each sink's queue is put back
+       * in source order (a reorder buffer) before anything is written, and a durability
+       * point waits until every call started so far has been resumed.
+       */
+      const processChunkPooled = (calls: ExternalCalls, items: Chunk.Chunk<SourceItem>) =>
+        lock.withPermits(1)(Effect.gen(function*() {
+          const pending: Array<{ readonly parked: ParkedCall; readonly fiber: Fiber.RuntimeFiber<CallOutcome, PipelineRunError> }> = []
+          const launched = new Set<ParkedCall>()
+          // Calls beyond the pools wait here, not inside the client: a call interrupted before it started is no call.
+          const slots = yield* Effect.makeSemaphore(calls.concurrency)
+          let lastPosition: SourcePosition | undefined
+          const launch = Effect.gen(function*() {
+            for (const p of proc.parked) {
+              if (launched.has(p)) continue
+              launched.add(p)
+              pending.push({ parked: p, fiber: yield* Effect.fork(slots.withPermits(1)(calls.resolve(p))) })
+            }
+          })
+          const resumeHead = Effect.gen(function*() {
+            const head = pending.shift()!
+            const outcome = yield* Fiber.join(head.fiber)
+            launched.delete(head.parked)
+            const at = proc.parked.indexOf(head.parked)
+            if (at >= 0) proc.parked.splice(at, 1)
+            yield* drive(() => proc.resume(head.parked, outcome.result, outcome.records))
+            yield* launch
+          })
+          const drain = Effect.gen(function*() {
+            while (pending.length > 0) yield* resumeHead
+            for (const queue of proc.sinkQueues.values()) inSourceOrder(queue)
+            if (lastPosition !== undefined) sourcePosition = lastPosition
+          })
+          yield* Effect.gen(function*() {
+            for (const item of items) {
+              yield* drive(() => {
+                proc.startItem(item)
+                return proc.run()
+              })
+              if (item.position !== undefined) lastPosition = item.position
+              yield* launch
+              while (pending.length > calls.window) yield* resumeHead
+              crashPoint("row")
+              if (durabilityDue(false)) {
+                yield* drain
+                yield* durabilityPoint(opened)
+              }
+            }
+            yield* drain
+          }).pipe(Effect.onError(() => Effect.forEach(pending, (p) => Fiber.interrupt(p.fiber), { discard: true })))
+          if (durabilityDue()) yield* durabilityPoint(opened)
+          const now = clock.unsafeCurrentTimeMillis()
+          if (now - lastProgressMs >= progressMs) {
+            lastProgressMs = now
+            yield* telemetry.emit({ _tag: "Progress", runId, rows: proc.rowsProcessed, elapsedMs: now - startedMs })
+          }
+        }))
+
       const source = plan.source.instance
       const position = resume?.state.source.position
       // A resume seeks to where the last covered row ended when the source says where
@@ -388,7 +473,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         : Stream.drop(source.read, resume.state.source.items)
       const consume = read.pipe(
         Stream.mapError((e) => new PipelineRunError({ runId, message: `source '${plan.source.plugin}': ${e.message}`, cause: e })),
-        Stream.runForEachChunk(processChunk)
+        Stream.runForEachChunk((items) => externalCalls === undefined ? processChunk(items) : processChunkPooled(externalCalls, items))
       )
       yield* Effect.raceFirst(consume, Deferred.await(fatal))
       yield* lock.withPermits(1)(guarded(() => proc.endOfSource()))
@@ -471,9 +556,53 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         })
       )
     }
+    const verification: VerificationSummary | undefined = externalCalls?.verification()
+    if (verification !== undefined) recorded = { ...recorded, verification }
     if (options.afterRun !== undefined) {
       const exportStatus = yield* options.afterRun(runId, recorded.status)
       recorded = { ...recorded, export_status: exportStatus }
     }
     return recorded
   }).pipe(Effect.withSpan("runledger.run", { attributes: { "runledger.kind": "pipeline" } }))
+
+/** Puts a sink's queued rows back in source order (stable: a row's own outputs keep theirs). */
+const inSourceOrder = (queue: SinkQueue): void => {
+  const held = queue.held
+  let sorted = true
+  for (let i = 1; i < held.length && sorted; i++) if (held[i]!.order < held[i - 1]!.order) sorted = false
+  if (sorted) return
+  const idx = held.map((_, i) => i).sort((a, b) => held[a]!.order - held[b]!.order || a - b)
+  queue.rows = idx.map((i) => queue.rows[i]!)
+  queue.held = idx.map((i) => held[i]!)
+}
+
+/**
+ * The external calls of a run with `llm`/`http` transforms (undefined without any): the
+ * clients, the payload store of the call bodies, and for replay/verify the recorded
+ * run's calls.
+ */
+const openExternalCalls = (
+  plan: PipelinePlan,
+  runId: RunId,
+  onInterrupted: (records: ReadonlyArray<AuditRecord>) => void
+) =>
+  Effect.gen(function*() {
+    if (!hasExternalCalls(plan)) return undefined
+    const mode = plan.settings.run_mode ?? "live"
+    const replayFrom = plan.settings.replay_from
+    const callStore = yield* Effect.serviceOption(CallStore)
+    if (Option.isNone(callStore)) {
+      return yield* Effect.fail(
+        new PipelineRunError({ runId, message: "the pipeline makes external calls, and the Landscape layer provides no CallStore for their payloads" })
+      )
+    }
+    let replay = undefined
+    if (mode !== "live" && replayFrom !== undefined) {
+      const rows = yield* callStore.value.recordedCalls(replayFrom).pipe(
+        Effect.mapError((message) => new PipelineRunError({ runId, message: `replay_from: ${message}` }))
+      )
+      replay = replayIndexOf(rows)
+    }
+    const store = callStore.value.blobs(plan.settings.payload_store?.base_path ?? DEFAULT_PAYLOAD_BASE_PATH)
+    return yield* makeExternalCalls(plan, { runId, mode, replayFrom, replay, store, onInterrupted })
+  })

@@ -6,7 +6,8 @@
  * other's internals.
  */
 import type { AggregationStep, CoalesceStep } from "../build.js"
-import type { Row } from "../plugins/protocol.js"
+import type { NodeStateRecord } from "../../services/records.js"
+import type { Row, TransformResult } from "../plugins/protocol.js"
 
 /** A token in flight. `next` is the index in the chain of the step it runs next (the chain's length: a sink). */
 export interface Token {
@@ -21,6 +22,16 @@ export interface Token {
   readonly forks?: Readonly<Record<number, string>>
   /** Past the chain (`next` = chain length): the sink it goes to, when a node named one. */
   readonly sink?: string
+  /** At an external transform (`next`): the result its call gave, and the state opened when it parked. */
+  readonly resolved?: ResolvedCall
+}
+
+/** What an external transform's call gave a parked token (see `Processor.resume`). */
+export interface ResolvedCall {
+  readonly result: TransformResult
+  readonly state: NodeStateRecord
+  readonly started: bigint
+  readonly inputHash: string
 }
 
 /** A run-stopping failure ("crash"): names the node, the row and the cause. */

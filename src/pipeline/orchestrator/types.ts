@@ -25,6 +25,16 @@ export interface RunResult {
   readonly rows_buffered: number
   readonly routed_destinations: Readonly<Record<string, number>>
   readonly export_status: "pending" | "completed" | "failed" | null
+  /** `run_mode: verify`: how the live calls compared with the recorded run's. */
+  readonly verification?: {
+    readonly replay_from: string
+    readonly calls: number
+    readonly responses_matched: number
+    readonly responses_differed: number
+    readonly decisions_matched: number
+    readonly decisions_differed: number
+    readonly unmatched: number
+  }
 }
 
 /**

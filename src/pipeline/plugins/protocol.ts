@@ -6,6 +6,7 @@
  */
 import type { Effect, Scope, Stream } from "effect"
 import { Data } from "effect"
+import type { ErrorClass, ExternalAttempt, ExternalRequest } from "./external/client.js"
 
 export type Row = { readonly [key: string]: unknown }
 
@@ -164,6 +165,11 @@ export interface RowTransformInstance {
   readonly outputSchema: SchemaConfig
   /** Pure and synchronous; a thrown error or a PluginRunError is a run failure. */
   readonly process: (row: Row) => TransformResult
+  /**
+   * Set by transforms whose result comes from an external call (`llm`, `http`): the
+   * engine makes and records the call and never calls `process`.
+   */
+  readonly external?: ExternalCallSpec
 }
 
 export type BatchResult =
@@ -206,6 +212,59 @@ export interface BatchTransformInstance {
 }
 
 export type TransformInstance = RowTransformInstance | BatchTransformInstance
+
+// ---------------------------------------------------------------------------
+// External calls: what an external-call transform (`llm`, `http`) gives the engine —
+// how to build the request for a row and how to read the reply into a result. The
+// engine makes the call (live, replayed or verified), records every attempt in `calls`
+// with the bodies in the payload store, and applies the result like any row transform's.
+
+/**
+ * The part of a request that is recorded and hashed: never the headers (they carry
+ * keys), and of the URL only its path and query — the host is in the node's recorded
+ * configuration, and a replay against another address (or none) matches the same calls.
+ */
+export interface RecordedRequest {
+  readonly method: ExternalRequest["method"]
+  /** Path and query, e.g. `/v1/chat/completions`. */
+  readonly url: string
+  readonly body: unknown
+}
+
+export type PreparedCall =
+  | { readonly _tag: "Call"; readonly request: ExternalRequest; readonly recorded: RecordedRequest }
+  /** The row cannot be asked about (a missing field, a template error): an error result, no call. */
+  | { readonly _tag: "Error"; readonly reason: Row }
+
+/** How a reply was read. */
+export interface Interpretation {
+  readonly result: TransformResult
+  /** The model the reply says answered (`model` of an OpenAI-style reply). */
+  readonly responseModel?: string | null
+  /** Token usage the reply reported. */
+  readonly usage?: unknown
+}
+
+export interface ExternalCallSpec {
+  readonly kind: "llm" | "http"
+  /** `openai`, `openrouter`, `azure`, `http`: recorded with each call. */
+  readonly provider: string
+  readonly model: string | null
+  /** Rate-limit bucket name (`rate_limit.services.<name>`). */
+  readonly service: string
+  readonly timeoutMs: number
+  /** `pool_size` of the plugin; undefined: `concurrency.max_workers`, else 1. */
+  readonly poolSize: number | undefined
+  /** AIMD throttle on 429s. */
+  readonly adaptive: boolean
+  /** Statuses that count as errors even when 2xx/3xx (http). */
+  readonly errorStatuses?: ReadonlyArray<number>
+  readonly retryableClasses?: ReadonlyArray<ErrorClass>
+  readonly prepare: (row: Row) => PreparedCall
+  /** Reads the last attempt of a call (an error attempt included) into a result. */
+  readonly interpret: (row: Row, final: ExternalAttempt) => Interpretation
+}
+
 
 // ---------------------------------------------------------------------------
 // Sinks

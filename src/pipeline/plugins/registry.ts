@@ -10,8 +10,10 @@ import { nullSource } from "./sources/null.js"
 import { batchReplicateTransform } from "./transforms/batch_replicate.js"
 import { batchStatsTransform } from "./transforms/batch_stats.js"
 import { fieldMapperTransform } from "./transforms/field_mapper.js"
+import { httpTransform } from "./transforms/http.js"
 import { jsonExplodeTransform } from "./transforms/json_explode.js"
 import { keywordFilterTransform } from "./transforms/keyword_filter.js"
+import { llmTransform } from "./transforms/llm.js"
 import { passthroughTransform } from "./transforms/passthrough.js"
 import { truncateTransform } from "./transforms/truncate.js"
 
@@ -35,6 +37,8 @@ export const builtinPlugins: ReadonlyArray<AnyPlugin> = [
   jsonExplodeTransform,
   batchStatsTransform,
   batchReplicateTransform,
+  llmTransform,
+  httpTransform,
   ...builtinSinks
 ]
 
