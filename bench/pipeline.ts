@@ -171,6 +171,41 @@ const durabilityOverride = (): { durabilityRows?: number } => {
   return Number.isInteger(n) && n > 0 ? { durabilityRows: n } : {}
 }
 
+/** A worker's measurement from its start marks to now. */
+const measurement = (
+  workload: WorkerResult["workload"],
+  counts: { readonly rows: number; readonly succeeded: number; readonly routed: number },
+  marks: { readonly started: number; readonly cpu: NodeJS.CpuUsage; readonly sampler: ReturnType<typeof startRssSampler> },
+  dbFile: string
+): WorkerResult => {
+  const elapsedMs = performance.now() - marks.started
+  const cpuMs = cpuSince(marks.cpu)
+  const mem = marks.sampler.stop()
+  return {
+    workload,
+    ...counts,
+    elapsedMs,
+    cpuMs,
+    maxRss: mem.maxRss,
+    sampledPeakRss: mem.sampledPeakRss,
+    peakHeapUsed: mem.peakHeapUsed,
+    dbBytes: dbSize(dbFile)
+  }
+}
+
+/** The two output CSVs and the routing texts both hand-written programs record. */
+const handWrittenOutputs = (out: string) => ({
+  outputs: {
+    output: openOutput(NodePath.join(out, "normal.csv")),
+    high_values: openOutput(NodePath.join(out, "high_values.csv"))
+  },
+  reasons: {
+    true: JSON.stringify({ condition: "row['amount'] > 1000", destination: "high_values", result: "true" }),
+    false: JSON.stringify({ condition: "row['amount'] > 1000", destination: "continue", result: "false" })
+  },
+  routedContext: JSON.stringify({ gate: "amount_threshold", label: "true" })
+})
+
 // ---------------------------------------------------------------------------
 // The engine, in-process: settings → plan → runPipeline with a file Landscape
 
@@ -188,21 +223,12 @@ const runEngine = async (csv: string, out: string, chain = false): Promise<Worke
     Effect.provide(Layer.merge(SqliteLandscape(db), TelemetryNoop))
   )
   const result = await Effect.runPromise(program)
-  const elapsedMs = performance.now() - started
-  const cpuMs = cpuSince(cpu)
-  const mem = sampler.stop()
-  return {
-    workload: "engine",
-    rows: result.rows_processed,
-    succeeded: result.rows_succeeded,
-    routed: result.rows_routed,
-    elapsedMs,
-    cpuMs,
-    maxRss: mem.maxRss,
-    sampledPeakRss: mem.sampledPeakRss,
-    peakHeapUsed: mem.peakHeapUsed,
-    dbBytes: dbSize(db)
-  }
+  return measurement(
+    "engine",
+    { rows: result.rows_processed, succeeded: result.rows_succeeded, routed: result.rows_routed },
+    { started, cpu, sampler },
+    db
+  )
 }
 
 // ---------------------------------------------------------------------------
@@ -330,15 +356,7 @@ const runBaseline = async (csv: string, out: string, chain = false): Promise<Wor
   const states = inserter.target("node_states")
   const events = inserter.target("routing_events")
   const outcomes = inserter.target("token_outcomes")
-  const outputs = {
-    output: openOutput(NodePath.join(out, "normal.csv")),
-    high_values: openOutput(NodePath.join(out, "high_values.csv"))
-  }
-  const reasons = {
-    true: JSON.stringify({ condition: "row['amount'] > 1000", destination: "high_values", result: "true" }),
-    false: JSON.stringify({ condition: "row['amount'] > 1000", destination: "continue", result: "false" })
-  }
-  const routedContext = JSON.stringify({ gate: "amount_threshold", label: "true" })
+  const { outputs, reasons, routedContext } = handWrittenOutputs(out)
   /** Sink states and outcomes are recorded once the sink write is durable, as the engine does. */
   let held: Array<unknown> = []
 
@@ -395,21 +413,7 @@ const runBaseline = async (csv: string, out: string, chain = false): Promise<Wor
   outputs.high_values.close()
   db.prepare(`UPDATE runs SET status = 'completed', completed_at = ? WHERE run_id = ?`).run(now(), runId)
   db.close()
-  const elapsedMs = performance.now() - started
-  const cpuMs = cpuSince(cpu)
-  const mem = sampler.stop()
-  return {
-    workload: "baseline",
-    rows: index,
-    succeeded,
-    routed,
-    elapsedMs,
-    cpuMs,
-    maxRss: mem.maxRss,
-    sampledPeakRss: mem.sampledPeakRss,
-    peakHeapUsed: mem.peakHeapUsed,
-    dbBytes: dbSize(dbFile)
-  }
+  return measurement("baseline", { rows: index, succeeded, routed }, { started, cpu, sampler }, dbFile)
 }
 
 // ---------------------------------------------------------------------------
@@ -467,15 +471,7 @@ const runLeanBaseline = async (csv: string, out: string, chain = false): Promise
   const states = inserter.target("node_states")
   const events = inserter.target("routing_events")
   const outcomes = inserter.target("token_outcomes")
-  const outputs = {
-    output: openOutput(NodePath.join(out, "normal.csv")),
-    high_values: openOutput(NodePath.join(out, "high_values.csv"))
-  }
-  const reasons = {
-    true: JSON.stringify({ condition: "row['amount'] > 1000", destination: "high_values", result: "true" }),
-    false: JSON.stringify({ condition: "row['amount'] > 1000", destination: "continue", result: "false" })
-  }
-  const routedContext = JSON.stringify({ gate: "amount_threshold", label: "true" })
+  const { outputs, reasons, routedContext } = handWrittenOutputs(out)
   let key = 0
   let held: Array<unknown> = []
   const durabilityPoint = () => {
@@ -534,21 +530,7 @@ const runLeanBaseline = async (csv: string, out: string, chain = false): Promise
   outputs.high_values.close()
   db.prepare(`UPDATE runs SET status = 'completed', completed_at = ? WHERE run_key = ?`).run(now(), runKey)
   db.close()
-  const elapsedMs = performance.now() - started
-  const cpuMs = cpuSince(cpu)
-  const mem = sampler.stop()
-  return {
-    workload: "lean",
-    rows: index,
-    succeeded,
-    routed,
-    elapsedMs,
-    cpuMs,
-    maxRss: mem.maxRss,
-    sampledPeakRss: mem.sampledPeakRss,
-    peakHeapUsed: mem.peakHeapUsed,
-    dbBytes: dbSize(dbFile)
-  }
+  return measurement("lean", { rows: index, succeeded, routed }, { started, cpu, sampler }, dbFile)
 }
 
 /** `pipeline-worker <engine|baseline|lean> <csv> <out dir> [chain]`: runs one workload and reports it. */

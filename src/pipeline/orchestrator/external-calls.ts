@@ -30,23 +30,13 @@ import {
 import { makeRateLimiterRegistry } from "../plugins/external/rate-limit.js"
 import type { ExternalCallSpec, Interpretation } from "../plugins/external/spec.js"
 import { type Row, TransformResult } from "../plugins/protocol.js"
+import type { VerificationSummary } from "./types.js"
 import type { ParkedCall } from "./processor.js"
 import { PipelineRunError } from "./types.js"
 
 export type RunMode = "live" | "replay" | "verify"
 
-/** `run_mode: verify`: how the live calls compare with the recorded run's (in the RunResult). */
-export interface VerificationSummary {
-  readonly replay_from: string
-  /** Calls made (one per row and external transform). */
-  readonly calls: number
-  readonly responses_matched: number
-  readonly responses_differed: number
-  readonly decisions_matched: number
-  readonly decisions_differed: number
-  /** Requests the recorded run never made. */
-  readonly unmatched: number
-}
+export type { VerificationSummary }
 
 /** One recorded attempt, as the replay index keeps it. */
 interface RecordedAttempt {

@@ -26,15 +26,20 @@ export interface RunResult {
   readonly routed_destinations: Readonly<Record<string, number>>
   readonly export_status: "pending" | "completed" | "failed" | null
   /** `run_mode: verify`: how the live calls compared with the recorded run's. */
-  readonly verification?: {
-    readonly replay_from: string
-    readonly calls: number
-    readonly responses_matched: number
-    readonly responses_differed: number
-    readonly decisions_matched: number
-    readonly decisions_differed: number
-    readonly unmatched: number
-  }
+  readonly verification?: VerificationSummary
+}
+
+/** `run_mode: verify`: how the live calls compare with the recorded run's (in the RunResult). */
+export interface VerificationSummary {
+  readonly replay_from: string
+  /** Calls made (one per row and external transform). */
+  readonly calls: number
+  readonly responses_matched: number
+  readonly responses_differed: number
+  readonly decisions_matched: number
+  readonly decisions_differed: number
+  /** Requests the recorded run never made. */
+  readonly unmatched: number
 }
 
 /**
