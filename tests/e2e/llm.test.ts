@@ -479,7 +479,8 @@ describe("Ctrl-C during a pooled run, then resume", () => {
       writeFileSync(join(dir, "settings.yaml"), settingsYaml({ baseUrl: server.baseUrl, checkpoint: "checkpoint: { checkpoint_interval: 4 }" }))
       const child = spawn(process.execPath, [BIN, "run", "-s", "settings.yaml"], { cwd: dir, stdio: "ignore", env: process.env })
       const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
-      while (server.stats().requests < 12) await new Promise((r) => setTimeout(r, 10))
+      // Ctrl-C while calls are in flight at the server.
+      while (server.stats().requests < 12 || server.stats().inFlight === 0) await new Promise((r) => setTimeout(r, 5))
       child.kill("SIGINT")
       expect(await exited).toBe(130)
       const d = db(dir)
@@ -488,6 +489,19 @@ describe("Ctrl-C during a pooled run, then resume", () => {
         const run = d.prepare(`SELECT run_id, status FROM runs`).get() as { run_id: string; status: string }
         expect(run.status).toBe("interrupted")
         runId = run.run_id
+        // The aborted calls are in the trail, against an interrupted_calls operation of
+        // their node (their rows were after the last checkpoint, so they have no state).
+        const aborted = d.prepare(
+          `SELECT c.state_id, c.error_class, c.request_hash, o.operation_type, o.status, o.run_id, o.node_id, c.node_id AS call_node
+           FROM calls c JOIN operations o ON o.operation_id = c.operation_id WHERE c.run_id = ?`
+        ).all(runId) as Array<Record<string, unknown>>
+        expect(aborted.length).toBeGreaterThan(0)
+        expect(aborted.some((c) => c.error_class === "interrupted")).toBe(true)
+        for (const c of aborted) {
+          expect(c).toMatchObject({ state_id: null, operation_type: "interrupted_calls", status: "failed", run_id: runId })
+          expect(c.node_id).toBe(c.call_node)
+          expect(c.request_hash).toMatch(/^[0-9a-f]{64}$/)
+        }
       } finally {
         d.close()
       }

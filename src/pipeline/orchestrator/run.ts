@@ -5,10 +5,10 @@
  */
 import { Chunk, Deferred, Effect, Exit, Fiber, Option, Queue, Stream } from "effect"
 import { CanonicalError, canonicalJsonUnsafe } from "../../core/canonical.js"
-import { type EdgeId, newCheckpointId, type RunId } from "../../core/ids.js"
+import { type EdgeId, newCheckpointId, newId, type RunId } from "../../core/ids.js"
 import { stateJson } from "../../core/state-json.js"
 import { Recorder, RecorderError } from "../../services/recorder.js"
-import type { AuditRecord } from "../../services/records.js"
+import type { AuditRecord, CallRecord, OperationRecord } from "../../services/records.js"
 import { Telemetry } from "../../services/telemetry.js"
 import type { PipelinePlan } from "../build.js"
 import { crashPoint } from "../crash-points.js"
@@ -253,10 +253,19 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
       }).pipe(Effect.withSpan("runledger.commit", { attributes: { "runledger.run_id": runId, "runledger.checkpoint": strict } }))
 
     let externalCalls: ExternalCalls | undefined
+    /**
+     * With checkpoints, the calls an interruption aborted are kept apart: the node states
+     * they belong to are past the last checkpoint, so they never reach the trail, and the
+     * calls are recorded against an operation of their node instead (see finalize).
+     */
+    const abortedCalls: Array<CallRecord> = []
 
     const processing = Effect.gen(function*() {
       externalCalls = yield* openExternalCalls(plan, runId, (records) => {
-        for (const r of records) proc.trail.records.push(r)
+        for (const r of records) {
+          if (strict && r._tag === "Call") abortedCalls.push(r)
+          else proc.trail.records.push(r)
+        }
       })
       // Sinks that rows can reach, opened in settings order, failsinks first (released in reverse).
       const reachable = new Set(plan.graph.edges.map((e) => e.to))
@@ -499,6 +508,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
           staged = []
           proc.trail.drain()
           status = "interrupted"
+          if (!landscapeFailed && abortedCalls.length > 0) yield* recorder.append(abortedCallRecords(runId, abortedCalls, proc.trail.nowIso()))
           if (landscapeFailed) {
             reason = "landscape_write_failed"
             crashMessage = `the Landscape could not be written (${crashMessage ?? "unknown cause"}); the run can be resumed from its last checkpoint once that is fixed`
@@ -507,6 +517,7 @@ export const runPipeline = (plan: PipelinePlan, options: RunPipelineOptions = {}
         } else {
           // Tokens still in flight (a crash, an interruption mid-row) end FAILED.
           if (proc.hasInFlight()) proc.failInFlight(Exit.isInterrupted(exit) ? "run interrupted" : "run stopped")
+          for (const c of abortedCalls) proc.trail.records.push(c)
           yield* appendDrained
           if (staged.length > 0) {
             const batch = staged
@@ -606,3 +617,39 @@ const openExternalCalls = (
     const store = callStore.value.blobs(plan.settings.payload_store?.base_path ?? DEFAULT_PAYLOAD_BASE_PATH)
     return yield* makeExternalCalls(plan, { runId, mode, replayFrom, replay, store, onInterrupted })
   })
+
+/**
+ * The calls an interruption aborted under checkpoints, as the trail keeps them: one
+ * failed `interrupted_calls` operation per node, and each call (every attempt, the last
+ * one `interrupted`) linked to it instead of to a node state. The rows they were made
+ * for are past the last checkpoint, so `resume` makes these calls again; the trail
+ * still shows that they were made.
+ */
+const abortedCallRecords = (runId: RunId, calls: ReadonlyArray<CallRecord>, now: string): Array<AuditRecord> => {
+  const operations = new Map<string, OperationRecord>()
+  const linked: Array<CallRecord> = []
+  for (const call of calls) {
+    const nodeId = call.node_id ?? "unknown"
+    let operation = operations.get(nodeId)
+    if (operation === undefined) {
+      operation = {
+        _tag: "Operation",
+        operation_id: newId("operation"),
+        run_id: runId,
+        node_id: nodeId,
+        operation_type: "interrupted_calls",
+        status: "failed",
+        started_at: call.created_at,
+        completed_at: now,
+        duration_ms: null,
+        error_message: "the run was interrupted while these calls were in flight; their rows were after the last checkpoint, and resume makes the calls again"
+      }
+      operations.set(nodeId, operation)
+    } else if (call.created_at < operation.started_at) {
+      operation = { ...operation, started_at: call.created_at }
+      operations.set(nodeId, operation)
+    }
+    linked.push({ ...call, state_id: null, operation_id: operation.operation_id })
+  }
+  return [...operations.values(), ...linked]
+}
