@@ -505,6 +505,21 @@ describe("Ctrl-C during a pooled run, then resume", () => {
       } finally {
         d.close()
       }
+      // The interrupted run's signed export carries the operation and its calls, and verifies.
+      process.env.RUNLEDGER_SIGNING_KEY = "k"
+      try {
+        const ex = await runCliIn(dir, ["export", "--db", "runs/audit.db", "--run", runId, "--out", "interrupted.jsonl", "--sign"])
+        expect(ex.status, ex.stderr).toBe(0)
+        const records = jsonl(join(dir, "interrupted.jsonl"))
+        const operations = records.filter((x) => x.record_type === "operation" && x.operation_type === "interrupted_calls")
+        expect(operations.length).toBeGreaterThan(0)
+        const ids = new Set(operations.map((o) => o.operation_id))
+        expect(records.some((x) => x.record_type === "call" && ids.has(x.operation_id) && x.error_class === "interrupted")).toBe(true)
+        const ok = await runCliIn(dir, ["verify", "interrupted.jsonl"])
+        expect(ok.status, ok.stderr).toBe(0)
+      } finally {
+        delete process.env.RUNLEDGER_SIGNING_KEY
+      }
       const r = await runCliIn(dir, ["resume", runId, "-s", "settings.yaml", "--json"])
       expect(r.status, r.stderr).toBe(0)
       const all = [...jsonl(join(dir, "out/results.jsonl")), ...jsonl(join(dir, "out/complaints.jsonl"))]
