@@ -79,7 +79,8 @@ export const filesystemPayloadStore = (basePath: string): PayloadStore => {
     return bytes.toString("utf8")
   }
 
-  const put = (hash: string, content: string): PayloadStoreError | undefined => {
+  /** Where `content` goes and its bytes, once its name is a valid hash and its own. */
+  const prepared = (hash: string, content: string): { readonly path: string; readonly bytes: Buffer } | PayloadStoreError => {
     const invalid = check(hash)
     if (invalid !== undefined) return invalid
     const path = pathOf(hash)
@@ -88,6 +89,13 @@ export const filesystemPayloadStore = (basePath: string): PayloadStore => {
     if (actual !== hash) {
       return new PayloadStoreError({ reason: "Integrity", path, message: `payload content hashes to ${actual}, not to its name ${hash}` })
     }
+    return { path, bytes }
+  }
+
+  const put = (hash: string, content: string): PayloadStoreError | undefined => {
+    const ready = prepared(hash, content)
+    if (ready instanceof PayloadStoreError) return ready
+    const { path, bytes } = ready
     if (existsSync(path)) {
       const existing = get(hash)
       return typeof existing === "string" ? undefined : existing
@@ -116,14 +124,9 @@ export const filesystemPayloadStore = (basePath: string): PayloadStore => {
   const known = new Set<string>()
   const putAsync = async (hash: string, content: string): Promise<PayloadStoreError | undefined> => {
     if (known.has(hash)) return undefined
-    const invalid = check(hash)
-    if (invalid !== undefined) return invalid
-    const path = pathOf(hash)
-    const bytes = Buffer.from(content, "utf8")
-    const actual = sha256(bytes)
-    if (actual !== hash) {
-      return new PayloadStoreError({ reason: "Integrity", path, message: `payload content hashes to ${actual}, not to its name ${hash}` })
-    }
+    const ready = prepared(hash, content)
+    if (ready instanceof PayloadStoreError) return ready
+    const { path, bytes } = ready
     try {
       const existing = await NodeFsPromises.readFile(path)
       if (sha256(existing) !== hash) {
