@@ -43,6 +43,21 @@ export const EXAMPLES: Readonly<Record<string, ReadonlyArray<string>>> = {
   loop: ["runledger loop -c loop.yaml", "runledger loop -c loop.yaml --issues issues.yaml --max-agents 4 --db runs/loop.db"],
   "loop status": ["runledger loop status --db runs/loop.db", "runledger loop status --db runs/loop.db --run latest --json"],
   "loop logs": ["runledger loop logs --db runs/loop.db ISSUE-1", "runledger loop logs --db runs/loop.db --stage gate ISSUE-1"],
+  serve: [
+    "runledger serve --db examples/demo/runs/demo.db",
+    "runledger serve --db runs/audit.db --port 8080",
+    "RUNLEDGER_SERVE_TOKEN=… runledger serve --db runs/audit.db --host 0.0.0.0   # other machines need the token"
+  ],
+  mcp: ["runledger mcp --db examples/demo/runs/demo.db   # started by an MCP client, which speaks JSON-RPC on its stdin"],
+  purge: [
+    "runledger purge --db runs/audit.db --retention-days 30 --dry-run",
+    "runledger purge --db runs/audit.db --payload-dir .elspeth/payloads --retention-days 30 --yes"
+  ],
+  dev: ["runledger dev fake-llm --port 8199"],
+  "dev fake-llm": [
+    "runledger dev fake-llm --port 8199",
+    "runledger dev fake-llm --port 8199 --latency-ms 50 --fault-rate 0.2 --seed 7"
+  ],
   completions: [
     "runledger completions bash > ~/.local/share/bash-completion/completions/runledger",
     "runledger completions zsh > \"${fpath[1]}/_runledger\"",

@@ -49,6 +49,11 @@ const COMMANDS = [
   "loop",
   "loop status",
   "loop logs",
+  "serve",
+  "mcp",
+  "purge",
+  "dev",
+  "dev fake-llm",
   "completions"
 ]
 
