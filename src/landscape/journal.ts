@@ -21,6 +21,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Data } from "effect"
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from "node:fs"
 import * as NodePath from "node:path"
+import { type CompactTable, compactTableOf, INTERNAL_KEY_COLUMNS } from "./compact.js"
 import type { PayloadStore } from "./payload-store.js"
 import type { CipherDatabase, CommitListener } from "./sqlite-client.js"
 
@@ -65,6 +66,13 @@ const rowObject = (alias: "NEW" | "OLD", columns: ReadonlyArray<string>) =>
     }).join(", ")
   })`
 
+/**
+ * A compact table's row as its public record: each key resolved to the id it stands
+ * for, column for column as the public view shows it.
+ */
+const publicObject = (alias: "NEW" | "OLD", table: CompactTable) =>
+  `json_object(${table.columns.map((c) => `${quoteText(c.name)}, ${c.sql(alias)}`).join(", ")})`
+
 /** Creates the queue and the triggers on every Landscape table. */
 const installTriggers = (db: CipherDatabase) => {
   db.exec(`CREATE TEMP TABLE IF NOT EXISTS runledger_journal_queue (
@@ -74,12 +82,20 @@ const installTriggers = (db: CipherDatabase) => {
   ).all() as ReadonlyArray<{ name: string }>
   for (const { name } of tables) {
     if (SKIPPED.has(name)) continue
+    // A compact table is journalled as the public table it shows as; the integer keys
+    // of runs, nodes and edges are left out (and setting one is no change to journal).
+    const compact = compactTableOf(name)
+    const internalKey = INTERNAL_KEY_COLUMNS.get(name)
     const columns = (db.prepare(`PRAGMA main.table_info(${quoteId(name)})`).all() as ReadonlyArray<{ name: string }>)
       .map((c) => c.name)
+      .filter((c) => c !== internalKey)
+    const label = compact?.view ?? name
     for (const [op, event, alias] of [["insert", "INSERT", "NEW"], ["update", "UPDATE", "NEW"], ["delete", "DELETE", "OLD"]] as const) {
+      const on = event === "UPDATE" && internalKey !== undefined ? `UPDATE OF ${columns.map(quoteId).join(", ")}` : event
+      const record = compact !== undefined ? publicObject(alias, compact) : rowObject(alias, columns)
       db.exec(`CREATE TEMP TRIGGER IF NOT EXISTS ${quoteId(`runledger_journal_${name}_${op}`)}
-        AFTER ${event} ON main.${quoteId(name)} BEGIN
-          INSERT INTO ${QUEUE} (tbl, op, record) VALUES (${quoteText(name)}, '${op}', ${rowObject(alias, columns)});
+        AFTER ${on} ON main.${quoteId(name)} BEGIN
+          INSERT INTO ${QUEUE} (tbl, op, record) VALUES (${quoteText(label)}, '${op}', ${record});
         END`)
     }
   }

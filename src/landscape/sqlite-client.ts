@@ -192,6 +192,9 @@ export const makeLandscapeClient = (
 
     const base = yield* Client.make({
       acquirer,
+      // A writer takes the write lock when its transaction begins (waiting out another
+      // writer with the busy timeout), so what it reads there stays true until it commits.
+      beginTransaction: options.readonly === true ? "BEGIN" : "BEGIN IMMEDIATE",
       compiler: Statement.makeCompilerSqlite(),
       transactionAcquirer,
       spanAttributes: [["db.system.name", "sqlite"]]

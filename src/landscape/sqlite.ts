@@ -29,6 +29,7 @@ import migration0006 from "./migrations/0006_loop_integration.js"
 import migration0007 from "./migrations/0007_loop_export_status.js"
 import migration0008 from "./migrations/0008_lineage_indexes.js"
 import migration0009 from "./migrations/0009_external_calls.js"
+import migration0010 from "./migrations/0010_compact_keys.js"
 import { reapCrashedRuns } from "./reap.js"
 import { DEFAULT_ENCRYPTION, type LandscapeEncryption, LandscapeOpenError, openLandscapeClient } from "./open.js"
 import { notLandscape } from "./recorder-errors.js"
@@ -53,7 +54,8 @@ export const migrations = {
   "0006_loop_integration": migration0006,
   "0007_loop_export_status": migration0007,
   "0008_lineage_indexes": migration0008,
-  "0009_external_calls": migration0009
+  "0009_external_calls": migration0009,
+  "0010_compact_keys": migration0010
 } as const
 
 /** The highest migration id (ids need not be contiguous). */
@@ -100,6 +102,7 @@ const checkAndMigrate = (filename: string) =>
       Effect.mapError((e) => notLandscape(filename, String((e.cause as { message?: string })?.message ?? e.message)))
     )
     const names = new Set(tables.map((t) => t.name))
+    let newest = 0
     if (names.size > 0) {
       if (!names.has("effect_sql_migrations") || !names.has("landscape_meta")) {
         return yield* Effect.fail(notLandscape(filename, `it holds other tables (${Array.from(names).slice(0, 5).join(", ")})`))
@@ -107,7 +110,7 @@ const checkAndMigrate = (filename: string) =>
       const applied = yield* sql<{ id: number }>`SELECT MAX(migration_id) AS id FROM effect_sql_migrations`.pipe(
         Effect.mapError((e) => notLandscape(filename, e.message))
       )
-      const newest = applied[0]?.id ?? 0
+      newest = applied[0]?.id ?? 0
       if (newest > LATEST_MIGRATION) {
         return yield* Effect.fail(
           new RecorderError({
@@ -117,15 +120,31 @@ const checkAndMigrate = (filename: string) =>
         )
       }
     }
-    yield* sql`PRAGMA foreign_keys = ON`
     yield* sql`PRAGMA busy_timeout = 5000`
     yield* sql`PRAGMA synchronous = NORMAL`
+    // Migrations rebuild tables that others refer to, which SQLite allows only with
+    // foreign keys off (it cannot switch them inside the migrations' transaction); an
+    // existing file is checked whole once they have run.
+    yield* sql`PRAGMA foreign_keys = OFF`
     yield* SqliteMigrator.run({ loader: SqliteMigrator.fromRecord(migrations) }).pipe(
       Effect.provide(NodeContext.layer),
       Effect.mapError((e) =>
         new RecorderError({ reason: "Database", message: `migrating ${filename}: ${e.message}`, cause: e })
       )
     )
+    if (newest > 0 && newest < LATEST_MIGRATION) {
+      const broken = yield* sql<{ table: string; parent: string }>`PRAGMA foreign_key_check`
+      if (broken.length > 0) {
+        const first = broken[0]!
+        return yield* Effect.fail(
+          new RecorderError({
+            reason: "Database",
+            message: `migrating ${filename}: ${broken.length} record(s) refer to records that do not exist (first: ${first.table} → ${first.parent})`
+          })
+        )
+      }
+    }
+    yield* sql`PRAGMA foreign_keys = ON`
   }).pipe(
     Effect.catchTag("SqlError", (e) =>
       Effect.fail(new RecorderError({ reason: "Database", message: `opening ${filename}: ${e.message}`, cause: e }))

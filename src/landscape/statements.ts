@@ -61,7 +61,7 @@ export const insertRecords = (sql: Sql, spec: TableSpec, records: ReadonlyArray<
 export const completeNodeState = (sql: Sql, u: NodeStateCompletion): Effect.Effect<boolean, SqlError> =>
   Effect.map(
     sql.unsafe<{ state_id: string }>(
-      `UPDATE node_states SET status = ?, output_hash = ?, duration_ms = ?, error_json = ?, completed_at = ?
+      `UPDATE ls_node_states SET status = ?, output_hash = ?, duration_ms = ?, error_json = ?, completed_at = ?
        WHERE state_id = ? AND status = 'open' RETURNING state_id`,
       [u.status, u.output_hash, u.duration_ms, u.error_json, u.completed_at, u.state_id]
     ),
@@ -143,9 +143,9 @@ export const closeRun = (
 ) =>
   sql.withTransaction(
     Effect.gen(function*() {
-      yield* sql`UPDATE node_states SET status = 'failed', completed_at = ${end.at},
+      yield* sql`UPDATE ls_node_states SET status = 'failed', completed_at = ${end.at},
                    error_json = ${JSON.stringify({ reason: `run ${end.status}` })}
-                 WHERE run_id = ${runId} AND status = 'open'`
+                 WHERE run_key = (SELECT run_key FROM runs WHERE run_id = ${runId}) AND status = 'open'`
       yield* sql`UPDATE operations SET status = 'failed', completed_at = ${end.at}, error_message = ${`run ${end.status}`}
                  WHERE run_id = ${runId} AND status = 'open'`
       yield* sql`UPDATE runs SET status = ${end.status}, completed_at = ${end.at},

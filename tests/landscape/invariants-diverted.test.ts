@@ -110,13 +110,14 @@ describe("migration 0004", () => {
   it.scoped("the schema refuses an outcome it does not know and accepts DIVERTED", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const [table] = yield* sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'token_outcomes'`
+      // Since 0010 the outcomes are stored in ls_token_outcomes (token_outcomes is its view).
+      const [table] = yield* sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ls_token_outcomes'`
       assert.include(table!.sql, "'DIVERTED'")
-      const indexes = yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'token_outcomes' AND sql IS NOT NULL ORDER BY name`
-      assert.deepStrictEqual(indexes.map((i) => i.name), ["token_outcomes_one_terminal", "token_outcomes_run", "token_outcomes_token"])
-      const runId = yield* runOf()
-      const exit = yield* Effect.exit(sql`UPDATE token_outcomes SET outcome = 'LOST' WHERE run_id = ${runId}`)
-      assert.isTrue(Exit.isFailure(exit))
+      const indexes = yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ls_token_outcomes' AND sql IS NOT NULL ORDER BY name`
+      assert.deepStrictEqual(indexes.map((i) => i.name), ["ls_token_outcomes_run", "ls_token_outcomes_token"])
+      yield* runOf()
+      const refused = yield* Effect.flip(sql`UPDATE ls_token_outcomes SET outcome = 'LOST'`)
+      assert.match(String((refused.cause as Error).message), /CHECK constraint failed/)
     }).pipe(Effect.provide(MemoryLandscape())))
 
   it.effect("keeps the outcomes of a Landscape migrated up to 0003, with the one-terminal-outcome rule", () =>

@@ -87,7 +87,8 @@ describe("assertLandscapeInvariants", () => {
     Effect.gen(function*() {
       const runId = yield* runOf()
       const sql = yield* SqlClient.SqlClient
-      yield* sql`UPDATE node_states SET status = 'open', completed_at = NULL, duration_ms = NULL WHERE run_id = ${runId}`
+      yield* sql`UPDATE ls_node_states SET status = 'open', completed_at = NULL, duration_ms = NULL
+                 WHERE run_key = (SELECT run_key FROM runs WHERE run_id = ${runId})`
       assert.match(yield* violationOf(runId), /node states left open after the run ended/)
       assert.match(yield* violationOf("run_missing" as RunId), /the run does not exist/)
     }).pipe(Effect.provide(MemoryLandscape())))

@@ -339,8 +339,8 @@ describe("token_outcomes schema", () => {
       yield* insert(tokenId, "o2", "COMPLETED", 1)
       // Non-terminal outcomes are not limited.
       yield* insert(tokenId, "o3", "BUFFERED", 0)
-      // A consistent row (FAILED is terminal) that only the partial unique index refuses.
-      assert.match(yield* refusal(tokenId, "o4", "FAILED", 1), /UNIQUE constraint failed: token_outcomes\.token_id/)
+      // A consistent row (FAILED is terminal) that only the unique index on (token, terminal) refuses.
+      assert.match(yield* refusal(tokenId, "o4", "FAILED", 1), /UNIQUE constraint failed: index 'ls_token_outcomes_token'/)
       assert.deepStrictEqual(yield* outcomesOf(tokenId), ["o1", "o2", "o3"])
     }).pipe(Effect.provide(MemoryLandscape())))
 
