@@ -235,8 +235,10 @@ const graphCounts = (runId: string, edges: ReadonlyArray<EdgeRecord>) =>
 export const runDetail = (runId: string, cache: GraphCountCache) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const [run] = yield* sql<RunRecord>`SELECT * FROM runs WHERE run_id = ${runId}`
-    if (run === undefined) return undefined
+    const [stored] = yield* sql<RunRecord & { readonly run_key?: number }>`SELECT * FROM runs WHERE run_id = ${runId}`
+    if (stored === undefined) return undefined
+    // The run's integer key is how the Landscape stores it, not part of the run.
+    const { run_key: _key, ...run } = stored
     const nodes = yield* sql<NodeRecord>`
       SELECT node_id, name, node_type, plugin_name, sequence, config_json FROM nodes WHERE run_id = ${runId} ORDER BY sequence`
     const edges = yield* sql<EdgeRecord>`

@@ -19,6 +19,7 @@ import { Chunk, Clock, Effect, Option, Stream } from "effect"
 import { newArtifactId, type RunId } from "../core/ids.js"
 import { DEFAULT_PAYLOAD_BASE_PATH } from "../services/call-store.js"
 import { ExportError, type ExportRecord, RECORD_TYPES, type RecordType } from "../services/export-store.js"
+import { INTERNAL_KEY_COLUMNS } from "./compact.js"
 import { payloadStoreOfRun } from "./lineage-calls.js"
 import { filesystemPayloadStore } from "./payload-store.js"
 
@@ -73,7 +74,10 @@ export const dbError = (what: string) => (e: SqlError): ExportError =>
  */
 export const rowToRecord = (type: string, table: string, row: DbRow): Record<string, unknown> => {
   const out: Record<string, unknown> = { record_type: type, seq: 0 }
+  // The integer key of a run, node or edge is how the Landscape stores it, not part of the record.
+  const internal = INTERNAL_KEY_COLUMNS.get(table)
   for (const key of Object.keys(row)) {
+    if (key === internal) continue
     if (RESERVED_KEYS.includes(key)) {
       throw new ExportError({ reason: "CorruptTrail", message: `table ${table} has a column named ${key}, which the export format reserves` })
     }

@@ -11,7 +11,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Clock, Effect, Layer, Option } from "effect"
+import { Clock, Effect, Exit, Layer, Option } from "effect"
 import { hostname } from "node:os"
 import { CANONICAL_VERSION, sha256Hex } from "../core/canonical.js"
 import { newArtifactId, newRunId } from "../core/ids.js"
@@ -21,6 +21,7 @@ import { committedButNotJournalled } from "./journal.js"
 import type { PayloadStore } from "./payload-store.js"
 import { fromSql, invalid, jsonOf, missingRun } from "./recorder-errors.js"
 import * as Queries from "./recorder-queries.js"
+import { COMPACT_TAGS, CompactKeys } from "./compact-writer.js"
 import * as Statements from "./statements.js"
 import { TABLES } from "./tables.js"
 import { WriteBuffer } from "./write-buffer.js"
@@ -80,9 +81,16 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
       })
     }
 
+    /** The integer keys of the compact tables (schema v2), cached across flushes. */
+    const keys = new CompactKeys()
+
     const writeBuffer = (b: WriteBuffer) =>
       Effect.gen(function*() {
-        for (const spec of TABLES) yield* Statements.insertRecords(sql, spec, b.inserts(spec.tag))
+        for (const spec of TABLES) {
+          yield* COMPACT_TAGS.has(spec.tag)
+            ? keys.write(sql, spec.tag, b.inserts(spec.tag))
+            : Statements.insertRecords(sql, spec, b.inserts(spec.tag))
+        }
         for (const u of b.stateUpdates) {
           if (!(yield* Statements.completeNodeState(sql, u))) {
             return yield* Effect.fail(invalid(`node state ${u.state_id} does not exist or is not open`))
@@ -95,6 +103,7 @@ export const makeSqlRecorder = (options: SqlRecorderOptions = {}) =>
 
     const writeInTransaction = (b: WriteBuffer): Effect.Effect<void, RecorderError> =>
       sql.withTransaction(writeBuffer(b)).pipe(
+        Effect.onExit((exit) => Effect.sync(() => (Exit.isSuccess(exit) ? keys.afterCommit(b.terminalTokens) : keys.reset()))),
         Effect.catchTag("SqlError", (error) => Effect.fail(fromSql(`writing the audit trail${where}`)(error))),
         // A transaction whose ROLLBACK fails too (a full disk) dies with the SqlError: it
         // is still a failed write of the audit trail, not a broken invariant.

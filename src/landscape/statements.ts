@@ -22,39 +22,52 @@ const MAX_PARAMS = 32_000
 const MAX_ROWS_PER_STATEMENT = 256
 
 const statementCache = new Map<string, string>()
-const insertSql = (spec: TableSpec, rows: number): string => {
-  const key = `${spec.table}:${rows}`
+const insertSql = (table: string, columns: ReadonlyArray<string>, rows: number): string => {
+  const key = `${table}:${rows}`
   let text = statementCache.get(key)
   if (text === undefined) {
-    const one = `(${spec.columns.map(() => "?").join(",")})`
-    text = `INSERT INTO ${spec.table} (${spec.columns.join(",")}) VALUES ${Array.from({ length: rows }, () => one).join(",")}`
+    const one = `(${columns.map(() => "?").join(",")})`
+    text = `INSERT INTO ${table} (${columns.join(",")}) VALUES ${Array.from({ length: rows }, () => one).join(",")}`
     statementCache.set(key, text)
   }
   return text
 }
 
+/** Rows per statement for a table of `columns` columns. */
+const rowsPerStatement = (columns: number) => Math.max(1, Math.min(MAX_ROWS_PER_STATEMENT, Math.floor(MAX_PARAMS / columns)))
+
+/**
+ * Inserts rows given as one flat parameter array (each row's values in `columns`
+ * order, one after another) into `table`, in chunked multi-row INSERTs.
+ */
+export const insertRows = (sql: Sql, table: string, columns: ReadonlyArray<string>, params: ReadonlyArray<unknown>) =>
+  Effect.gen(function*() {
+    const width = columns.length
+    const count = params.length / width
+    const perStatement = rowsPerStatement(width)
+    for (let start = 0; start < count;) {
+      const left = count - start
+      const size = left >= perStatement ? perStatement : 2 ** Math.floor(Math.log2(left))
+      yield* sql.unsafe(insertSql(table, columns, size), params.slice(start * width, (start + size) * width))
+      start += size
+    }
+  })
+
 /** Inserts `records` into the table of `spec`; a field a record lacks is stored NULL. */
 export const insertRecords = (sql: Sql, spec: TableSpec, records: ReadonlyArray<AuditRecord>) =>
-  Effect.gen(function*() {
-    if (records.length === 0) return
+  Effect.suspend(() => {
+    if (records.length === 0) return Effect.void
     const cols = spec.columns
-    const perStatement = Math.max(1, Math.min(MAX_ROWS_PER_STATEMENT, Math.floor(MAX_PARAMS / cols.length)))
-    for (let start = 0; start < records.length;) {
-      const left = records.length - start
-      const size = left >= perStatement ? perStatement : 2 ** Math.floor(Math.log2(left))
-      const end = start + size
-      const params: Array<unknown> = new Array(size * cols.length)
-      let p = 0
-      for (let i = start; i < end; i++) {
-        const rec = records[i] as unknown as Record<string, unknown>
-        for (const col of cols) {
-          const v = rec[col]
-          params[p++] = v === undefined ? null : v
-        }
+    const params: Array<unknown> = new Array(records.length * cols.length)
+    let p = 0
+    for (const record of records) {
+      const rec = record as unknown as Record<string, unknown>
+      for (const col of cols) {
+        const v = rec[col]
+        params[p++] = v === undefined ? null : v
       }
-      yield* sql.unsafe(insertSql(spec, size), params)
-      start = end
     }
+    return insertRows(sql, spec.table, cols, params)
   })
 
 /** Completes a node state written open; false when there is no such open state. */

@@ -83,7 +83,7 @@ const runCase = async (
       query<{ row_index: number; outcome: string; sink_name: string | null; context_json: string | null }>(`
         SELECT r.row_index, o.outcome, o.sink_name, o.context_json FROM token_outcomes o
         JOIN tokens t ON t.token_id = o.token_id JOIN rows r ON r.row_id = t.row_id
-        WHERE o.run_id = ? AND o.is_terminal = 1 ORDER BY r.row_index, t.created_at, t.rowid`)
+        WHERE o.run_id = ? AND o.is_terminal = 1 ORDER BY r.row_index, t.created_at, t.token_id`)
         .map((o) => ({ ...o, context: o.context_json === null ? null : JSON.parse(o.context_json) as Record<string, unknown>, context_json: undefined }))
         .map(({ context, outcome, row_index, sink_name }) => ({ row_index, outcome, sink_name, context })),
     transformErrors: () =>

@@ -86,7 +86,7 @@ interface OutcomeView {
 const outcomesOf = (tokenId: string) =>
   trail((sql) =>
     sql<OutcomeView>`SELECT outcome, is_terminal, sink_name, batch_id, expand_group_id, recorded_at
-      FROM token_outcomes WHERE token_id = ${tokenId} ORDER BY is_terminal, rowid`
+      FROM token_outcomes WHERE token_id = ${tokenId} ORDER BY is_terminal, outcome_id`
   )
 
 const tokenOfRow = (runId: string, id: number) =>

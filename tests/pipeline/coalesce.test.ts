@@ -389,7 +389,7 @@ ${jsonSinkYaml("out", out)}${jsonSinkYaml("s1", s1)}${jsonSinkYaml("s2", s2)}${j
             (SELECT po.outcome FROM token_parents p JOIN token_outcomes po ON po.token_id = p.parent_token_id
              WHERE p.token_id = t.token_id) AS parent_outcome
           FROM tokens t JOIN token_outcomes o ON o.token_id = t.token_id
-          WHERE t.branch_name IS NOT NULL ORDER BY o.recorded_at, t.rowid`
+          WHERE t.branch_name IS NOT NULL ORDER BY o.recorded_at, t.token_id`
       )
       assert.strictEqual(branches.length, 6)
       assert.isTrue(branches.every((b) => b.parent_outcome === "FORKED" && b.fork_group !== null))
