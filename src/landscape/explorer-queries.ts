@@ -51,17 +51,19 @@ export const elapsedMs = (from: string | null, to: string | null): number | null
   from === null || to === null ? null : Date.parse(to) - Date.parse(from)
 
 /** Terminal outcome counts of one run, from the (run_id, outcome) index alone. */
+/** A run's terminal outcomes by kind, from the compact table's (run, outcome) index alone. */
+export const OUTCOME_COUNTS_SQL = `SELECT outcome, COUNT(*) AS n FROM ls_token_outcomes
+  WHERE run_key = (SELECT run_key FROM runs WHERE run_id = ?) AND outcome <> 'BUFFERED' GROUP BY outcome`
+
 export const outcomeCounts = (runId: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ outcome: Outcome; n: number }>`
-      SELECT outcome, COUNT(*) AS n FROM token_outcomes
-      WHERE run_id = ${runId} AND outcome <> 'BUFFERED' GROUP BY outcome`).pipe(
+    sql.unsafe<{ outcome: Outcome; n: number }>(OUTCOME_COUNTS_SQL, [runId])).pipe(
     Effect.map((rows) => Object.fromEntries(rows.map((r) => [r.outcome, r.n])) as Partial<Record<Outcome, number>>),
     Effect.mapError(dbError(`counting the outcomes of run ${runId}`))
   )
 
 export const rowCount = (runId: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number }>`SELECT COUNT(*) AS n FROM rows WHERE run_id = ${runId}`).pipe(
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number }>`SELECT COUNT(*) AS n FROM ls_rows WHERE run_key = (SELECT run_key FROM runs WHERE run_id = ${runId})`).pipe(
     Effect.map((rows) => rows[0]?.n ?? 0),
     Effect.mapError(dbError(`counting the rows of run ${runId}`))
   )
@@ -205,14 +207,15 @@ const graphCounts = (runId: string, edges: ReadonlyArray<EdgeRecord>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const perNode = yield* sql<{ node_id: string; n: number }>`
-      SELECT node_id, COUNT(*) AS n FROM node_states WHERE run_id = ${runId} AND attempt = 1 GROUP BY node_id`
+      SELECT n.node_id, COUNT(*) AS n FROM ls_node_states s JOIN nodes n ON n.node_key = s.node_key
+      WHERE s.run_key = (SELECT run_key FROM runs WHERE run_id = ${runId}) AND s.attempt = 1 GROUP BY s.node_key`
     // Routing events (read in one pass: they have no index by edge) are needed only to
     // tell apart the edges into a node that several edges lead to.
     const incomingCount = new Map<string, number>()
     for (const e of edges) incomingCount.set(e.to_node_id, (incomingCount.get(e.to_node_id) ?? 0) + 1)
     const routed = [...incomingCount.values()].every((n) => n <= 1) ? [] : yield* sql<{ edge_id: string; n: number }>`
-      SELECT r.edge_id, COUNT(*) AS n FROM routing_events r JOIN edges e ON e.edge_id = r.edge_id
-      WHERE e.run_id = ${runId} GROUP BY r.edge_id`
+      SELECT e.edge_id, COUNT(*) AS n FROM ls_routing_events r JOIN edges e ON e.edge_key = r.edge_key
+      WHERE e.run_id = ${runId} GROUP BY r.edge_key`
     const nodes = Object.fromEntries(perNode.map((r) => [r.node_id, r.n]))
     const routedBy = new Map(routed.map((r) => [r.edge_id, r.n]))
     const result: Record<string, number | null> = {}
@@ -325,6 +328,13 @@ export interface RowPageQuery {
  * otherwise rows are walked in row_index order and each is checked through its tokens.
  * Both use indexes only (tests assert the plans).
  */
+/** The run's integer key from its id (the statement's first parameter). */
+const RUN_KEY = "(SELECT run_key FROM runs WHERE run_id = ?)"
+
+/**
+ * The statement of one row page. It reads the compact tables (schema v2) directly, so
+ * that the plan walks their indexes by the run's key.
+ */
 export const rowPageStatement = (runId: string, query: RowPageQuery, selective: boolean): { readonly text: string; readonly params: Array<unknown> } => {
   const params: Array<unknown> = []
   const outcomeCond: Array<string> = []
@@ -341,23 +351,24 @@ export const rowPageStatement = (runId: string, query: RowPageQuery, selective: 
   const columns = "r.row_id, r.row_index, r.source_data_hash, r.source_data_json"
   if (outcomeCond.length === 0) {
     return {
-      text: `SELECT ${columns} FROM rows r WHERE r.run_id = ? AND r.row_index >= ? ${fieldCond} ORDER BY r.row_index LIMIT ?`,
+      text: `SELECT ${columns} FROM ls_rows r WHERE r.run_key = ${RUN_KEY} AND r.row_index >= ? ${fieldCond} ORDER BY r.row_index LIMIT ?`,
       params: [runId, query.from, ...fieldParams, query.limit]
     }
   }
   if (selective && query.outcome !== undefined) {
     return {
-      text: `SELECT DISTINCT ${columns} FROM token_outcomes o
-        JOIN tokens t ON t.token_id = o.token_id JOIN rows r ON r.row_id = t.row_id
-        WHERE o.run_id = ? AND o.is_terminal = 1 AND ${outcomeCond.join(" AND ")} AND r.row_index >= ? ${fieldCond}
+      // CROSS JOIN fixes the order: from the few outcomes of that kind to their rows.
+      text: `SELECT DISTINCT ${columns} FROM ls_token_outcomes o
+        CROSS JOIN ls_tokens t ON t.token_key = o.token_key CROSS JOIN ls_rows r ON r.row_key = t.row_key
+        WHERE o.run_key = ${RUN_KEY} AND o.is_terminal = 1 AND ${outcomeCond.join(" AND ")} AND r.row_index >= ? ${fieldCond}
         ORDER BY r.row_index LIMIT ?`,
       params: [runId, ...params, query.from, ...fieldParams, query.limit]
     }
   }
   return {
-    text: `SELECT ${columns} FROM rows r WHERE r.run_id = ? AND r.row_index >= ? ${fieldCond}
-      AND EXISTS (SELECT 1 FROM tokens t JOIN token_outcomes o ON o.token_id = t.token_id
-                  WHERE t.row_id = r.row_id AND o.is_terminal = 1 AND ${outcomeCond.join(" AND ")})
+    text: `SELECT ${columns} FROM ls_rows r WHERE r.run_key = ${RUN_KEY} AND r.row_index >= ? ${fieldCond}
+      AND EXISTS (SELECT 1 FROM ls_tokens t JOIN ls_token_outcomes o ON o.token_key = t.token_key
+                  WHERE t.row_key = r.row_key AND o.is_terminal = 1 AND ${outcomeCond.join(" AND ")})
       ORDER BY r.row_index LIMIT ?`,
     params: [runId, query.from, ...fieldParams, ...params, query.limit]
   }
