@@ -234,14 +234,16 @@ const runEngine = async (csv: string, out: string, chain = false): Promise<Worke
 // ---------------------------------------------------------------------------
 // The baseline: the same work written by hand
 
+/** The Landscape's compact per-row tables (schema v2), which the engine writes. */
 const COLS = {
-  rows: ["row_id", "run_id", "source_node_id", "row_index", "source_data_hash", "source_data_json", "created_at"],
-  tokens: ["token_id", "run_id", "row_id", "created_at"],
-  node_states: [
+  ls_rows: ["row_key", "row_id", "run_key", "source_node_key", "row_index", "source_data_hash", "source_data_json", "created_at"],
+  ls_tokens: ["token_key", "token_id", "run_key", "row_key", "created_at"],
+  ls_node_states: [
+    "state_key",
     "state_id",
-    "token_id",
-    "run_id",
-    "node_id",
+    "token_key",
+    "run_key",
+    "node_key",
     "step_index",
     "attempt",
     "status",
@@ -251,8 +253,8 @@ const COLS = {
     "started_at",
     "completed_at"
   ],
-  routing_events: ["event_id", "state_id", "edge_id", "routing_group_id", "ordinal", "mode", "reason_json", "created_at"],
-  token_outcomes: ["outcome_id", "run_id", "token_id", "outcome", "is_terminal", "sink_name", "context_json", "recorded_at"]
+  ls_routing_events: ["event_id", "state_key", "edge_key", "routing_group_id", "ordinal", "mode", "reason_json", "created_at"],
+  ls_token_outcomes: ["outcome_id", "run_key", "token_key", "outcome", "is_terminal", "sink_name", "context_json", "recorded_at"]
 } as const
 
 /** An output CSV: text appended per batch, fsynced at durability points, hashed as written. */
@@ -327,36 +329,48 @@ const runBaseline = async (csv: string, out: string, chain = false): Promise<Wor
   const newId = orderedIds()
   const runId = newId("run")
   const now = () => new Date().toISOString()
-  const sourceNode = "source_source_000000000000"
-  const gateNode = "gate_amount_threshold_000000000000"
-  const sinkNode = { output: "sink_output_000000000000", high_values: "sink_high_values_000000000000" }
-  const edge = { true: newId("edg"), false: newId("edg") }
   db.prepare(
     `INSERT INTO runs (run_id, status, started_at, config_hash, settings_json, canonical_version) VALUES (?, 'running', ?, ?, ?, ?)`
   ).run(runId, now(), "0".repeat(64), "{}", "sha256-rfc8785-v1")
+  // The Landscape gives runs, nodes and edges their integer keys; read them back once.
+  const runKey = (db.prepare(`SELECT run_key FROM runs WHERE run_id = ?`).get(runId) as { run_key: number }).run_key
   const insertNode = db.prepare(
     `INSERT INTO nodes (run_id, node_id, plugin_name, node_type, name, config_hash, config_json, sequence) VALUES (?, ?, ?, ?, ?, ?, '{}', ?)`
   )
-  insertNode.run(runId, sourceNode, "csv", "source", "source", "0", 0)
-  insertNode.run(runId, gateNode, "gate", "gate", "amount_threshold", "0", 1)
-  insertNode.run(runId, sinkNode.output, "csv", "sink", "output", "0", 2)
-  insertNode.run(runId, sinkNode.high_values, "csv", "sink", "high_values", "0", 3)
-  const chainNodes = ["truncate", "passthrough", "keyword_filter", "field_mapper"].map((plugin, i) => {
-    const nodeId = `transform_t${i + 1}_000000000000`
-    if (chain) insertNode.run(runId, nodeId, plugin, "transform", `t${i + 1}`, "0", 4 + i)
-    return nodeId
-  })
+  const nodeKeyOf = db.prepare(`SELECT node_key FROM nodes WHERE run_id = ? AND node_id = ?`)
+  const node = (nodeId: string, plugin: string, type: string, name: string, sequence: number): number => {
+    insertNode.run(runId, nodeId, plugin, type, name, "0", sequence)
+    return (nodeKeyOf.get(runId, nodeId) as { node_key: number }).node_key
+  }
+  const sourceNode = node("source_source_000000000000", "csv", "source", "source", 0)
+  const gateNode = node("gate_amount_threshold_000000000000", "gate", "gate", "amount_threshold", 1)
+  const sinkNode = {
+    output: node("sink_output_000000000000", "csv", "sink", "output", 2),
+    high_values: node("sink_high_values_000000000000", "csv", "sink", "high_values", 3)
+  }
+  const chainNodes = chain
+    ? ["truncate", "passthrough", "keyword_filter", "field_mapper"].map((plugin, i) => node(`transform_t${i + 1}_000000000000`, plugin, "transform", `t${i + 1}`, 4 + i))
+    : []
   const insertEdge = db.prepare(`INSERT INTO edges (edge_id, run_id, from_node_id, to_node_id, label, mode) VALUES (?, ?, ?, ?, ?, 'move')`)
-  insertEdge.run(edge.true, runId, gateNode, sinkNode.high_values, "true")
-  insertEdge.run(edge.false, runId, gateNode, sinkNode.output, "false")
+  const edgeKeyOf = db.prepare(`SELECT edge_key FROM edges WHERE edge_id = ?`)
+  const edge = (to: string, label: string): number => {
+    const edgeId = newId("edg")
+    insertEdge.run(edgeId, runId, "gate_amount_threshold_000000000000", to, label)
+    return (edgeKeyOf.get(edgeId) as { edge_key: number }).edge_key
+  }
+  const edgeKey = { true: edge("sink_high_values_000000000000", "true"), false: edge("sink_output_000000000000", "false") }
 
   const inserter = new RawInserter(db, Object.entries(COLS))
-  const rows = inserter.target("rows")
-  const tokens = inserter.target("tokens")
-  const states = inserter.target("node_states")
-  const events = inserter.target("routing_events")
-  const outcomes = inserter.target("token_outcomes")
+  const rows = inserter.target("ls_rows")
+  const tokens = inserter.target("ls_tokens")
+  const states = inserter.target("ls_node_states")
+  const events = inserter.target("ls_routing_events")
+  const outcomes = inserter.target("ls_token_outcomes")
   const { outputs, reasons, routedContext } = handWrittenOutputs(out)
+  /** This program is the file's only writer: it numbers the rows, tokens and states itself. */
+  let rowKey = 0
+  let tokenKey = 0
+  let stateKey = 0
   /** Sink states and outcomes are recorded once the sink write is durable, as the engine does. */
   let held: Array<unknown> = []
 
@@ -365,9 +379,9 @@ const runBaseline = async (csv: string, out: string, chain = false): Promise<Wor
     outputs.high_values.sync()
     const at = now()
     for (let i = 0; i < held.length; i += 5) {
-      const [tokenId, hash, sink, queuedAt, high] = held.slice(i, i + 5) as [string, string, "output" | "high_values", string, boolean]
-      states.push(newId("st"), tokenId, runId, sinkNode[sink], 2, 1, "completed", hash, hash, 1, queuedAt, at)
-      outcomes.push(newId("out"), runId, tokenId, high ? "ROUTED" : "COMPLETED", 1, sink, high ? routedContext : null, at)
+      const [token, hash, sink, queuedAt, high] = held.slice(i, i + 5) as [number, string, "output" | "high_values", string, boolean]
+      states.push(++stateKey, newId("st"), token, runKey, sinkNode[sink], 2, 1, "completed", hash, hash, 1, queuedAt, at)
+      outcomes.push(newId("out"), runKey, token, high ? "ROUTED" : "COMPLETED", 1, sink, high ? routedContext : null, at)
       inserter.added(2)
     }
     held = []
@@ -386,24 +400,25 @@ const runBaseline = async (csv: string, out: string, chain = false): Promise<Wor
     const json = canonicalize(source)!
     const sourceHash = createHash("sha256").update(json).digest("hex")
     const at = now()
-    const rowId = newId("row")
-    const tokenId = newId("tok")
-    rows.push(rowId, runId, sourceNode, index++, sourceHash, json, at)
-    tokens.push(tokenId, runId, rowId, at)
-    const { row, hash } = chain
+    const row = ++rowKey
+    const token = ++tokenKey
+    rows.push(row, newId("row"), runKey, sourceNode, index++, sourceHash, json, at)
+    tokens.push(token, newId("tok"), runKey, row, at)
+    const { row: data, hash } = chain
       ? chainByHand(source, sourceHash, (step, inputHash, outputHash) => {
-        states.push(newId("st"), tokenId, runId, chainNodes[step - 1], step, 1, "completed", inputHash, outputHash, 0, at, at)
+        states.push(++stateKey, newId("st"), token, runKey, chainNodes[step - 1], step, 1, "completed", inputHash, outputHash, 0, at, at)
         inserter.added(1)
       })
       : { row: source, hash: sourceHash }
-    const gateState = newId("st")
+    const gateState = ++stateKey
+    const gateStateId = newId("st")
     const high = amount > 1000
-    states.push(gateState, tokenId, runId, gateNode, 1, 1, "completed", hash, hash, 0, at, at)
-    events.push(`evt_${gateState}`, gateState, high ? edge.true : edge.false, `grp_${gateState}`, 0, "move", high ? reasons.true : reasons.false, at)
+    states.push(gateState, gateStateId, token, runKey, gateNode, 1, 1, "completed", hash, hash, 0, at, at)
+    events.push(`evt_${gateStateId}`, gateState, high ? edgeKey.true : edgeKey.false, `grp_${gateStateId}`, 0, "move", high ? reasons.true : reasons.false, at)
     inserter.added(4)
     const sink = high ? "high_values" : "output"
-    outputs[sink].add([id, row.name, amount, row.category])
-    held.push(tokenId, hash, sink, at, high)
+    outputs[sink].add([id, data.name, amount, data.category])
+    held.push(token, hash, sink, at, high)
     if (high) routed++
     else succeeded++
     if (held.length >= DURABILITY_ROWS * 5) durabilityPoint()
