@@ -50,7 +50,7 @@ const LOOKUP: Record<Exclude<Kind, "node">, { readonly table: string; readonly i
 }
 
 const LOOKUP_BATCH = 500
-const nodeName = (runId: string, nodeId: string) => `${runId}\u0000${nodeId}`
+const NODE_SEPARATOR = "\u0000"
 
 const missing = (what: string, id: string, kind: string) =>
   new RecorderError({
@@ -58,42 +58,104 @@ const missing = (what: string, id: string, kind: string) =>
     message: `FOREIGN KEY constraint failed: ${what} names ${kind} ${id}, which is not in the Landscape`
   })
 
+/**
+ * The parameters of one flush's INSERTs into a compact table, with the references not
+ * known in memory noted by position, to be found in the database and filled in.
+ */
+class Params {
+  readonly values: Array<unknown>
+  p = 0
+  /** Position, kind, id and the record that named it, four entries per unknown reference. */
+  readonly unknown: Array<unknown> = []
+
+  constructor(size: number) {
+    this.values = new Array(size)
+  }
+
+  push(value: unknown): void {
+    this.values[this.p++] = value
+  }
+
+  /** The key of `id` from `map`, or a note to find it. */
+  ref(map: ReadonlyMap<string, number>, kind: Kind, id: string, what: string): void {
+    const key = map.get(id)
+    if (key === undefined) this.unknown.push(this.p, kind, id, what)
+    this.values[this.p++] = key
+  }
+}
+
 /** The keys the recorder knows, across flushes. */
 export class CompactKeys {
-  private readonly maps: Record<Kind, Map<string, number>> = {
+  private readonly maps: Record<Exclude<Kind, "node">, Map<string, number>> = {
     run: new Map(),
-    node: new Map(),
     edge: new Map(),
     row: new Map(),
     token: new Map(),
     state: new Map()
   }
+  /** Node keys by run id, then node id. */
+  private readonly nodes = new Map<string, Map<string, number>>()
   private next = { row: 0, token: 0, state: 0 }
 
   /** Forgets everything (after a failed flush: what it cached may not have been written). */
   reset(): void {
     for (const m of Object.values(this.maps)) m.clear()
+    this.nodes.clear()
   }
 
-  /** Looks up in the database the ids of `kind` not known yet. */
-  private resolve(sql: Sql, kind: Kind, ids: ReadonlySet<string>): Effect.Effect<void, SqlError> {
-    const map = this.maps[kind]
-    const wanted = Array.from(ids).filter((id) => !map.has(id))
-    if (wanted.length === 0) return Effect.void
+  private nodesOf(runId: string): Map<string, number> {
+    let m = this.nodes.get(runId)
+    if (m === undefined) this.nodes.set(runId, m = new Map())
+    return m
+  }
+
+  /** Finds in the database the references `params` could not, and fills them in. */
+  private fill(sql: Sql, params: Params): Effect.Effect<void, SqlError | RecorderError> {
+    const u = params.unknown
+    if (u.length === 0) return Effect.void
+    const self = this
+    return Effect.gen(function*() {
+      const wanted = new Map<Kind, Set<string>>()
+      for (let i = 0; i < u.length; i += 4) {
+        const kind = u[i + 1] as Kind
+        let ids = wanted.get(kind)
+        if (ids === undefined) wanted.set(kind, ids = new Set())
+        ids.add(u[i + 2] as string)
+      }
+      for (const [kind, ids] of wanted) yield* self.lookUp(sql, kind, ids)
+      for (let i = 0; i < u.length; i += 4) {
+        const kind = u[i + 1] as Kind
+        const id = u[i + 2] as string
+        const key = kind === "node" ? self.nodeKey(id) : self.maps[kind].get(id)
+        if (key === undefined) return yield* Effect.fail(missing(u[i + 3] as string, kind === "node" ? id.split(NODE_SEPARATOR)[1]! : id, kind))
+        params.values[u[i] as number] = key
+      }
+    })
+  }
+
+  private nodeKey(name: string): number | undefined {
+    const [runId, nodeId] = name.split(NODE_SEPARATOR) as [string, string]
+    return this.nodes.get(runId)?.get(nodeId)
+  }
+
+  /** Looks up in the database ids of `kind` (a node as `run id NUL node id`). */
+  private lookUp(sql: Sql, kind: Kind, ids: ReadonlySet<string>): Effect.Effect<void, SqlError> {
     if (kind === "node") {
-      return Effect.forEach(wanted, (name) => {
-        const [runId, nodeId] = name.split("\u0000") as [string, string]
+      return Effect.forEach(ids, (name) => {
+        const [runId, nodeId] = name.split(NODE_SEPARATOR) as [string, string]
         return Effect.map(
           sql<{ node_key: number }>`SELECT node_key FROM nodes WHERE run_id = ${runId} AND node_id = ${nodeId}`,
           (found) => {
-            if (found[0] !== undefined) map.set(name, Number(found[0].node_key))
+            if (found[0] !== undefined) this.nodesOf(runId).set(nodeId, Number(found[0].node_key))
           }
         )
       }, { discard: true })
     }
+    const map = this.maps[kind]
+    const list = Array.from(ids)
     const { id, key, table } = LOOKUP[kind]
     return Effect.forEach(
-      Array.from({ length: Math.ceil(wanted.length / LOOKUP_BATCH) }, (_, i) => wanted.slice(i * LOOKUP_BATCH, (i + 1) * LOOKUP_BATCH)),
+      Array.from({ length: Math.ceil(list.length / LOOKUP_BATCH) }, (_, i) => list.slice(i * LOOKUP_BATCH, (i + 1) * LOOKUP_BATCH)),
       (chunk) =>
         Effect.map(
           sql.unsafe<{ id: string; key: number }>(
@@ -116,158 +178,122 @@ export class CompactKeys {
     })
   }
 
+  /** The run's key and its nodes' keys (a run's records almost always share both). */
+  private runRef(params: Params, runId: string, what: string): void {
+    params.ref(this.maps.run, "run", runId, what)
+  }
+
+  private nodeRef(params: Params, runId: string, nodeId: string, what: string): void {
+    const key = this.nodes.get(runId)?.get(nodeId)
+    if (key === undefined) params.unknown.push(params.p, "node", `${runId}${NODE_SEPARATOR}${nodeId}`, what)
+    params.push(key)
+  }
+
   /** Writes `records` (all of the compact type `tag`) into their table. */
   write(sql: Sql, tag: InsertTag, records: ReadonlyArray<AuditRecord>): Effect.Effect<void, SqlError | RecorderError> {
     if (records.length === 0) return Effect.void
     const self = this
     const m = this.maps
     return Effect.gen(function*() {
-      const runs = new Set<string>()
-      const nodes = new Set<string>()
-      const refs = new Set<string>()
-      const edges = new Set<string>()
       switch (tag) {
         case "Row": {
-          for (const r of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Row" }>>) {
-            runs.add(r.run_id)
-            nodes.add(nodeName(r.run_id, r.source_node_id))
-          }
-          yield* self.resolve(sql, "run", runs)
-          yield* self.resolve(sql, "node", nodes)
           yield* self.firstFree(sql, "row")
-          const params: Array<unknown> = new Array(records.length * COLUMNS.ls_rows.length)
-          let p = 0
+          const params = new Params(records.length * COLUMNS.ls_rows.length)
           for (const r of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Row" }>>) {
-            const node = m.node.get(nodeName(r.run_id, r.source_node_id))
-            if (node === undefined) return yield* Effect.fail(missing(`row ${r.row_id}`, r.source_node_id, "source node"))
             const key = self.next.row++
             m.row.set(r.row_id, key)
-            params[p++] = key
-            params[p++] = r.row_id
-            params[p++] = m.run.get(r.run_id)
-            params[p++] = node
-            params[p++] = r.row_index
-            params[p++] = r.source_data_hash
-            params[p++] = r.source_data_json
-            params[p++] = r.created_at
+            params.push(key)
+            params.push(r.row_id)
+            self.runRef(params, r.run_id, `row ${r.row_id}`)
+            self.nodeRef(params, r.run_id, r.source_node_id, `row ${r.row_id}`)
+            params.push(r.row_index)
+            params.push(r.source_data_hash)
+            params.push(r.source_data_json)
+            params.push(r.created_at)
           }
-          return yield* insertRows(sql, "ls_rows", COLUMNS.ls_rows, params)
+          yield* self.fill(sql, params)
+          return yield* insertRows(sql, "ls_rows", COLUMNS.ls_rows, params.values)
         }
         case "Token": {
-          for (const t of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Token" }>>) {
-            runs.add(t.run_id)
-            refs.add(t.row_id)
-          }
-          yield* self.resolve(sql, "run", runs)
-          yield* self.resolve(sql, "row", refs)
           yield* self.firstFree(sql, "token")
-          const params: Array<unknown> = new Array(records.length * COLUMNS.ls_tokens.length)
-          let p = 0
+          const params = new Params(records.length * COLUMNS.ls_tokens.length)
           for (const t of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Token" }>>) {
-            const row = m.row.get(t.row_id)
-            if (row === undefined) return yield* Effect.fail(missing(`token ${t.token_id}`, t.row_id, "row"))
             const key = self.next.token++
             m.token.set(t.token_id, key)
-            params[p++] = key
-            params[p++] = t.token_id
-            params[p++] = m.run.get(t.run_id)
-            params[p++] = row
-            params[p++] = t.fork_group_id ?? null
-            params[p++] = t.join_group_id ?? null
-            params[p++] = t.expand_group_id ?? null
-            params[p++] = t.branch_name ?? null
-            params[p++] = t.created_at
+            params.push(key)
+            params.push(t.token_id)
+            self.runRef(params, t.run_id, `token ${t.token_id}`)
+            params.ref(m.row, "row", t.row_id, `token ${t.token_id}`)
+            params.push(t.fork_group_id ?? null)
+            params.push(t.join_group_id ?? null)
+            params.push(t.expand_group_id ?? null)
+            params.push(t.branch_name ?? null)
+            params.push(t.created_at)
           }
-          return yield* insertRows(sql, "ls_tokens", COLUMNS.ls_tokens, params)
+          yield* self.fill(sql, params)
+          return yield* insertRows(sql, "ls_tokens", COLUMNS.ls_tokens, params.values)
         }
         case "NodeState": {
-          for (const s of records as ReadonlyArray<Extract<AuditRecord, { _tag: "NodeState" }>>) {
-            runs.add(s.run_id)
-            nodes.add(nodeName(s.run_id, s.node_id))
-            refs.add(s.token_id)
-          }
-          yield* self.resolve(sql, "run", runs)
-          yield* self.resolve(sql, "node", nodes)
-          yield* self.resolve(sql, "token", refs)
           yield* self.firstFree(sql, "state")
-          const params: Array<unknown> = new Array(records.length * COLUMNS.ls_node_states.length)
-          let p = 0
+          const params = new Params(records.length * COLUMNS.ls_node_states.length)
           for (const s of records as ReadonlyArray<Extract<AuditRecord, { _tag: "NodeState" }>>) {
-            const token = m.token.get(s.token_id)
-            if (token === undefined) return yield* Effect.fail(missing(`node state ${s.state_id}`, s.token_id, "token"))
-            const node = m.node.get(nodeName(s.run_id, s.node_id))
-            if (node === undefined) return yield* Effect.fail(missing(`node state ${s.state_id}`, s.node_id, "node"))
             const key = self.next.state++
             m.state.set(s.state_id, key)
-            params[p++] = key
-            params[p++] = s.state_id
-            params[p++] = token
-            params[p++] = m.run.get(s.run_id)
-            params[p++] = node
-            params[p++] = s.step_index
-            params[p++] = s.attempt ?? 1
-            params[p++] = s.status
-            params[p++] = s.input_hash
-            params[p++] = s.output_hash ?? null
-            params[p++] = s.duration_ms ?? null
-            params[p++] = s.error_json ?? null
-            params[p++] = s.started_at
-            params[p++] = s.completed_at ?? null
+            const what = `node state ${s.state_id}`
+            params.push(key)
+            params.push(s.state_id)
+            params.ref(m.token, "token", s.token_id, what)
+            self.runRef(params, s.run_id, what)
+            self.nodeRef(params, s.run_id, s.node_id, what)
+            params.push(s.step_index)
+            params.push(s.attempt ?? 1)
+            params.push(s.status)
+            params.push(s.input_hash)
+            params.push(s.output_hash ?? null)
+            params.push(s.duration_ms ?? null)
+            params.push(s.error_json ?? null)
+            params.push(s.started_at)
+            params.push(s.completed_at ?? null)
           }
-          return yield* insertRows(sql, "ls_node_states", COLUMNS.ls_node_states, params)
+          yield* self.fill(sql, params)
+          return yield* insertRows(sql, "ls_node_states", COLUMNS.ls_node_states, params.values)
         }
         case "RoutingEvent": {
+          const params = new Params(records.length * COLUMNS.ls_routing_events.length)
           for (const e of records as ReadonlyArray<Extract<AuditRecord, { _tag: "RoutingEvent" }>>) {
-            refs.add(e.state_id)
-            edges.add(e.edge_id)
+            const what = `routing event ${e.event_id}`
+            params.push(e.event_id)
+            params.ref(m.state, "state", e.state_id, what)
+            params.ref(m.edge, "edge", e.edge_id, what)
+            params.push(e.routing_group_id)
+            params.push(e.ordinal ?? 0)
+            params.push(e.mode)
+            params.push(e.reason_json ?? null)
+            params.push(e.created_at)
           }
-          yield* self.resolve(sql, "state", refs)
-          yield* self.resolve(sql, "edge", edges)
-          const params: Array<unknown> = new Array(records.length * COLUMNS.ls_routing_events.length)
-          let p = 0
-          for (const e of records as ReadonlyArray<Extract<AuditRecord, { _tag: "RoutingEvent" }>>) {
-            const state = m.state.get(e.state_id)
-            if (state === undefined) return yield* Effect.fail(missing(`routing event ${e.event_id}`, e.state_id, "node state"))
-            const edge = m.edge.get(e.edge_id)
-            if (edge === undefined) return yield* Effect.fail(missing(`routing event ${e.event_id}`, e.edge_id, "edge"))
-            params[p++] = e.event_id
-            params[p++] = state
-            params[p++] = edge
-            params[p++] = e.routing_group_id
-            params[p++] = e.ordinal ?? 0
-            params[p++] = e.mode
-            params[p++] = e.reason_json ?? null
-            params[p++] = e.created_at
-          }
-          return yield* insertRows(sql, "ls_routing_events", COLUMNS.ls_routing_events, params)
+          yield* self.fill(sql, params)
+          return yield* insertRows(sql, "ls_routing_events", COLUMNS.ls_routing_events, params.values)
         }
         case "Outcome": {
+          const params = new Params(records.length * COLUMNS.ls_token_outcomes.length)
           for (const o of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Outcome" }>>) {
-            runs.add(o.run_id)
-            refs.add(o.token_id)
+            const what = `outcome ${o.outcome_id}`
+            params.push(o.outcome_id)
+            self.runRef(params, o.run_id, what)
+            params.ref(m.token, "token", o.token_id, what)
+            params.push(o.outcome)
+            params.push(o.is_terminal)
+            params.push(o.sink_name ?? null)
+            params.push(o.batch_id ?? null)
+            params.push(o.fork_group_id ?? null)
+            params.push(o.join_group_id ?? null)
+            params.push(o.expand_group_id ?? null)
+            params.push(o.error_hash ?? null)
+            params.push(o.context_json ?? null)
+            params.push(o.recorded_at)
           }
-          yield* self.resolve(sql, "run", runs)
-          yield* self.resolve(sql, "token", refs)
-          const params: Array<unknown> = new Array(records.length * COLUMNS.ls_token_outcomes.length)
-          let p = 0
-          for (const o of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Outcome" }>>) {
-            const token = m.token.get(o.token_id)
-            if (token === undefined) return yield* Effect.fail(missing(`outcome ${o.outcome_id}`, o.token_id, "token"))
-            params[p++] = o.outcome_id
-            params[p++] = m.run.get(o.run_id)
-            params[p++] = token
-            params[p++] = o.outcome
-            params[p++] = o.is_terminal
-            params[p++] = o.sink_name ?? null
-            params[p++] = o.batch_id ?? null
-            params[p++] = o.fork_group_id ?? null
-            params[p++] = o.join_group_id ?? null
-            params[p++] = o.expand_group_id ?? null
-            params[p++] = o.error_hash ?? null
-            params[p++] = o.context_json ?? null
-            params[p++] = o.recorded_at
-          }
-          return yield* insertRows(sql, "ls_token_outcomes", COLUMNS.ls_token_outcomes, params)
+          yield* self.fill(sql, params)
+          return yield* insertRows(sql, "ls_token_outcomes", COLUMNS.ls_token_outcomes, params.values)
         }
         default:
           return yield* Effect.dieMessage(`${tag} is not stored in a compact table`)
