@@ -254,6 +254,18 @@ const recorderTrial = async (file: string, w: Workload, mode: Mode): Promise<Tim
   return Effect.runPromise(program.pipe(Effect.provide(SqliteLandscape(file))))
 }
 
+/** The compact tables the per-row records go to, with the columns this program fills. */
+const COMPACT: Record<string, { readonly table: string; readonly columns: ReadonlyArray<string> }> = {
+  Row: { table: "ls_rows", columns: ["row_key", "row_id", "run_key", "source_node_key", "row_index", "source_data_hash", "source_data_json", "created_at"] },
+  Token: { table: "ls_tokens", columns: ["token_key", "token_id", "run_key", "row_key", "created_at"] },
+  NodeState: {
+    table: "ls_node_states",
+    columns: ["state_key", "state_id", "token_key", "run_key", "node_key", "step_index", "attempt", "status", "input_hash", "output_hash", "duration_ms", "error_json", "started_at", "completed_at"]
+  },
+  RoutingEvent: { table: "ls_routing_events", columns: ["event_id", "state_key", "edge_key", "routing_group_id", "ordinal", "mode", "reason_json", "created_at"] },
+  Outcome: { table: "ls_token_outcomes", columns: ["outcome_id", "run_key", "token_key", "outcome", "is_terminal", "sink_name", "context_json", "recorded_at"] }
+}
+
 const rawTrial = async (file: string, w: Workload): Promise<Timing> => {
   await migrateLandscape(file)
   const db = openRaw(file)
@@ -263,17 +275,18 @@ const rawTrial = async (file: string, w: Workload): Promise<Timing> => {
        VALUES (?, 'running', ?, ?, ?, 'sha256-rfc8785-v1')`
     ).run(w.runId, new Date().toISOString(), sha256Hex(JSON.stringify(settingsOf)), JSON.stringify(settingsOf))
     const stop = startTiming()
-    // The recorder's columns per table, for the tables the workload fills.
+    // The recorder's columns per table, for the tables the workload fills; the per-row
+    // tables are written in their compact form (schema v2), as the recorder does.
     const filled = new Set<string>([...w.setup, ...w.perRow[0]!].map((r) => r._tag))
-    const columns = new Map<string, ReadonlyArray<string>>(
-      TABLES.filter((t) => filled.has(t.tag)).map((t) => [t.tag, t.columns] as const)
-    )
-    const tables = TABLES.filter((t) => filled.has(t.tag)).map((t) => [t.table, t.columns] as const)
-    const inserter = new RawInserter(db, tables)
+    const plain = TABLES.filter((t) => filled.has(t.tag) && !(t.tag in COMPACT))
+    const inserter = new RawInserter(db, [
+      ...plain.map((t) => [t.table, t.columns] as const),
+      ...Object.values(COMPACT).map((c) => [c.table, c.columns] as const)
+    ])
     const targets = new Map<InsertTag, { params: Array<unknown>; cols: ReadonlyArray<string> }>()
     for (const [tag, table] of TABLE_ORDER) {
-      const cols = columns.get(tag)
-      if (cols !== undefined) targets.set(tag, { params: inserter.target(table), cols })
+      const spec = plain.find((t) => t.tag === tag)
+      if (spec !== undefined) targets.set(tag, { params: inserter.target(table), cols: spec.columns })
     }
     const add = (r: AuditRecord) => {
       const t = targets.get(r._tag as InsertTag)!
@@ -283,8 +296,52 @@ const rawTrial = async (file: string, w: Workload): Promise<Timing> => {
     }
     for (const r of w.setup) add(r)
     inserter.flush()
+    // This program is the file's only writer: it reads the keys the Landscape gave the
+    // run, nodes and edges once, and numbers rows, tokens and states itself.
+    const runKey = (db.prepare("SELECT run_key FROM runs WHERE run_id = ?").get(w.runId) as { run_key: number }).run_key
+    const nodeKey = new Map((db.prepare("SELECT node_id, node_key FROM nodes WHERE run_id = ?").all(w.runId) as Array<{ node_id: string; node_key: number }>).map((n) => [n.node_id, n.node_key]))
+    const edgeKey = new Map((db.prepare("SELECT edge_id, edge_key FROM edges WHERE run_id = ?").all(w.runId) as Array<{ edge_id: string; edge_key: number }>).map((e) => [e.edge_id, e.edge_key]))
+    const keys = { row: new Map<string, number>(), token: new Map<string, number>(), state: new Map<string, number>() }
+    const target = (table: string) => inserter.target(table)
+    const addCompact = (r: AuditRecord): boolean => {
+      switch (r._tag) {
+        case "Row": {
+          const key = keys.row.size + 1
+          keys.row.set(r.row_id, key)
+          target("ls_rows").push(key, r.row_id, runKey, nodeKey.get(r.source_node_id), r.row_index, r.source_data_hash, r.source_data_json, r.created_at)
+          break
+        }
+        case "Token": {
+          const key = keys.token.size + 1
+          keys.token.set(r.token_id, key)
+          target("ls_tokens").push(key, r.token_id, runKey, keys.row.get(r.row_id), r.created_at)
+          break
+        }
+        case "NodeState": {
+          const key = keys.state.size + 1
+          keys.state.set(r.state_id, key)
+          target("ls_node_states").push(
+            key, r.state_id, keys.token.get(r.token_id), runKey, nodeKey.get(r.node_id), r.step_index, r.attempt, r.status,
+            r.input_hash, r.output_hash, r.duration_ms, r.error_json, r.started_at, r.completed_at
+          )
+          break
+        }
+        case "RoutingEvent":
+          target("ls_routing_events").push(
+            r.event_id, keys.state.get(r.state_id), edgeKey.get(r.edge_id), r.routing_group_id, r.ordinal, r.mode, r.reason_json, r.created_at
+          )
+          break
+        case "Outcome":
+          target("ls_token_outcomes").push(r.outcome_id, runKey, keys.token.get(r.token_id), r.outcome, r.is_terminal, r.sink_name, r.context_json, r.recorded_at)
+          break
+        default:
+          return false
+      }
+      inserter.added()
+      return true
+    }
     for (const records of w.perRow) {
-      for (const r of records) add(r)
+      for (const r of records) if (!addCompact(r)) add(r)
       if (inserter.records >= RAW_RECORDS_PER_TRANSACTION) inserter.flush()
     }
     inserter.flush()
