@@ -15,7 +15,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import { RecorderError } from "../services/recorder.js"
 import type { AuditRecord, InsertTag } from "../services/records.js"
-import { insertRows } from "./statements.js"
+import { insertRows, RowParams } from "./statements.js"
 
 type Sql = SqlClient.SqlClient
 
@@ -60,27 +60,22 @@ const missing = (what: string, id: string, kind: string) =>
 
 /**
  * The parameters of one flush's INSERTs into a compact table, with the references not
- * known in memory noted by position, to be found in the database and filled in.
+ * known in memory noted by where they go, to be found in the database and filled in.
  */
-class Params {
-  readonly values: Array<unknown>
-  p = 0
-  /** Position, kind, id and the record that named it, four entries per unknown reference. */
+class Params extends RowParams {
+  /** Array, position, kind, id and the record that named it, five entries per unknown reference. */
   readonly unknown: Array<unknown> = []
-
-  constructor(size: number) {
-    this.values = new Array(size)
-  }
-
-  push(value: unknown): void {
-    this.values[this.p++] = value
-  }
 
   /** The key of `id` from `map`, or a note to find it. */
   ref(map: ReadonlyMap<string, number>, kind: Kind, id: string, what: string): void {
     const key = map.get(id)
-    if (key === undefined) this.unknown.push(this.p, kind, id, what)
-    this.values[this.p++] = key
+    if (key === undefined) this.unknown.push(this.current, this.p, kind, id, what)
+    this.current[this.p++] = key
+  }
+
+  /** A reference to a node, by run and node id. */
+  unknownNode(runId: string, nodeId: string, what: string): void {
+    this.unknown.push(this.current, this.p, "node", `${runId}${NODE_SEPARATOR}${nodeId}`, what)
   }
 }
 
@@ -116,19 +111,19 @@ export class CompactKeys {
     const self = this
     return Effect.gen(function*() {
       const wanted = new Map<Kind, Set<string>>()
-      for (let i = 0; i < u.length; i += 4) {
-        const kind = u[i + 1] as Kind
+      for (let i = 0; i < u.length; i += 5) {
+        const kind = u[i + 2] as Kind
         let ids = wanted.get(kind)
         if (ids === undefined) wanted.set(kind, ids = new Set())
-        ids.add(u[i + 2] as string)
+        ids.add(u[i + 3] as string)
       }
       for (const [kind, ids] of wanted) yield* self.lookUp(sql, kind, ids)
-      for (let i = 0; i < u.length; i += 4) {
-        const kind = u[i + 1] as Kind
-        const id = u[i + 2] as string
+      for (let i = 0; i < u.length; i += 5) {
+        const kind = u[i + 2] as Kind
+        const id = u[i + 3] as string
         const key = kind === "node" ? self.nodeKey(id) : self.maps[kind].get(id)
-        if (key === undefined) return yield* Effect.fail(missing(u[i + 3] as string, kind === "node" ? id.split(NODE_SEPARATOR)[1]! : id, kind))
-        params.values[u[i] as number] = key
+        if (key === undefined) return yield* Effect.fail(missing(u[i + 4] as string, kind === "node" ? id.split(NODE_SEPARATOR)[1]! : id, kind))
+        ;(u[i] as Array<unknown>)[u[i + 1] as number] = key
       }
     })
   }
@@ -185,7 +180,7 @@ export class CompactKeys {
 
   private nodeRef(params: Params, runId: string, nodeId: string, what: string): void {
     const key = this.nodes.get(runId)?.get(nodeId)
-    if (key === undefined) params.unknown.push(params.p, "node", `${runId}${NODE_SEPARATOR}${nodeId}`, what)
+    if (key === undefined) params.unknownNode(runId, nodeId, what)
     params.push(key)
   }
 
@@ -198,8 +193,9 @@ export class CompactKeys {
       switch (tag) {
         case "Row": {
           yield* self.firstFree(sql, "row")
-          const params = new Params(records.length * COLUMNS.ls_rows.length)
+          const params = new Params(COLUMNS.ls_rows.length, records.length)
           for (const r of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Row" }>>) {
+            params.row()
             const key = self.next.row++
             m.row.set(r.row_id, key)
             params.push(key)
@@ -212,12 +208,13 @@ export class CompactKeys {
             params.push(r.created_at)
           }
           yield* self.fill(sql, params)
-          return yield* insertRows(sql, "ls_rows", COLUMNS.ls_rows, params.values)
+          return yield* insertRows(sql, "ls_rows", COLUMNS.ls_rows, params)
         }
         case "Token": {
           yield* self.firstFree(sql, "token")
-          const params = new Params(records.length * COLUMNS.ls_tokens.length)
+          const params = new Params(COLUMNS.ls_tokens.length, records.length)
           for (const t of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Token" }>>) {
+            params.row()
             const key = self.next.token++
             m.token.set(t.token_id, key)
             params.push(key)
@@ -231,12 +228,13 @@ export class CompactKeys {
             params.push(t.created_at)
           }
           yield* self.fill(sql, params)
-          return yield* insertRows(sql, "ls_tokens", COLUMNS.ls_tokens, params.values)
+          return yield* insertRows(sql, "ls_tokens", COLUMNS.ls_tokens, params)
         }
         case "NodeState": {
           yield* self.firstFree(sql, "state")
-          const params = new Params(records.length * COLUMNS.ls_node_states.length)
+          const params = new Params(COLUMNS.ls_node_states.length, records.length)
           for (const s of records as ReadonlyArray<Extract<AuditRecord, { _tag: "NodeState" }>>) {
+            params.row()
             const key = self.next.state++
             m.state.set(s.state_id, key)
             const what = `node state ${s.state_id}`
@@ -256,11 +254,12 @@ export class CompactKeys {
             params.push(s.completed_at ?? null)
           }
           yield* self.fill(sql, params)
-          return yield* insertRows(sql, "ls_node_states", COLUMNS.ls_node_states, params.values)
+          return yield* insertRows(sql, "ls_node_states", COLUMNS.ls_node_states, params)
         }
         case "RoutingEvent": {
-          const params = new Params(records.length * COLUMNS.ls_routing_events.length)
+          const params = new Params(COLUMNS.ls_routing_events.length, records.length)
           for (const e of records as ReadonlyArray<Extract<AuditRecord, { _tag: "RoutingEvent" }>>) {
+            params.row()
             const what = `routing event ${e.event_id}`
             params.push(e.event_id)
             params.ref(m.state, "state", e.state_id, what)
@@ -272,11 +271,12 @@ export class CompactKeys {
             params.push(e.created_at)
           }
           yield* self.fill(sql, params)
-          return yield* insertRows(sql, "ls_routing_events", COLUMNS.ls_routing_events, params.values)
+          return yield* insertRows(sql, "ls_routing_events", COLUMNS.ls_routing_events, params)
         }
         case "Outcome": {
-          const params = new Params(records.length * COLUMNS.ls_token_outcomes.length)
+          const params = new Params(COLUMNS.ls_token_outcomes.length, records.length)
           for (const o of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Outcome" }>>) {
+            params.row()
             const what = `outcome ${o.outcome_id}`
             params.push(o.outcome_id)
             self.runRef(params, o.run_id, what)
@@ -293,7 +293,7 @@ export class CompactKeys {
             params.push(o.recorded_at)
           }
           yield* self.fill(sql, params)
-          return yield* insertRows(sql, "ls_token_outcomes", COLUMNS.ls_token_outcomes, params.values)
+          return yield* insertRows(sql, "ls_token_outcomes", COLUMNS.ls_token_outcomes, params)
         }
         default:
           return yield* Effect.dieMessage(`${tag} is not stored in a compact table`)

@@ -104,9 +104,11 @@ export const makeLandscapeClient = (
         let result: ReadonlyArray<any>
         try {
           if (statement.reader) {
-            result = statement.all(...params)
+            // Bound as one array: better-sqlite3 takes an array as the anonymous parameters,
+            // and a multi-row INSERT's thousands of values are not spread onto the stack.
+            result = statement.all(params)
           } else {
-            const info = statement.run(...params)
+            const info = statement.run(params)
             result = raw ? (info as unknown as ReadonlyArray<any>) : []
           }
         } catch (cause) {
@@ -128,9 +130,9 @@ export const makeLandscapeClient = (
             try {
               if (statement.reader) {
                 statement.raw(true)
-                rows = statement.all(...params) as ReadonlyArray<ReadonlyArray<unknown>>
+                rows = statement.all(params) as ReadonlyArray<ReadonlyArray<unknown>>
               } else {
-                statement.run(...params)
+                statement.run(params)
               }
             } catch (cause) {
               return Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))

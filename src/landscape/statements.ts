@@ -37,34 +37,69 @@ const insertSql = (table: string, columns: ReadonlyArray<string>, rows: number):
 const rowsPerStatement = (columns: number) => Math.max(1, Math.min(MAX_ROWS_PER_STATEMENT, Math.floor(MAX_PARAMS / columns)))
 
 /**
- * Inserts rows given as one flat parameter array (each row's values in `columns`
- * order, one after another) into `table`, in chunked multi-row INSERTs.
+ * The parameters of a multi-row INSERT of `rows` rows, `width` values each, written
+ * value by value into arrays of one statement each: call `row()` before each row's
+ * values. (One statement's array is small enough for V8's young generation, and none
+ * is copied on the way to SQLite.)
  */
-export const insertRows = (sql: Sql, table: string, columns: ReadonlyArray<string>, params: ReadonlyArray<unknown>) =>
-  Effect.gen(function*() {
+export class RowParams {
+  readonly chunks: Array<Array<unknown>> = []
+  /** The array being filled, and where. */
+  current: Array<unknown> = []
+  p = 0
+  private left: number
+  private readonly perStatement: number
+
+  constructor(readonly width: number, rows: number) {
+    this.left = rows
+    this.perStatement = rowsPerStatement(width)
+  }
+
+  /** Makes room for one more row. */
+  row(): void {
+    if (this.p < this.current.length) return
+    const rows = Math.min(this.perStatement, this.left)
+    this.left -= rows
+    this.current = new Array(rows * this.width)
+    this.chunks.push(this.current)
+    this.p = 0
+  }
+
+  push(value: unknown): void {
+    this.current[this.p++] = value
+  }
+}
+
+/**
+ * Inserts the rows of `params` into `table`: a full statement's array as it is, a
+ * shorter one split into powers of two (so that few statement texts are prepared).
+ */
+export const insertRows = (sql: Sql, table: string, columns: ReadonlyArray<string>, params: RowParams) =>
+  Effect.forEach(params.chunks, (chunk) => {
     const width = columns.length
-    const count = params.length / width
-    const perStatement = rowsPerStatement(width)
-    for (let start = 0; start < count;) {
-      const left = count - start
-      const size = left >= perStatement ? perStatement : 2 ** Math.floor(Math.log2(left))
-      yield* sql.unsafe(insertSql(table, columns, size), params.slice(start * width, (start + size) * width))
-      start += size
-    }
-  })
+    const count = chunk.length / width
+    if (count === rowsPerStatement(width) || (count & (count - 1)) === 0) return sql.unsafe(insertSql(table, columns, count), chunk)
+    return Effect.gen(function*() {
+      for (let start = 0; start < count;) {
+        const size = 2 ** Math.floor(Math.log2(count - start))
+        yield* sql.unsafe(insertSql(table, columns, size), chunk.slice(start * width, (start + size) * width))
+        start += size
+      }
+    })
+  }, { discard: true })
 
 /** Inserts `records` into the table of `spec`; a field a record lacks is stored NULL. */
 export const insertRecords = (sql: Sql, spec: TableSpec, records: ReadonlyArray<AuditRecord>) =>
   Effect.suspend(() => {
     if (records.length === 0) return Effect.void
     const cols = spec.columns
-    const params: Array<unknown> = new Array(records.length * cols.length)
-    let p = 0
+    const params = new RowParams(cols.length, records.length)
     for (const record of records) {
       const rec = record as unknown as Record<string, unknown>
+      params.row()
       for (const col of cols) {
         const v = rec[col]
-        params[p++] = v === undefined ? null : v
+        params.push(v === undefined ? null : v)
       }
     }
     return insertRows(sql, spec.table, cols, params)
