@@ -31,24 +31,14 @@ export default Effect.gen(function*() {
   const nodeKey = (run: string, node: string) => `(SELECT node_key FROM nodes WHERE run_id = ${run} AND node_id = ${node})`
   const statements = [
     // Integer keys of the parents, and a trigger that gives one to a row inserted without.
-    `ALTER TABLE runs ADD COLUMN run_key INTEGER`,
-    `UPDATE runs SET run_key = rowid`,
-    `CREATE UNIQUE INDEX runs_key ON runs (run_key)`,
-    `CREATE TRIGGER runs_key_given AFTER INSERT ON runs WHEN NEW.run_key IS NULL BEGIN
-       UPDATE runs SET run_key = (SELECT COALESCE(MAX(run_key), 0) + 1 FROM runs) WHERE rowid = NEW.rowid;
-     END`,
-    `ALTER TABLE nodes ADD COLUMN node_key INTEGER`,
-    `UPDATE nodes SET node_key = rowid`,
-    `CREATE UNIQUE INDEX nodes_key ON nodes (node_key)`,
-    `CREATE TRIGGER nodes_key_given AFTER INSERT ON nodes WHEN NEW.node_key IS NULL BEGIN
-       UPDATE nodes SET node_key = (SELECT COALESCE(MAX(node_key), 0) + 1 FROM nodes) WHERE rowid = NEW.rowid;
-     END`,
-    `ALTER TABLE edges ADD COLUMN edge_key INTEGER`,
-    `UPDATE edges SET edge_key = rowid`,
-    `CREATE UNIQUE INDEX edges_key ON edges (edge_key)`,
-    `CREATE TRIGGER edges_key_given AFTER INSERT ON edges WHEN NEW.edge_key IS NULL BEGIN
-       UPDATE edges SET edge_key = (SELECT COALESCE(MAX(edge_key), 0) + 1 FROM edges) WHERE rowid = NEW.rowid;
-     END`,
+    ...[["runs", "run_key"], ["nodes", "node_key"], ["edges", "edge_key"]].flatMap(([table, key]) => [
+      `ALTER TABLE ${table} ADD COLUMN ${key} INTEGER`,
+      `UPDATE ${table} SET ${key} = rowid`,
+      `CREATE UNIQUE INDEX ${table}_key ON ${table} (${key})`,
+      `CREATE TRIGGER ${table}_key_given AFTER INSERT ON ${table} WHEN NEW.${key} IS NULL BEGIN
+         UPDATE ${table} SET ${key} = (SELECT COALESCE(MAX(${key}), 0) + 1 FROM ${table}) WHERE rowid = NEW.rowid;
+       END`
+    ]),
 
     // The old tables step aside under the new names, which points the foreign keys of
     // the tables that refer to them at those names; each is then replaced by its compact
