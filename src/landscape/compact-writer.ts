@@ -52,10 +52,13 @@ const LOOKUP: Record<Exclude<Kind, "node">, { readonly table: string; readonly i
 const LOOKUP_BATCH = 500
 const NODE_SEPARATOR = "\u0000"
 
-const missing = (what: string, id: string, kind: string) =>
+/** How an error names each kind of record. */
+const KIND_NAME: Record<Kind, string> = { run: "run", node: "node", edge: "edge", row: "row", token: "token", state: "node state" }
+
+const missing = (what: string, id: string, kind: Kind) =>
   new RecorderError({
     reason: "ConstraintViolation",
-    message: `FOREIGN KEY constraint failed: ${what} names ${kind} ${id}, which is not in the Landscape`
+    message: `FOREIGN KEY constraint failed: ${what} names ${KIND_NAME[kind]} ${id}, which is not in the Landscape`
   })
 
 /**
@@ -63,19 +66,26 @@ const missing = (what: string, id: string, kind: string) =>
  * known in memory noted by where they go, to be found in the database and filled in.
  */
 class Params extends RowParams {
-  /** Array, position, kind, id and the record that named it, five entries per unknown reference. */
+  /**
+   * Array, position, kind, id, and the kind and id of the record that named it: six
+   * entries per unknown reference (the error names the record only if one is missing).
+   */
   readonly unknown: Array<unknown> = []
 
-  /** The key of `id` from `map`, or a note to find it. */
-  ref(map: ReadonlyMap<string, number>, kind: Kind, id: string, what: string): void {
+  constructor(width: number, rows: number, private readonly owner: string) {
+    super(width, rows)
+  }
+
+  /** The key of `id` from `map`, or a note to find it; `ownerId` is the referring record's id. */
+  ref(map: ReadonlyMap<string, number>, kind: Kind, id: string, ownerId: string): void {
     const key = map.get(id)
-    if (key === undefined) this.unknown.push(this.current, this.p, kind, id, what)
+    if (key === undefined) this.unknown.push(this.current, this.p, kind, id, this.owner, ownerId)
     this.current[this.p++] = key
   }
 
   /** A reference to a node, by run and node id. */
-  unknownNode(runId: string, nodeId: string, what: string): void {
-    this.unknown.push(this.current, this.p, "node", `${runId}${NODE_SEPARATOR}${nodeId}`, what)
+  unknownNode(runId: string, nodeId: string, ownerId: string): void {
+    this.unknown.push(this.current, this.p, "node", `${runId}${NODE_SEPARATOR}${nodeId}`, this.owner, ownerId)
   }
 }
 
@@ -111,18 +121,20 @@ export class CompactKeys {
     const self = this
     return Effect.gen(function*() {
       const wanted = new Map<Kind, Set<string>>()
-      for (let i = 0; i < u.length; i += 5) {
+      for (let i = 0; i < u.length; i += 6) {
         const kind = u[i + 2] as Kind
         let ids = wanted.get(kind)
         if (ids === undefined) wanted.set(kind, ids = new Set())
         ids.add(u[i + 3] as string)
       }
       for (const [kind, ids] of wanted) yield* self.lookUp(sql, kind, ids)
-      for (let i = 0; i < u.length; i += 5) {
+      for (let i = 0; i < u.length; i += 6) {
         const kind = u[i + 2] as Kind
         const id = u[i + 3] as string
         const key = kind === "node" ? self.nodeKey(id) : self.maps[kind].get(id)
-        if (key === undefined) return yield* Effect.fail(missing(u[i + 4] as string, kind === "node" ? id.split(NODE_SEPARATOR)[1]! : id, kind))
+        if (key === undefined) {
+          return yield* Effect.fail(missing(`${u[i + 4] as string} ${u[i + 5] as string}`, kind === "node" ? id.split(NODE_SEPARATOR)[1]! : id, kind))
+        }
         ;(u[i] as Array<unknown>)[u[i + 1] as number] = key
       }
     })
@@ -174,13 +186,13 @@ export class CompactKeys {
   }
 
   /** The run's key and its nodes' keys (a run's records almost always share both). */
-  private runRef(params: Params, runId: string, what: string): void {
-    params.ref(this.maps.run, "run", runId, what)
+  private runRef(params: Params, runId: string, ownerId: string): void {
+    params.ref(this.maps.run, "run", runId, ownerId)
   }
 
-  private nodeRef(params: Params, runId: string, nodeId: string, what: string): void {
+  private nodeRef(params: Params, runId: string, nodeId: string, ownerId: string): void {
     const key = this.nodes.get(runId)?.get(nodeId)
-    if (key === undefined) params.unknownNode(runId, nodeId, what)
+    if (key === undefined) params.unknownNode(runId, nodeId, ownerId)
     params.push(key)
   }
 
@@ -193,15 +205,15 @@ export class CompactKeys {
       switch (tag) {
         case "Row": {
           yield* self.firstFree(sql, "row")
-          const params = new Params(COLUMNS.ls_rows.length, records.length)
+          const params = new Params(COLUMNS.ls_rows.length, records.length, "row")
           for (const r of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Row" }>>) {
             params.row()
             const key = self.next.row++
             m.row.set(r.row_id, key)
             params.push(key)
             params.push(r.row_id)
-            self.runRef(params, r.run_id, `row ${r.row_id}`)
-            self.nodeRef(params, r.run_id, r.source_node_id, `row ${r.row_id}`)
+            self.runRef(params, r.run_id, r.row_id)
+            self.nodeRef(params, r.run_id, r.source_node_id, r.row_id)
             params.push(r.row_index)
             params.push(r.source_data_hash)
             params.push(r.source_data_json)
@@ -212,15 +224,15 @@ export class CompactKeys {
         }
         case "Token": {
           yield* self.firstFree(sql, "token")
-          const params = new Params(COLUMNS.ls_tokens.length, records.length)
+          const params = new Params(COLUMNS.ls_tokens.length, records.length, "token")
           for (const t of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Token" }>>) {
             params.row()
             const key = self.next.token++
             m.token.set(t.token_id, key)
             params.push(key)
             params.push(t.token_id)
-            self.runRef(params, t.run_id, `token ${t.token_id}`)
-            params.ref(m.row, "row", t.row_id, `token ${t.token_id}`)
+            self.runRef(params, t.run_id, t.token_id)
+            params.ref(m.row, "row", t.row_id, t.token_id)
             params.push(t.fork_group_id ?? null)
             params.push(t.join_group_id ?? null)
             params.push(t.expand_group_id ?? null)
@@ -232,17 +244,16 @@ export class CompactKeys {
         }
         case "NodeState": {
           yield* self.firstFree(sql, "state")
-          const params = new Params(COLUMNS.ls_node_states.length, records.length)
+          const params = new Params(COLUMNS.ls_node_states.length, records.length, "node state")
           for (const s of records as ReadonlyArray<Extract<AuditRecord, { _tag: "NodeState" }>>) {
             params.row()
             const key = self.next.state++
             m.state.set(s.state_id, key)
-            const what = `node state ${s.state_id}`
             params.push(key)
             params.push(s.state_id)
-            params.ref(m.token, "token", s.token_id, what)
-            self.runRef(params, s.run_id, what)
-            self.nodeRef(params, s.run_id, s.node_id, what)
+            params.ref(m.token, "token", s.token_id, s.state_id)
+            self.runRef(params, s.run_id, s.state_id)
+            self.nodeRef(params, s.run_id, s.node_id, s.state_id)
             params.push(s.step_index)
             params.push(s.attempt ?? 1)
             params.push(s.status)
@@ -257,13 +268,12 @@ export class CompactKeys {
           return yield* insertRows(sql, "ls_node_states", COLUMNS.ls_node_states, params)
         }
         case "RoutingEvent": {
-          const params = new Params(COLUMNS.ls_routing_events.length, records.length)
+          const params = new Params(COLUMNS.ls_routing_events.length, records.length, "routing event")
           for (const e of records as ReadonlyArray<Extract<AuditRecord, { _tag: "RoutingEvent" }>>) {
             params.row()
-            const what = `routing event ${e.event_id}`
             params.push(e.event_id)
-            params.ref(m.state, "state", e.state_id, what)
-            params.ref(m.edge, "edge", e.edge_id, what)
+            params.ref(m.state, "state", e.state_id, e.event_id)
+            params.ref(m.edge, "edge", e.edge_id, e.event_id)
             params.push(e.routing_group_id)
             params.push(e.ordinal ?? 0)
             params.push(e.mode)
@@ -274,13 +284,12 @@ export class CompactKeys {
           return yield* insertRows(sql, "ls_routing_events", COLUMNS.ls_routing_events, params)
         }
         case "Outcome": {
-          const params = new Params(COLUMNS.ls_token_outcomes.length, records.length)
+          const params = new Params(COLUMNS.ls_token_outcomes.length, records.length, "outcome")
           for (const o of records as ReadonlyArray<Extract<AuditRecord, { _tag: "Outcome" }>>) {
             params.row()
-            const what = `outcome ${o.outcome_id}`
             params.push(o.outcome_id)
-            self.runRef(params, o.run_id, what)
-            params.ref(m.token, "token", o.token_id, what)
+            self.runRef(params, o.run_id, o.outcome_id)
+            params.ref(m.token, "token", o.token_id, o.outcome_id)
             params.push(o.outcome)
             params.push(o.is_terminal)
             params.push(o.sink_name ?? null)

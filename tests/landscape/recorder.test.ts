@@ -4,7 +4,7 @@ import { Effect, Either, Exit, Layer, TestClock } from "effect"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import type { NodeId, RunId, StateId } from "../../src/core/ids.js"
+import type { NodeId, RowId, RunId, StateId, TokenId } from "../../src/core/ids.js"
 import { resolveSqliteUrl, SqliteLandscape } from "../../src/landscape/sqlite.js"
 import { Recorder } from "../../src/services/recorder.js"
 import type { AuditRecord, OutcomeRecord } from "../../src/services/records.js"
@@ -218,6 +218,62 @@ describe("SqlRecorder", () => {
       const e = errorOf(yield* Effect.exit(rec.flush))
       assert.strictEqual(e.reason, "InvalidInput")
       assert.include(e.message, "st_unknown")
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("compact keys: references across flushes and after a failed flush are found in the database", () =>
+    Effect.gen(function*() {
+      const { edgeId, rec, runId } = yield* setup
+      const sql = yield* SqlClient.SqlClient
+      // Flush 1: a row and its token.
+      const rowId = yield* Trail.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: { a: 1 } })
+      const tokenId = yield* Trail.createToken({ runId, rowId })
+      yield* rec.flush
+      // Flush 2: a second token of that row (the row is no longer in memory), a state and its route.
+      const child = yield* Trail.createToken({ runId, rowId })
+      const stateId = yield* Trail.beginNodeState({ runId, tokenId: child, nodeId: SINK, stepIndex: 1, input: { a: 1 } })
+      yield* Trail.completeNodeState({ stateId, status: "completed", durationMs: 1 })
+      yield* rec.flush
+      // Flush 3 fails (a token of a row that does not exist) and drops what was cached.
+      yield* Trail.createToken({ runId, rowId: "row_missing" as RowId })
+      const failed = errorOf(yield* Effect.exit(rec.flush))
+      assert.strictEqual(failed.reason, "ConstraintViolation")
+      assert.include(failed.message, "row_missing")
+      // Flush 4: references to records of earlier flushes only (the state of flush 2, the first token).
+      yield* Trail.recordRoutingEvent({ stateId, edgeId, mode: "move", reason: { why: "test" } })
+      yield* Trail.recordOutcome({ runId, tokenId, outcome: "COMPLETED", sinkName: "out" })
+      yield* Trail.recordOutcome({ runId, tokenId: child, outcome: "COMPLETED", sinkName: "out" })
+      yield* rec.flush
+      const tokens = yield* sql<{ token_id: string; row_id: string }>`SELECT token_id, row_id FROM tokens ORDER BY token_id`
+      assert.deepStrictEqual(tokens.map((t) => ({ ...t })), [{ token_id: tokenId, row_id: rowId }, { token_id: child, row_id: rowId }])
+      const [event] = yield* sql<{ state_id: string; edge_id: string; reason_json: string }>`SELECT state_id, edge_id, reason_json FROM routing_events`
+      assert.deepStrictEqual({ ...event! }, { state_id: stateId, edge_id: edgeId, reason_json: "{\"why\":\"test\"}" })
+      const [state] = yield* sql<{ token_id: string; node_id: string; run_id: string }>`SELECT token_id, node_id, run_id FROM node_states`
+      assert.deepStrictEqual({ ...state! }, { token_id: child, node_id: SINK, run_id: runId })
+      const outcomes = yield* sql<{ token_id: string }>`SELECT token_id FROM token_outcomes WHERE is_terminal = 1 ORDER BY token_id`
+      assert.deepStrictEqual(outcomes.map((o) => o.token_id), [tokenId, child])
+      // Keys are distinct and in the order the records were made.
+      const keys = yield* sql<{ token_key: number }>`SELECT token_key FROM ls_tokens ORDER BY token_id`
+      assert.isBelow(keys[0]!.token_key, keys[1]!.token_key)
+    }).pipe(Effect.provide(MemoryLandscape())))
+
+  it.scoped("compact keys: a reference to nothing is a ConstraintViolation naming the record and the id", () =>
+    Effect.gen(function*() {
+      const { rec, runId } = yield* setup
+      const rowId = yield* Trail.createRow({ runId, sourceNodeId: SRC, rowIndex: 0, data: {} })
+      yield* rec.flush
+      const cases: ReadonlyArray<readonly [string, Effect.Effect<unknown, unknown, Recorder>, RegExp]> = [
+        ["state of an unknown token", Trail.beginNodeState({ runId, tokenId: "tok_nope" as TokenId, nodeId: SINK, stepIndex: 1, input: {} }), /node state st_\w+ names token tok_nope/],
+        ["state at an unknown node", Effect.flatMap(Trail.createToken({ runId, rowId }), (tokenId) =>
+          Trail.beginNodeState({ runId, tokenId, nodeId: "sink_nowhere" as NodeId, stepIndex: 1, input: {} })), /names node sink_nowhere/],
+        ["route of an unknown state", Trail.recordRoutingEvent({ stateId: "st_nope" as StateId, edgeId: "edg_x" as never, mode: "move" }), /routing event evt_\w+ names node state st_nope/],
+        ["outcome of an unknown token", Trail.recordOutcome({ runId, tokenId: "tok_gone" as TokenId, outcome: "FAILED" }), /outcome out_\w+ names token tok_gone/]
+      ]
+      for (const [name, effect, pattern] of cases) {
+        yield* effect
+        const e = errorOf(yield* Effect.exit(rec.flush))
+        assert.strictEqual(e.reason, "ConstraintViolation", name)
+        assert.match(e.message, pattern, name)
+      }
     }).pipe(Effect.provide(MemoryLandscape())))
 
   it.scoped("a foreign key violation is a typed ConstraintViolation", () =>
