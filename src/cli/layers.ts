@@ -62,6 +62,11 @@ const warnOnStderr = (message: string) => {
   process.stderr.write(`warning: ${message}\n`)
 }
 
+/** A Landscape of an older schema being upgraded: said on stderr before the wait. */
+const noteOnStderr = (message: string) => {
+  process.stderr.write(`runledger: ${message}\n`)
+}
+
 /**
  * How run and resume open the Landscape: encrypted or not as `landscape.backend` says
  * (the passphrase from `encryption_key_env`, else the default variables), with the
@@ -80,6 +85,7 @@ export const pipelineLandscapeOptions = (settings: LandscapeSections, env: Env =
   const journal = request.journal
   const options: LandscapeOpenOptions & SqlRecorderOptions = {
     encryption,
+    onUpgrade: noteOnStderr,
     ...(journal === undefined ? {} : {
       journal: {
         path: journal.path,
@@ -99,7 +105,7 @@ export const pipelineLandscapeOptions = (settings: LandscapeSections, env: Env =
  */
 export const landscapeRead = (url: string) =>
   Layer.unwrapEffect(
-    requireLandscape(url, ` (--db ${url})`).pipe(Effect.as(SqliteLandscape(url, { encryption: detectedEncryption() })))
+    requireLandscape(url, ` (--db ${url})`).pipe(Effect.as(SqliteLandscape(url, { encryption: detectedEncryption(), onUpgrade: noteOnStderr })))
   )
 
 /** The OpenTelemetry SDK is loaded only by a run that exports to OTLP (start-up stays light). */
@@ -176,6 +182,6 @@ export const loopRun = (config: LoopConfig, url: string) =>
     CommandFixer(config),
     loopTelemetry(config),
     ProcessWatchdogLive({ graceMs: config.killGraceMs }).pipe(
-      Layer.provideMerge(LoopRecorderSql.pipe(Layer.provide(LandscapeSql(url, { encryption: detectedEncryption() }))))
+      Layer.provideMerge(LoopRecorderSql.pipe(Layer.provide(LandscapeSql(url, { encryption: detectedEncryption(), onUpgrade: noteOnStderr }))))
     )
   )

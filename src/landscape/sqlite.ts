@@ -95,7 +95,7 @@ export const resolveSqliteUrl = (url: string, cwd: string = process.cwd()): Effe
   })
 
 /** Checks what the file holds before migrating: a Landscape of this or an older version, or nothing. */
-const checkAndMigrate = (filename: string) =>
+const checkAndMigrate = (filename: string, onUpgrade?: (message: string) => void) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const tables = yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`.pipe(
@@ -126,6 +126,12 @@ const checkAndMigrate = (filename: string) =>
     // foreign keys off (it cannot switch them inside the migrations' transaction); an
     // existing file is checked whole once they have run.
     yield* sql`PRAGMA foreign_keys = OFF`
+    if (newest > 0 && newest < LATEST_MIGRATION && onUpgrade !== undefined) {
+      onUpgrade(
+        `upgrading the Landscape ${filename} from schema version ${newest} to ${LATEST_MIGRATION}; this happens once, ` +
+          `and on a large file it takes a while (it rewrites every run's trail)`
+      )
+    }
     yield* SqliteMigrator.run({ loader: SqliteMigrator.fromRecord(migrations) }).pipe(
       Effect.provide(NodeContext.layer),
       Effect.mapError((e) =>
@@ -152,6 +158,8 @@ const checkAndMigrate = (filename: string) =>
   )
 
 export interface LandscapeOpenOptions {
+  /** Told, before it starts, that an existing file of an older schema is being upgraded. */
+  readonly onUpgrade?: ((message: string) => void) | undefined
   /** Default: a plaintext file, or an encrypted one refused (no passphrase is known). */
   readonly encryption?: LandscapeEncryption
   /** The change journal; its path defaults to the Landscape file's with `.journal.jsonl`. */
@@ -225,7 +233,7 @@ export const LandscapeSql = (
       }
       const handle = yield* openLandscapeClient(filename, options.encryption ?? DEFAULT_ENCRYPTION)
       const provideSql = Effect.provideService(SqlClient.SqlClient, handle.client)
-      yield* checkAndMigrate(filename).pipe(provideSql)
+      yield* checkAndMigrate(filename, options.onUpgrade).pipe(provideSql)
       if (options.journal !== undefined) yield* startJournal(handle, filename, options.journal)
       // A run whose process died is recorded as such by whichever command opens the file next.
       yield* reapCrashedRuns.pipe(
