@@ -43,7 +43,11 @@ import {
 
 const CATEGORIES = ["retail", "wholesale", "online", "partner", "internal"]
 const FIRST = ["Alice", "Bob", "Chloé", "Dmitri", "Eve", "Farah", "Gus", "Hana", "Ivan", "Jun"]
-/** The engine's default durability point: sink write + fsync + audit flush every 5,000 rows. */
+/**
+ * The hand-written programs' durability point: sink write + fsync + audit flush every
+ * 5,000 rows (the engine's default is every 2,000; the batch size moves neither within
+ * the machine's noise, see docs/benchmarks.md).
+ */
 const DURABILITY_ROWS = 5_000
 
 /** Writes `rows` rows of id,name,amount,category; about 45% have amount > 1000. */

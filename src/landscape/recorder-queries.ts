@@ -47,18 +47,27 @@ const toView = (
   counts: { rows, outcomes }
 })
 
-/** Rows read and terminal outcomes by kind, per run (of one run, or of all). */
+/**
+ * Rows read and terminal outcomes by kind, per run (of one run, or of all), counted in
+ * the compact tables by run key: no join to the ids the views add. A terminal outcome
+ * is one that is not BUFFERED (the schema ties the two), which the (run, outcome)
+ * index answers alone.
+ */
 const countsFor = (sql: Sql, runId: string | undefined) =>
   Effect.gen(function*() {
     const rowCounts = yield* (runId === undefined
-      ? sql<{ run_id: string; n: number }>`SELECT run_id, COUNT(*) AS n FROM rows GROUP BY run_id`
-      : sql<{ run_id: string; n: number }>`SELECT run_id, COUNT(*) AS n FROM rows WHERE run_id = ${runId} GROUP BY run_id`)
+      ? sql<{ run_id: string; n: number }>`
+          SELECT u.run_id, COUNT(*) AS n FROM ls_rows r JOIN runs u ON u.run_key = r.run_key GROUP BY r.run_key`
+      : sql<{ run_id: string; n: number }>`
+          SELECT u.run_id, COUNT(*) AS n FROM ls_rows r JOIN runs u ON u.run_key = r.run_key
+          WHERE u.run_id = ${runId} GROUP BY r.run_key`)
     const outcomeCounts = yield* (runId === undefined
       ? sql<{ run_id: string; outcome: Outcome; n: number }>`
-          SELECT run_id, outcome, COUNT(*) AS n FROM token_outcomes WHERE is_terminal = 1 GROUP BY run_id, outcome`
+          SELECT u.run_id, o.outcome, COUNT(*) AS n FROM ls_token_outcomes o JOIN runs u ON u.run_key = o.run_key
+          WHERE o.outcome <> 'BUFFERED' GROUP BY o.run_key, o.outcome`
       : sql<{ run_id: string; outcome: Outcome; n: number }>`
-          SELECT run_id, outcome, COUNT(*) AS n FROM token_outcomes
-          WHERE run_id = ${runId} AND is_terminal = 1 GROUP BY run_id, outcome`)
+          SELECT u.run_id, o.outcome, COUNT(*) AS n FROM ls_token_outcomes o JOIN runs u ON u.run_key = o.run_key
+          WHERE u.run_id = ${runId} AND o.outcome <> 'BUFFERED' GROUP BY o.run_key, o.outcome`)
     const rows = new Map(rowCounts.map((r) => [r.run_id, r.n]))
     const outcomes = new Map<string, Partial<Record<Outcome, number>>>()
     for (const r of outcomeCounts) {
