@@ -152,7 +152,7 @@ export class Aggregations {
       if (step === undefined) throw new Error(`checkpoint names aggregation step ${s.step} (${s.nodeId}), which this pipeline does not have`)
       const batch: Batch = { batchId: s.batchId, generation: ++this.generation, startedMs: s.startedMs, members: [] }
       for (const token of s.members) {
-        const state = this.trail.state(token, step.nodeId, step.step, 1, this.trail.hashRow(token.row))
+        const state = this.trail.state(token, step.nodeId, step.step, 1, this.trail.tokenHash(token))
         batch.members.push({ token, state, started: this.trail.nanos() })
       }
       this.batches.set(step.step, batch)
@@ -185,7 +185,7 @@ export class Aggregations {
       const timeout = step.settings.trigger.timeout_seconds
       if (timeout !== undefined) this.scheduleTimeout(step, batch.generation, batch.startedMs + timeout * 1000)
     }
-    const state = trail.state(token, step.nodeId, step.step, 1, trail.hashRow(token.row))
+    const state = trail.state(token, step.nodeId, step.step, 1, trail.tokenHash(token))
     batch.members.push({ token, state, started: trail.nanos() })
     trail.records.push({ _tag: "BatchMember", batch_id: batch.batchId, token_id: token.tokenId, ordinal: batch.members.length - 1 })
     if ((step.settings.output_mode ?? "transform") === "passthrough") {

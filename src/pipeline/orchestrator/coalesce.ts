@@ -78,7 +78,7 @@ export class Coalesces {
       }
       const group: PendingGroup = { key: s.key, generation: ++this.generation, startedMs: s.startedMs, arrived: new Map() }
       for (const { branch, token } of s.arrived) {
-        const state = this.trail.state(token, step.nodeId, step.afterStep, 1, this.trail.hashRow(token.row))
+        const state = this.trail.state(token, step.nodeId, step.afterStep, 1, this.trail.tokenHash(token))
         group.arrived.set(branch, { token, state, started: this.trail.nanos() })
       }
       groups.set(s.key, group)
@@ -102,7 +102,7 @@ export class Coalesces {
     const forkGroup = token.forks?.[step.keyStep] ?? token.rowId
     const trail = this.trail
     const branch = token.branch ?? ""
-    const state = trail.state(token, step.nodeId, step.afterStep, 1, trail.hashRow(token.row))
+    const state = trail.state(token, step.nodeId, step.afterStep, 1, trail.tokenHash(token))
     const started = trail.nanos()
     const late = this.expectedLate.get(step.index)?.get(forkGroup)
     if (late !== undefined && late.has(branch)) {

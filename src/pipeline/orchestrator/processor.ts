@@ -133,7 +133,7 @@ export class Processor {
   private toSink(token: Token, row: Row, sinkName: string, outcome: "COMPLETED" | "ROUTED" | "QUARANTINED", context?: unknown): void {
     const queue = this.sinkQueues.get(sinkName)
     if (queue === undefined) throw new ProcessingCrash(`no sink named '${sinkName}'`, sinkName, token.rowIndex)
-    const state = this.trail.state(token, queue.nodeId, this.sinkStep, 1, this.trail.hashRow(row))
+    const state = this.trail.state(token, queue.nodeId, this.sinkStep, 1, row === token.row ? this.trail.tokenHash(token) : this.trail.hashRow(row))
     queue.rows.push(row)
     queue.held.push({
       state,
@@ -178,7 +178,6 @@ export class Processor {
       json = canonicalJsonUnsafe({ __unhashable__: text, error: errorText(e) })
     }
     const hash = sha256Hex(json)
-    if (item._tag === "Valid" && typeof item.row === "object" && item.row !== null) this.trail.rememberHash(item.row, hash)
     this.trail.records.push(
       {
         _tag: "Row",
@@ -202,7 +201,9 @@ export class Processor {
         created_at: now
       }
     )
-    const token: Token = { tokenId, rowId, rowIndex, row: item._tag === "Valid" ? item.row : {}, next: 0, branch: null, attempt: 1 }
+    const token: Token = item._tag === "Valid"
+      ? { tokenId, rowId, rowIndex, row: item.row, next: 0, branch: null, attempt: 1, hash }
+      : { tokenId, rowId, rowIndex, row: {}, next: 0, branch: null, attempt: 1 }
     if (item._tag === "Valid") {
       // Batches whose timeout passed flush before the new row joins any batch.
       try {
@@ -279,7 +280,7 @@ export class Processor {
 
   /** Opens the token's state at an external transform and leaves it waiting for its call. */
   private park(step: TransformStep, token: Token): void {
-    const inputHash = this.trail.hashRow(token.row)
+    const inputHash = this.trail.tokenHash(token)
     const state = this.trail.state(token, step.nodeId, step.step, 1, inputHash)
     this.parked.push({ token, step, state, started: this.trail.nanos(), inputHash })
   }
@@ -315,15 +316,21 @@ export class Processor {
   private advance(token: Token, target: Target): Token | undefined {
     switch (target._tag) {
       case "Step":
-        return { tokenId: token.tokenId, rowId: token.rowId, rowIndex: token.rowIndex, row: token.row, next: target.index, branch: token.branch, attempt: 1, ...(token.forks === undefined ? {} : { forks: token.forks }) }
+        return this.moved(token, target.index)
       case "End":
-        return { tokenId: token.tokenId, rowId: token.rowId, rowIndex: token.rowIndex, row: token.row, next: this.plan.chain.length, branch: token.branch, attempt: 1, ...(token.forks === undefined ? {} : { forks: token.forks }) }
+        return this.moved(token, this.plan.chain.length)
       case "Sink":
         return { ...token, next: this.plan.chain.length, attempt: 1, sink: target.name }
       case "Coalesce":
         this.coalesces.arrive(this.plan.coalesces[target.index]!, { ...token, branch: target.branch })
         return undefined
     }
+  }
+
+  /** The token, unchanged, about to run the step at `next` (a fresh attempt). */
+  private moved(token: Token, next: number): Token {
+    const moved: Token = { tokenId: token.tokenId, rowId: token.rowId, rowIndex: token.rowIndex, row: token.row, next, branch: token.branch, attempt: 1, hash: token.hash }
+    return token.forks === undefined ? moved : { ...moved, forks: token.forks }
   }
 
   /** Sends a token created off the queue's head (a split, a batch output, a merge) on to `target`. */
@@ -378,7 +385,7 @@ export class Processor {
 
   private runTransform(step: TransformStep, token: Token): Token | "stop" | StepResult {
     const resolved = token.resolved
-    const inputHash = resolved?.inputHash ?? this.trail.hashRow(token.row)
+    const inputHash = resolved?.inputHash ?? this.trail.tokenHash(token)
     const state = resolved?.state ?? this.trail.state(token, step.nodeId, step.step, token.attempt, inputHash)
     const started = resolved?.started ?? this.trail.nanos()
     let result
@@ -393,10 +400,11 @@ export class Processor {
     }
     switch (result._tag) {
       case "Success": {
-        this.trail.close(state, "completed", started, this.trail.hashRow(result.row))
+        const outputHash = this.trail.hashOutput(token.row, inputHash, result.row)
+        this.trail.close(state, "completed", started, outputHash)
         this.trail.records.push(state)
         const { resolved: _, ...moving } = token
-        return { ...moving, row: result.row, attempt: 1 }
+        return { ...moving, row: result.row, attempt: 1, hash: outputHash }
       }
       case "Expand": {
         const expandGroup = newGroupId()
@@ -472,7 +480,7 @@ export class Processor {
 
   /** Evaluates a gate; returns the token moving on, or undefined when it left the chain. */
   private runGate(step: GateStep, token: Token): Token | undefined {
-    const hash = this.trail.hashRow(token.row)
+    const hash = this.trail.tokenHash(token)
     const state = this.trail.state(token, step.nodeId, step.step, 1, hash)
     const started = this.trail.nanos()
     const evaluated = evaluateExpression(step.condition, token.row)

@@ -18,6 +18,12 @@ export interface Token {
   readonly next: number
   readonly branch: string | null
   readonly attempt: number
+  /**
+   * SHA-256 of the canonical JSON of `row`, when the step that made `row` knew it (the
+   * source, a transform). Whoever gives a token a new row gives it that row's hash or
+   * none; a token without one has its row hashed when a step needs it.
+   */
+  readonly hash?: string | undefined
   /** Gate step → id of the ancestor token forked there (absent when never forked). */
   readonly forks?: Readonly<Record<number, string>>
   /** Past the chain (`next` = chain length): the sink it goes to, when a node named one. */

@@ -26,6 +26,29 @@ export interface TokenLinks {
   readonly forks?: Readonly<Record<number, string>> | undefined
 }
 
+const hasOwn = Object.prototype.hasOwnProperty
+
+/**
+ * Whether `b` has exactly the own enumerable keys of `a`, each holding the identical
+ * string, finite number, boolean or null. Anything else (a nested value, undefined,
+ * a bigint, an inherited key) answers false, and the caller hashes the row in full.
+ */
+export const sameFlatValues = (a: Row, b: Row): boolean => {
+  let keys = 0
+  for (const k in b) {
+    if (!hasOwn.call(b, k) || !hasOwn.call(a, k)) return false
+    const v = b[k]
+    if (v !== a[k]) return false
+    if (v !== null && typeof v !== "string" && typeof v !== "boolean" && (typeof v !== "number" || !Number.isFinite(v))) return false
+    keys++
+  }
+  for (const k in a) {
+    if (!hasOwn.call(a, k)) return false
+    keys--
+  }
+  return keys === 0
+}
+
 export class TrailBuffer {
   /** Records to append to the Landscape (drained by the driver after each chunk). */
   records: Array<AuditRecord> = []
@@ -65,10 +88,27 @@ export class TrailBuffer {
     return sha256Hex(canonicalJsonUnsafe(row))
   }
 
-  /** Seeds the hash cache with a hash computed elsewhere (the source row's). */
-  rememberHash(row: object, hash: string): void {
-    this.hashes.set(row, hash)
+  /**
+   * The hash of a transform's output row. A transform that returns a copy of its input
+   * with every value the same (a passthrough, a filter that kept the row, a mapping
+   * that renamed nothing) gets the input's hash without hashing the row again: the
+   * canonical JSON of two objects with the same keys and the same primitive values is
+   * the same text. The check is shallow and only trusts primitives; a row holding a
+   * nested object or list is hashed in full, since a plugin may have changed that
+   * object in place before copying the row.
+   */
+  hashOutput(input: Row, inputHash: string, output: unknown): string {
+    if (output !== input && output !== null && typeof output === "object" && !Array.isArray(output) && sameFlatValues(input, output as Row)) {
+      return inputHash
+    }
+    return this.hashRow(output)
   }
+
+  /** The hash of the token's row: the one it carries, or the row hashed now. */
+  tokenHash(token: Token): string {
+    return token.hash ?? this.hashRow(token.row)
+  }
+
 
   state(token: Token, nodeId: NodeId, step: number, attempt: number, inputHash: string): NodeStateRecord {
     return {
