@@ -153,8 +153,15 @@ interface ParseErrorInfo {
   readonly end: SourcePosition
 }
 
+/** A record's fields as text: valid in the file's encoding, or not (then decoded lossily). */
+type DecodedFields = { readonly ok: true; readonly values: Array<string> } | { readonly ok: false; readonly lossy: Array<string> }
+
 interface ParsedRecord {
-  readonly fields: ReadonlyArray<Buffer>
+  /**
+   * The fields, decoded as the parser hands the record over: the parser's field
+   * buffers then die young instead of waiting, thousands at a time, in the batch.
+   */
+  readonly fields: DecodedFields
   /** The line the record ends on. */
   readonly line: number
   /** Just after the record's delimiter, in the file's bytes. */
@@ -164,6 +171,13 @@ interface ParsedRecord {
 }
 
 const NO_ERRORS: ParsedRecord["errorsBefore"] = []
+
+/**
+ * Records per batch handed on: the rows of a batch are built together and wait for the
+ * engine together, so a batch is kept small enough to be processed before its objects
+ * age into the old generation.
+ */
+const READ_BATCH = 512
 
 /** The parts of csv-parse's parser state that `exactLookahead` reads (csv-parse 6). */
 interface CsvParseCore {
@@ -500,7 +514,7 @@ async function* parseRecords(
   const parser = exactLookahead(new LineTrackingParser(parserOptions, (fields, line, bytes) => {
     const end = positionAt(bytes, line)
     return {
-      fields,
+      fields: decodeFields(fields, encoding),
       line: end.line,
       end,
       errorsBefore: pendingErrors.length === 0 ? NO_ERRORS : pendingErrors.splice(0)
@@ -521,7 +535,11 @@ async function* parseRecords(
   try {
     for (;;) {
       const batch: Array<ParsedRecord> = []
-      for (let r = parser.read() as ParsedRecord | null; r !== null; r = parser.read() as ParsedRecord | null) batch.push(r)
+      while (batch.length < READ_BATCH) {
+        const r = parser.read() as ParsedRecord | null
+        if (r === null) break
+        batch.push(r)
+      }
       if (batch.length > 0) {
         yield batch
         continue
@@ -534,17 +552,14 @@ async function* parseRecords(
     const error = failure ?? parser.errored
     if (error) throw error
     if (pendingErrors.length > 0) {
-      yield [{ fields: [], line: -1, end: pendingErrors.at(-1)!.end, errorsBefore: pendingErrors.splice(0) }]
+      yield [{ fields: { ok: true, values: [] }, line: -1, end: pendingErrors.at(-1)!.end, errorsBefore: pendingErrors.splice(0) }]
     }
   } finally {
     parser.destroy()
   }
 }
 
-const decodeFields = (
-  fields: ReadonlyArray<Buffer>,
-  encoding: TextEncoding
-): { ok: true; values: Array<string> } | { ok: false; lossy: Array<string> } => {
+const decodeFields = (fields: ReadonlyArray<Buffer>, encoding: TextEncoding): DecodedFields => {
   if (!encoding.needsCheck) return { ok: true, values: fields.map((f) => f.toString("utf8")) }
   const values: Array<string> = []
   for (const f of fields) {
@@ -564,7 +579,7 @@ const makeInstance = (options: CsvOptions, schema: SourceInstance["schema"], enc
   const normalize = normalizes(options)
   const onBom = bomWarning(PLUGIN, path, encoding)
   const headerOf = (record: ParsedRecord): Headers => {
-    const decoded = decodeFields(record.fields, encoding)
+    const decoded = record.fields
     if (!decoded.ok) throw runError(path, `the header (line ${record.line}) is not valid ${encoding.name} text`)
     return buildHeaders(path, decoded.values, options, normalize)
   }
@@ -622,7 +637,7 @@ const makeInstance = (options: CsvOptions, schema: SourceInstance["schema"], enc
           continue
         }
         rowNumber++
-        const decoded = decodeFields(record.fields, encoding)
+        const decoded = record.fields
         const values = decoded.ok ? decoded.values : decoded.lossy
         const names = current.names
         if (values.length !== names.length) {
