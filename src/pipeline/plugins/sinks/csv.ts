@@ -10,7 +10,6 @@
 import { createReadStream } from "node:fs"
 import { stat } from "node:fs/promises"
 import { parse } from "csv-parse"
-import { stringify } from "csv-stringify/sync"
 import { Effect, Schema } from "effect"
 import type {
   FieldType,
@@ -24,6 +23,7 @@ import type {
   SinkWriteOptions
 } from "../protocol.js"
 import { pyNumberRepr, pyRepr, pyStrRepr } from "../../../core/python/repr.js"
+import { csvField, csvLines } from "./csv-text.js"
 import {
   columnsFor,
   declaredTypes,
@@ -142,16 +142,20 @@ const makeCsvSink = (
       return resolveRenames(label, ctx, options.display_headers, options.restore_source_headers)
     }
 
-    const render = (records: ReadonlyArray<ReadonlyArray<string>>, columnCount: number): string =>
-      stringify(records as Array<Array<string>>, {
-        delimiter,
-        record_delimiter: "\r\n",
-        // quote any field holding CR or LF, not only the full CRLF sequence
-        quote_record_delimiter: true,
-        eof: true,
-        // Python's writer quotes an empty field when it is the only one on its line.
-        quoted_empty: columnCount === 1
-      })
+    /** The rows' lines; a field holding CR or LF is quoted, and so is a lone empty field (as Python's writer does). */
+    const render = (rows: ReadonlyArray<Row>, columns: ReadonlyArray<string>, columnTypes: ReadonlyArray<FieldType | undefined>): string => {
+      const lone = columns.length === 1
+      let text = ""
+      for (const row of rows) {
+        for (let j = 0; j < columns.length; j++) {
+          if (j > 0) text += delimiter
+          const c = columns[j]!
+          text += csvField(hasOwn(row, c) ? csvCell(row[c], columnTypes[j]) : "", delimiter, lone)
+        }
+        text += "\r\n"
+      }
+      return text
+    }
 
     /** The layout of the header already in the file, or undefined for an empty or missing file. */
     const existingLayout = Effect.gen(function*() {
@@ -232,14 +236,10 @@ const makeCsvSink = (
         const columnTypes = columns.map((c) => types.get(c))
         // the header goes out with the first batch, unless an existing one is reused
         if (layout === undefined && current.header !== undefined) {
-          yield* file.append(render([current.header], columns.length))
+          yield* file.append(csvLines([current.header], delimiter))
         }
         for (let start = 0; start < rows.length; start += SLICE_ROWS) {
-          const slice = rows.slice(start, start + SLICE_ROWS)
-          const records = slice.map((row) =>
-            columns.map((c, j) => (hasOwn(row, c) ? csvCell(row[c], columnTypes[j]) : ""))
-          )
-          yield* file.append(render(records, columns.length))
+          yield* file.append(render(rows.slice(start, start + SLICE_ROWS), columns, columnTypes))
         }
       })
 
