@@ -403,8 +403,18 @@ export class Processor {
         const outputHash = this.trail.hashOutput(token.row, inputHash, result.row)
         this.trail.close(state, "completed", started, outputHash)
         this.trail.records.push(state)
-        const { resolved: _, ...moving } = token
-        return { ...moving, row: result.row, attempt: 1, hash: outputHash }
+        // the token moves on with the new row (and without the call result it may have carried)
+        const moved: Token = {
+          tokenId: token.tokenId,
+          rowId: token.rowId,
+          rowIndex: token.rowIndex,
+          row: result.row,
+          next: token.next,
+          branch: token.branch,
+          attempt: 1,
+          hash: outputHash
+        }
+        return token.forks === undefined ? moved : { ...moved, forks: token.forks }
       }
       case "Expand": {
         const expandGroup = newGroupId()

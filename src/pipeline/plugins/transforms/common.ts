@@ -4,7 +4,7 @@
 import { Effect, Schema } from "effect"
 import { decodeOptions, Destination, Identifier } from "../options.js"
 import type { PluginConfigError, Row, SchemaConfig } from "../protocol.js"
-import { PluginRunError } from "../protocol.js"
+import { PluginRunError, putField } from "../protocol.js"
 import { parseSchemaConfig, validateStrict } from "../schema.js"
 
 /** `schema`, `on_error`, `required_input_fields`: shared by every transform but json_explode. */
@@ -66,7 +66,11 @@ export const makeInputValidator = (
 export const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key)
 
 /** A shallow copy of a row that keeps every own key (including `__proto__`). */
-export const copyRow = (row: Row): Record<string, unknown> => Object.fromEntries(Object.keys(row).map((k) => [k, row[k]]))
+export const copyRow = (row: Row): Record<string, unknown> => {
+  const out: Record<string, unknown> = {}
+  for (const k of Object.keys(row)) putField(out, k, row[k])
+  return out
+}
 
 /** A value for an error message about a batch row: `'text'`, `null`, `a list`, `an object`, `3`. */
 export const describeValue = (v: unknown): string =>

@@ -11,7 +11,7 @@
 import { Effect, Schema } from "effect"
 import { joinKey } from "../options.js"
 import type { Row, RowTransformInstance, TransformPlugin } from "../protocol.js"
-import { PluginConfigError, TransformResult } from "../protocol.js"
+import { PluginConfigError, putField, TransformResult } from "../protocol.js"
 import { OBSERVED_SCHEMA } from "../schema.js"
 import { decodeTransform, hasOwn, makeInputValidator, TransformCommonFields } from "./common.js"
 
@@ -46,7 +46,8 @@ export const applyMapping = (
   strict: boolean
 ): { ok: true; row: Row } | { ok: false; field: string } => {
   // A Map keeps insertion order for every key (plain objects put integer-like keys first).
-  const out = new Map<string, unknown>(selectOnly ? [] : Object.keys(row).map((k) => [k, row[k]]))
+  const out = new Map<string, unknown>()
+  if (!selectOnly) for (const k of Object.keys(row)) out.set(k, row[k])
   for (const [source, target] of mapping) {
     const hit = lookupPath(row, source)
     if (!hit.found) {
@@ -56,7 +57,9 @@ export const applyMapping = (
     if (!selectOnly && !source.includes(".") && out.has(source)) out.delete(source)
     out.set(target, hit.value)
   }
-  return { ok: true, row: Object.fromEntries(out) }
+  const result: Record<string, unknown> = {}
+  for (const [k, v] of out) putField(result, k, v)
+  return { ok: true, row: result }
 }
 
 export const fieldMapperTransform: TransformPlugin = {

@@ -169,3 +169,31 @@ describe("truncate", () => {
     }))
   })
 })
+
+describe("row copies", () => {
+  // A field named like an object's internals is data: it is copied as an own field in
+  // its place, never taken for the copy's prototype.
+  const hostile = (): Record<string, unknown> => {
+    const row: Record<string, unknown> = { id: 1 }
+    Object.defineProperty(row, "__proto__", { value: { polluted: true }, enumerable: true, writable: true, configurable: true })
+    row["constructor"] = "c"
+    row["name"] = "Ann"
+    return row
+  }
+  const check = (out: unknown) => {
+    const row = out as Record<string, unknown>
+    expect(Object.getPrototypeOf(row)).toBe(Object.prototype)
+    expect(Object.keys(row)).toEqual(["id", "__proto__", "constructor", "name"])
+    expect(Object.getOwnPropertyDescriptor(row, "__proto__")?.value).toEqual({ polluted: true })
+    expect((row as { polluted?: unknown }).polluted).toBeUndefined()
+  }
+  const success = (r: { _tag: string }) => {
+    expect(r._tag).toBe("Success")
+    return (r as { row: unknown }).row
+  }
+  it("passthrough, truncate and field_mapper keep a __proto__ field as an own field, in order", () => {
+    check(success(rowTransform(passthroughTransform, { schema: observed }).process(hostile())))
+    check(success(rowTransform(truncateTransform, { schema: observed, fields: { name: 10 } }).process(hostile())))
+    check(success(rowTransform(fieldMapperTransform, { schema: observed, mapping: {} }).process(hostile())))
+  })
+})
