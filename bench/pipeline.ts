@@ -569,6 +569,13 @@ export const runPipelineWorker = async (args: ReadonlyArray<string>): Promise<vo
 const outputRows = (out: string): number =>
   ["normal.csv", "high_values.csv"].reduce((n, f) => n + countLines(NodePath.join(out, f)) - 1, 0)
 
+/** SHA-256 of a workload's two output files: every workload must write the same bytes. */
+const outputDigest = (out: string): string => {
+  const h = createHash("sha256")
+  for (const f of ["normal.csv", "high_values.csv"]) h.update(NodeFs.readFileSync(NodePath.join(out, f)))
+  return h.digest("hex")
+}
+
 type Workload = "engine" | "baseline" | "lean"
 const WORKLOADS: ReadonlyArray<Workload> = ["lean", "baseline", "engine"]
 const LABEL: Record<Workload, string> = { lean: "raw", baseline: "raw-ls", engine: "runledger" }
@@ -588,6 +595,7 @@ interface CaseFigures {
 const runCase = async (dir: string, csv: string, rows: number, trials: number, shape: "plain" | "chain"): Promise<CaseFigures> => {
   const results: Record<Workload, Array<WorkerResult>> = { engine: [], baseline: [], lean: [] }
   let n = 0
+  let firstDigest: { readonly workload: Workload; readonly digest: string } | undefined
   for (let t = 0; t < trials; t++) {
     for (const workload of WORKLOADS) {
       const out = NodePath.join(dir, `${workload}-${rows}-${n++}`)
@@ -595,6 +603,11 @@ const runCase = async (dir: string, csv: string, rows: number, trials: number, s
       const written = outputRows(out)
       if (r.rows !== rows || written !== rows) {
         console.log(`  WARNING ${workload}: ${r.rows} rows read, ${written} rows written, expected ${rows}`)
+      }
+      const digest = outputDigest(out)
+      if (firstDigest === undefined) firstDigest = { workload, digest }
+      else if (digest !== firstDigest.digest) {
+        console.log(`  WARNING ${workload}: its output files differ from ${firstDigest.workload}'s`)
       }
       results[workload].push(r)
       removeDir(out)

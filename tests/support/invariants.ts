@@ -88,6 +88,26 @@ export const assertLandscapeInvariants = (runId: string) =>
         WHERE s.token_id = o.token_id AND s.status = 'completed' AND n.node_type = 'sink') LIMIT 5`
     if (discardedWritten.length > 0) violated(runId, "discarded DIVERTED tokens with a completed sink state", discardedWritten)
 
+    // The hash chain: a token's node state, after a completed one, starts from the row that
+    // one produced (its input hash is the previous output hash). A failed state is not
+    // followed this way: a retry, an on_error sink or a failsink starts from the row as it
+    // was, or as enriched for the failsink.
+    const states = yield* sql<{ token_key: number; state_id: string; status: string; input_hash: string; output_hash: string | null }>`
+      SELECT s.token_key, s.state_id, s.status, s.input_hash, s.output_hash
+      FROM ls_node_states s JOIN runs r ON r.run_key = s.run_key
+      WHERE r.run_id = ${runId} ORDER BY s.token_key, s.state_key`
+    for (let i = 1; i < states.length; i++) {
+      const prev = states[i - 1]!
+      const next = states[i]!
+      if (prev.token_key !== next.token_key || prev.status !== "completed") continue
+      if (next.input_hash !== prev.output_hash) {
+        violated(runId, `node state ${next.state_id} starts from another row than ${prev.state_id} produced`, {
+          produced: prev.output_hash,
+          input: next.input_hash
+        })
+      }
+    }
+
     if (!finished) return
     const open = yield* sql<{ state_id: string }>`
       SELECT state_id FROM node_states WHERE run_id = ${runId} AND status = 'open' LIMIT 5`

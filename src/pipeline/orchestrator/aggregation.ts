@@ -396,10 +396,12 @@ export class Aggregations {
       }
       batch.members.forEach((m, i) => {
         const row = outputs[i]!
-        trail.close(m.state, "completed", m.started, trail.hashRow(row))
+        const hash = trail.hashRow(row)
+        trail.close(m.state, "completed", m.started, hash)
         trail.records.push(m.state)
         trail.records.push({ _tag: "BatchOutput", batch_id: batch.batchId, token_id: m.token.tokenId, ordinal: i })
-        this.enqueue({ ...m.token, row, next, attempt: 1 }, step.onSuccess)
+        // the token goes on with its output row, and that row's hash (not its input's)
+        this.enqueue({ ...m.token, row, next, attempt: 1, hash }, step.onSuccess)
       })
     }
     this.complete(batch, trigger, reason)

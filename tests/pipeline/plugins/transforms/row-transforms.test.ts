@@ -189,7 +189,7 @@ describe("row copies", () => {
   }
   const success = (r: { _tag: string }) => {
     expect(r._tag).toBe("Success")
-    return (r as { row: unknown }).row
+    return (r as unknown as { row: unknown }).row
   }
   it("passthrough, truncate and field_mapper keep a __proto__ field as an own field, in order", () => {
     check(success(rowTransform(passthroughTransform, { schema: observed }).process(hostile())))
