@@ -22,6 +22,8 @@ const TruncateOptions = Schema.Struct({
 
 /** Truncates `value` to `max` code points, ending with `suffix` when cut. */
 export const truncateText = (value: string, max: number, suffix: string): string => {
+  // A string has no more code points than UTF-16 units: a short one needs no counting.
+  if (value.length <= max) return value
   const cps = Array.from(value)
   if (cps.length <= max) return value
   const suffixLength = Array.from(suffix).length
