@@ -460,8 +460,9 @@ export const csvParseOptions = (delimiter: string): CsvParseOptions => ({
 
 /**
  * Feeds the file into csv-parse and yields records (and the parse errors reported
- * before each) in order, in batches of whatever the parser has ready: a batch is
- * yielded as soon as the parser has taken all the input there is, never held for more.
+ * before each) in order, in batches of what the parser has ready (at most
+ * `READ_BATCH`): a batch is yielded as soon as the parser has taken all the input
+ * there is, never held for more.
  *
  * From the start of the file, the data begins after the BOM (`utf-8-sig`, and `utf-8`
  * with a warning through `onBom`) and the `skip_rows` lines; with `from`, at that
