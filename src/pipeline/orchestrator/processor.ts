@@ -75,6 +75,15 @@ export type StepResult = { readonly _tag: "Done" } | { readonly _tag: "Sleep"; r
 
 const DONE: StepResult = { _tag: "Done" }
 
+/** A gate's route: its edge, the routing reason, and the context of a row it sends to a sink. */
+interface GateRoute {
+  readonly edgeId: EdgeId
+  readonly reasonJson: string
+  readonly routedJson: string
+}
+
+const VALIDATION_FAILED = canonicalJsonUnsafe({ reason: "validation_failed" })
+
 const errorText = (e: unknown): string => (e instanceof Error ? e.message : typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e))
 
 export class Processor {
@@ -85,7 +94,8 @@ export class Processor {
   private queue: Array<Token> = []
   /** Tokens waiting at an external transform, in the order they got there (the driver calls and resumes them). */
   parked: Array<ParkedCall> = []
-  private readonly reasonJson = new Map<string, string>()
+  /** What every row a gate sends along one route shares, by gate index, then label. */
+  private readonly gateRoutes = new Map<number, Map<string, GateRoute>>()
   private readonly sinkStep: number
   private readonly retry: RetryPolicy
   readonly aggregations: Aggregations
@@ -115,12 +125,27 @@ export class Processor {
         reason_json: canonicalJsonUnsafe({ on_error: sink, error: context.error }),
         created_at: this.trail.nowIso()
       })
-      this.toSink(token, token.row, sink, "ROUTED", context)
+      this.toSink(token, token.row, sink, "ROUTED", canonicalJsonUnsafe(context))
     })
     this.coalesces = new Coalesces(plan, this.trail, enqueue, timers.coalesce)
     this.sinkStep = plan.chain.length + 1
     this.retry = retryPolicyOf(plan)
     for (const [name, sink] of plan.sinks) this.sinkQueues.set(name, { name, nodeId: sink.nodeId, rows: [], held: [] })
+  }
+
+  private gateRoute(step: GateStep, label: string, destination: string): GateRoute {
+    let byLabel = this.gateRoutes.get(step.index)
+    if (byLabel === undefined) this.gateRoutes.set(step.index, byLabel = new Map())
+    let route = byLabel.get(label)
+    if (route === undefined) {
+      route = {
+        edgeId: this.edge(step.nodeId, label),
+        reasonJson: canonicalJsonUnsafe({ condition: step.settings.condition, result: label, destination }),
+        routedJson: canonicalJsonUnsafe({ gate: step.name, label })
+      }
+      byLabel.set(label, route)
+    }
+    return route
   }
 
   private edge(from: NodeId, label: string): EdgeId {
@@ -130,7 +155,7 @@ export class Processor {
   }
 
   /** Queues `row` for `sinkName`; its outcome is held until the sink's write is durable. */
-  private toSink(token: Token, row: Row, sinkName: string, outcome: "COMPLETED" | "ROUTED" | "QUARANTINED", context?: unknown): void {
+  private toSink(token: Token, row: Row, sinkName: string, outcome: "COMPLETED" | "ROUTED" | "QUARANTINED", contextJson: string | null = null): void {
     const queue = this.sinkQueues.get(sinkName)
     if (queue === undefined) throw new ProcessingCrash(`no sink named '${sinkName}'`, sinkName, token.rowIndex)
     const state = this.trail.state(token, queue.nodeId, this.sinkStep, 1, row === token.row ? this.trail.tokenHash(token) : this.trail.hashRow(row))
@@ -139,7 +164,7 @@ export class Processor {
       state,
       outcome: this.trail.outcome(token.tokenId, outcome, {
         sink_name: sinkName,
-        context_json: context === undefined ? null : canonicalJsonUnsafe(context)
+        context_json: contextJson
       }),
       queuedAt: this.trail.nanos(),
       order: token.rowIndex
@@ -234,7 +259,7 @@ export class Processor {
     } else {
       const raw = item.raw
       const row: Row = raw !== null && typeof raw === "object" && !Array.isArray(raw) ? (raw as Row) : { __raw_value__: raw }
-      this.toSink(token, row, destination, "QUARANTINED", { reason: "validation_failed" })
+      this.toSink(token, row, destination, "QUARANTINED", VALIDATION_FAILED)
     }
   }
 
@@ -482,7 +507,7 @@ export class Processor {
           reason_json: canonicalJsonUnsafe({ on_error: onError, error: details }),
           created_at: this.trail.nowIso()
         })
-        this.toSink(token, token.row, onError, "ROUTED", { reason: "transform_error", node: step.name })
+        this.toSink(token, token.row, onError, "ROUTED", canonicalJsonUnsafe({ reason: "transform_error", node: step.name }))
         return "stop"
       }
     }
@@ -514,25 +539,20 @@ export class Processor {
       this.fork(step, token, state.state_id, label)
       return undefined
     }
-    const key = `${step.index}|${label}`
-    let reason = this.reasonJson.get(key)
-    if (reason === undefined) {
-      reason = canonicalJsonUnsafe({ condition: step.settings.condition, result: label, destination })
-      this.reasonJson.set(key, reason)
-    }
+    const route = this.gateRoute(step, label, destination)
     this.trail.records.push({
       _tag: "RoutingEvent",
       event_id: `evt_${state.state_id.slice(3)}`,
       state_id: state.state_id,
-      edge_id: this.edge(step.nodeId, label),
+      edge_id: route.edgeId,
       routing_group_id: `grp_${state.state_id.slice(3)}`,
       ordinal: 0,
       mode: "move",
-      reason_json: reason,
+      reason_json: route.reasonJson,
       created_at: this.trail.nowIso()
     })
     if (target._tag === "Sink") {
-      this.toSink(token, token.row, target.name, "ROUTED", { gate: step.name, label })
+      this.toSink(token, token.row, target.name, "ROUTED", route.routedJson)
       return undefined
     }
     return this.advance(token, target)
