@@ -50,7 +50,6 @@ export interface RunListQuery {
 export const elapsedMs = (from: string | null, to: string | null): number | null =>
   from === null || to === null ? null : Date.parse(to) - Date.parse(from)
 
-/** Terminal outcome counts of one run, from the (run_id, outcome) index alone. */
 /** A run's terminal outcomes by kind, from the compact table's (run, outcome) index alone. */
 export const OUTCOME_COUNTS_SQL = `SELECT outcome, COUNT(*) AS n FROM ls_token_outcomes
   WHERE run_key = (SELECT run_key FROM runs WHERE run_id = ?) AND outcome <> 'BUFFERED' GROUP BY outcome`
@@ -322,18 +321,15 @@ export interface RowPageQuery {
   readonly limit: number
 }
 
-/**
- * The SQL of one page of rows. Filtered by an outcome that few rows reached (a tenth
- * or less), the page is found from the outcome's index (token_outcomes_run) and sorted;
- * otherwise rows are walked in row_index order and each is checked through its tokens.
- * Both use indexes only (tests assert the plans).
- */
 /** The run's integer key from its id (the statement's first parameter). */
 const RUN_KEY = "(SELECT run_key FROM runs WHERE run_id = ?)"
 
 /**
- * The statement of one row page. It reads the compact tables (schema v2) directly, so
- * that the plan walks their indexes by the run's key.
+ * The SQL of one page of rows. Filtered by an outcome that few rows reached (a tenth
+ * or less), the page is found from the outcome's index (ls_token_outcomes_run) and
+ * sorted; otherwise rows are walked in row_index order and each is checked through its
+ * tokens. Both read the compact tables (schema v2) by the run's key and use indexes
+ * only (tests assert the plans).
  */
 export const rowPageStatement = (runId: string, query: RowPageQuery, selective: boolean): { readonly text: string; readonly params: Array<unknown> } => {
   const params: Array<unknown> = []
