@@ -41,14 +41,17 @@ export const csvField = (value: string, delimiter: string, lone: boolean): strin
   return hasQuote ? `"${value.replaceAll("\"", "\"\"")}"` : `"${value}"`
 }
 
-/** Lines of `records` (each a list of cells), each ended by CRLF. */
-export const csvLines = (records: ReadonlyArray<ReadonlyArray<string>>, delimiter: string): string => {
+/**
+ * `rows` lines of `width` fields each, each ended by CRLF; `cell(i, j)` is the text of
+ * field `j` of line `i` (no array per line is built).
+ */
+export const csvLines = (rows: number, width: number, cell: (i: number, j: number) => string, delimiter: string): string => {
+  const lone = width === 1
   let text = ""
-  for (const cells of records) {
-    const lone = cells.length === 1
-    for (let j = 0; j < cells.length; j++) {
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < width; j++) {
       if (j > 0) text += delimiter
-      text += csvField(cells[j]!, delimiter, lone)
+      text += csvField(cell(i, j), delimiter, lone)
     }
     text += "\r\n"
   }

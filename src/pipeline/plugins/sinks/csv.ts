@@ -23,7 +23,7 @@ import type {
   SinkWriteOptions
 } from "../protocol.js"
 import { pyNumberRepr, pyRepr, pyStrRepr } from "../../../core/python/repr.js"
-import { csvField, csvLines } from "./csv-text.js"
+import { csvLines } from "./csv-text.js"
 import {
   columnsFor,
   declaredTypes,
@@ -143,19 +143,12 @@ const makeCsvSink = (
     }
 
     /** The rows' lines; a field holding CR or LF is quoted, and so is a lone empty field (as Python's writer does). */
-    const render = (rows: ReadonlyArray<Row>, columns: ReadonlyArray<string>, columnTypes: ReadonlyArray<FieldType | undefined>): string => {
-      const lone = columns.length === 1
-      let text = ""
-      for (const row of rows) {
-        for (let j = 0; j < columns.length; j++) {
-          if (j > 0) text += delimiter
-          const c = columns[j]!
-          text += csvField(hasOwn(row, c) ? csvCell(row[c], columnTypes[j]) : "", delimiter, lone)
-        }
-        text += "\r\n"
-      }
-      return text
-    }
+    const render = (rows: ReadonlyArray<Row>, columns: ReadonlyArray<string>, columnTypes: ReadonlyArray<FieldType | undefined>): string =>
+      csvLines(rows.length, columns.length, (i, j) => {
+        const row = rows[i]!
+        const c = columns[j]!
+        return hasOwn(row, c) ? csvCell(row[c], columnTypes[j]) : ""
+      }, delimiter)
 
     /** The layout of the header already in the file, or undefined for an empty or missing file. */
     const existingLayout = Effect.gen(function*() {
@@ -236,7 +229,8 @@ const makeCsvSink = (
         const columnTypes = columns.map((c) => types.get(c))
         // the header goes out with the first batch, unless an existing one is reused
         if (layout === undefined && current.header !== undefined) {
-          yield* file.append(csvLines([current.header], delimiter))
+          const header = current.header
+          yield* file.append(csvLines(1, header.length, (_, j) => header[j]!, delimiter))
         }
         for (let start = 0; start < rows.length; start += SLICE_ROWS) {
           yield* file.append(render(rows.slice(start, start + SLICE_ROWS), columns, columnTypes))
