@@ -16,6 +16,7 @@ import { Effect, Layer } from "effect"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
+import { applyHeapPolicy, heapPolicy } from "../src/cli/heap.js"
 import { SqliteLandscape } from "../src/landscape/sqlite.js"
 import { buildPipeline } from "../src/pipeline/build.js"
 import { runPipeline } from "../src/pipeline/orchestrator/run.js"
@@ -559,6 +560,10 @@ export const runPipelineWorker = async (args: ReadonlyArray<string>): Promise<vo
     throw new Error("usage: pipeline-worker <engine|baseline|lean> <csv> <out dir>")
   }
   NodeFs.mkdirSync(out, { recursive: true })
+  // Every workload runs with the heap setting of the runledger CLI (cli/heap.ts), so that
+  // the engine is measured as `runledger run` runs it and the programs alike.
+  const heapWarning = applyHeapPolicy()
+  if (heapWarning !== undefined) console.error(`warning: ${heapWarning}`)
   const run = workload === "engine" ? runEngine : workload === "lean" ? runLeanBaseline : runBaseline
   reportResult(await run(csv, out, shape === "chain"))
 }
@@ -692,7 +697,9 @@ export const runPipelineBench = async (args: ReadonlyArray<string> = []): Promis
     }
     console.log("each workload runs in its own child process; figures are wall time of the whole run")
     console.log("raw = a hand-written program with a minimal schema of its own (integer keys, 3 lookup indexes);")
-    console.log("raw-ls = the same program writing the Landscape's own schema; runledger = the engine\n")
+    console.log("raw-ls = the same program writing the Landscape's own schema; runledger = the engine")
+    const percent = heapPolicy(process.env, []).percent
+    console.log(`all three with the runledger CLI's heap setting: ${percent === undefined ? "V8's own" : `--heap-growing-percent=${percent}`} (src/cli/heap.ts)\n`)
     const cases: Array<CaseFigures> = []
     for (const rows of sizes) {
       cases.push(await runCase(dir, csvs.get(rows)!, rows, trials[rows]!, "plain"))
