@@ -13,9 +13,11 @@ import { parse } from "csv-parse"
 import canonicalize from "canonicalize"
 import { stringify } from "csv-stringify/sync"
 import { Effect, Layer } from "effect"
+import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
+import { fileURLToPath } from "node:url"
 import { applyHeapPolicy, heapPolicy } from "../src/cli/heap.js"
 import { SqliteLandscape } from "../src/landscape/sqlite.js"
 import { buildPipeline } from "../src/pipeline/build.js"
@@ -152,7 +154,7 @@ const settingsYaml = (csv: string, out: string, chain = false): string => {
 }
 
 export interface WorkerResult {
-  readonly workload: "engine" | "baseline" | "lean"
+  readonly workload: "engine" | "cli" | "baseline" | "lean"
   readonly rows: number
   readonly succeeded: number
   readonly routed: number
@@ -234,6 +236,43 @@ const runEngine = async (csv: string, out: string, chain = false): Promise<Worke
     { started, cpu, sampler },
     db
   )
+}
+
+// ---------------------------------------------------------------------------
+// The CLI, as users run it: `node dist/bin.js run -s settings.yaml`, the whole process
+
+const cliBin = (): string => fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
+const usageReporter = (): string => new URL("./usage-reporter.js", import.meta.url).href
+
+const runCliWorkload = async (csv: string, out: string, chain = false): Promise<WorkerResult> => {
+  if (!NodeFs.existsSync(cliBin())) throw new Error("dist/bin.js is missing: build the CLI first (npm run build)")
+  const db = NodePath.join(out, "landscape.db")
+  const settingsFile = NodePath.join(out, "settings.yaml")
+  NodeFs.writeFileSync(settingsFile, settingsYaml(csv, out, chain))
+  const usageFile = NodePath.join(out, "usage.json")
+  const started = performance.now()
+  const child = spawnSync(process.execPath, ["--import", usageReporter(), cliBin(), "run", "-s", settingsFile, "--db", db, "-q", "--json"], {
+    env: { ...process.env, BENCH_USAGE_FILE: usageFile },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    maxBuffer: 64 * 1024 * 1024
+  })
+  const elapsedMs = performance.now() - started
+  if (child.status !== 0) throw new Error(`runledger run exited ${child.status ?? child.signal}`)
+  const result = JSON.parse(child.stdout) as { rows_processed: number; rows_succeeded: number; rows_routed: number }
+  const usage = JSON.parse(NodeFs.readFileSync(usageFile, "utf8")) as { maxRss: number; cpuMs: number; peakHeapUsed: number }
+  return {
+    workload: "cli",
+    rows: result.rows_processed,
+    succeeded: result.rows_succeeded,
+    routed: result.rows_routed,
+    elapsedMs,
+    cpuMs: usage.cpuMs,
+    maxRss: usage.maxRss,
+    sampledPeakRss: usage.maxRss,
+    peakHeapUsed: usage.peakHeapUsed,
+    dbBytes: dbSize(db)
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -553,18 +592,18 @@ const runLeanBaseline = async (csv: string, out: string, chain = false): Promise
   return measurement("lean", { rows: index, succeeded, routed }, { started, cpu, sampler }, dbFile)
 }
 
-/** `pipeline-worker <engine|baseline|lean> <csv> <out dir> [chain]`: runs one workload and reports it. */
+/** `pipeline-worker <engine|cli|baseline|lean> <csv> <out dir> [chain]`: runs one workload and reports it. */
 export const runPipelineWorker = async (args: ReadonlyArray<string>): Promise<void> => {
   const [workload, csv, out, shape] = args
-  if ((workload !== "engine" && workload !== "baseline" && workload !== "lean") || csv === undefined || out === undefined) {
-    throw new Error("usage: pipeline-worker <engine|baseline|lean> <csv> <out dir>")
+  if ((workload !== "engine" && workload !== "cli" && workload !== "baseline" && workload !== "lean") || csv === undefined || out === undefined) {
+    throw new Error("usage: pipeline-worker <engine|cli|baseline|lean> <csv> <out dir>")
   }
   NodeFs.mkdirSync(out, { recursive: true })
   // Every workload runs with the heap setting of the runledger CLI (cli/heap.ts), so that
   // the engine is measured as `runledger run` runs it and the programs alike.
   const heapWarning = applyHeapPolicy()
   if (heapWarning !== undefined) console.error(`warning: ${heapWarning}`)
-  const run = workload === "engine" ? runEngine : workload === "lean" ? runLeanBaseline : runBaseline
+  const run = workload === "engine" ? runEngine : workload === "cli" ? runCliWorkload : workload === "lean" ? runLeanBaseline : runBaseline
   reportResult(await run(csv, out, shape === "chain"))
 }
 
@@ -581,9 +620,9 @@ const outputDigest = (out: string): string => {
   return h.digest("hex")
 }
 
-type Workload = "engine" | "baseline" | "lean"
-const WORKLOADS: ReadonlyArray<Workload> = ["lean", "baseline", "engine"]
-const LABEL: Record<Workload, string> = { lean: "raw", baseline: "raw-ls", engine: "runledger" }
+type Workload = "engine" | "cli" | "baseline" | "lean"
+const WORKLOADS: ReadonlyArray<Workload> = ["lean", "baseline", "engine", "cli"]
+const LABEL: Record<Workload, string> = { lean: "raw", baseline: "raw-ls", engine: "runledger", cli: "CLI" }
 
 interface CaseFigures {
   readonly rows: number
@@ -598,7 +637,7 @@ interface CaseFigures {
  * its own; the best wall time of each is compared (the machine's noise only ever adds).
  */
 const runCase = async (dir: string, csv: string, rows: number, trials: number, shape: "plain" | "chain"): Promise<CaseFigures> => {
-  const results: Record<Workload, Array<WorkerResult>> = { engine: [], baseline: [], lean: [] }
+  const results: Record<Workload, Array<WorkerResult>> = { engine: [], cli: [], baseline: [], lean: [] }
   let n = 0
   let firstDigest: { readonly workload: Workload; readonly digest: string } | undefined
   for (let t = 0; t < trials; t++) {
@@ -636,7 +675,7 @@ const runCase = async (dir: string, csv: string, rows: number, trials: number, s
         (rs.length > 1 ? `  [runs ${rs.map((r) => fmtMs(r.elapsedMs)).join(", ")}; spread ${(spread * 100).toFixed(0)}%]` : "")
     }
   }
-  const f = { lean: figures("lean"), baseline: figures("baseline"), engine: figures("engine") }
+  const f = { lean: figures("lean"), baseline: figures("baseline"), engine: figures("engine"), cli: figures("cli") }
   const title = shape === "chain" ? "4-transform chain → gate → two sinks" : "csv → gate → two sinks"
   console.log(`${fmtInt(rows)} rows, ${title}, best of ${trials}:`)
   for (const w of WORKLOADS) console.log(f[w].text)
@@ -647,12 +686,18 @@ const runCase = async (dir: string, csv: string, rows: number, trials: number, s
       `runledger / raw-ls = ${(f.baseline.best / f.engine.best).toFixed(2)}×; ` +
       `peak RSS ${fmtMb(f.engine.maxRss)} / ${fmtMb(f.lean.maxRss)}`
   )
+  console.log(
+    `  CLI (whole process, start-up included) / raw = ${(f.lean.best / f.cli.best).toFixed(2)}× rows/s; ` +
+      `CLI peak RSS ${fmtMb(f.cli.maxRss)}`
+  )
+  const of = (pick: (x: (typeof f)[Workload]) => number) =>
+    ({ lean: pick(f.lean), baseline: pick(f.baseline), engine: pick(f.engine), cli: pick(f.cli) })
   return {
     rows,
     shape,
-    best: { lean: f.lean.best, baseline: f.baseline.best, engine: f.engine.best },
-    maxRss: { lean: f.lean.maxRss, baseline: f.baseline.maxRss, engine: f.engine.maxRss },
-    bytesPerRow: { lean: f.lean.bytesPerRow, baseline: f.baseline.bytesPerRow, engine: f.engine.bytesPerRow }
+    best: of((x) => x.best),
+    maxRss: of((x) => x.maxRss),
+    bytesPerRow: of((x) => x.bytesPerRow)
   }
 }
 
@@ -697,7 +742,8 @@ export const runPipelineBench = async (args: ReadonlyArray<string> = []): Promis
     }
     console.log("each workload runs in its own child process; figures are wall time of the whole run")
     console.log("raw = a hand-written program with a minimal schema of its own (integer keys, 3 lookup indexes);")
-    console.log("raw-ls = the same program writing the Landscape's own schema; runledger = the engine")
+    console.log("raw-ls = the same program writing the Landscape's own schema; runledger = the engine, in the worker's process;")
+    console.log("CLI = `runledger run` (dist/bin.js) in a process of its own, timed from spawn to exit")
     const percent = heapPolicy(process.env, []).percent
     console.log(`all three with the runledger CLI's heap setting: ${percent === undefined ? "V8's own" : `--heap-growing-percent=${percent}`} (src/cli/heap.ts)\n`)
     const cases: Array<CaseFigures> = []
@@ -713,6 +759,11 @@ export const runPipelineBench = async (args: ReadonlyArray<string> = []): Promis
       console.log(
         `\npeak RSS, runledger: ${fmtMb(small.maxRss.engine)} at ${fmtInt(small.rows)} rows, ${fmtMb(large.maxRss.engine)} at ${fmtInt(large.rows)} ` +
           `(${(large.maxRss.engine / small.maxRss.engine).toFixed(2)}× for ${fmtInt(large.rows / small.rows)}× the rows; target ≤ 200 MB and flat)`
+      )
+      const cap = 200 * 2 ** 20
+      console.log(
+        `peak RSS, CLI:       ${fmtMb(small.maxRss.cli)} at ${fmtInt(small.rows)} rows, ${fmtMb(large.maxRss.cli)} at ${fmtInt(large.rows)} ` +
+          `(${(large.maxRss.cli / small.maxRss.cli).toFixed(2)}×; ${Math.max(small.maxRss.cli, large.maxRss.cli) <= cap ? "≤ 200 MB: met" : "over 200 MB: NOT met"})`
       )
     }
     if (profile) {
