@@ -7,7 +7,6 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Fiber } from "effect"
 import { exitCodeOf, ExitCodes } from "./cli/exit.js"
-import { applyHeapPolicy } from "./cli/heap.js"
 import { cli } from "./cli/main.js"
 import { installSigintOwner } from "./cli/signals.js"
 
@@ -15,9 +14,6 @@ const argv = process.argv.filter((a) => a !== "--verbose")
 const verbose = argv.length !== process.argv.length
 // The CLI is one bundled file: stack traces name the source files only through its source map.
 if (verbose) process.setSourceMapsEnabled(true)
-
-const heapWarning = applyHeapPolicy()
-if (heapWarning !== undefined) process.stderr.write(`warning: ${heapWarning}\n`)
 
 let interrupted = false
 

@@ -4,6 +4,7 @@ import { Effect, Option } from "effect"
 import { exportRun } from "../pipeline/orchestrator/export.js"
 import { count, dbOption, dbUrl, printHuman, printNote, requireLandscape } from "./common.js"
 import { exitOnError, usageError } from "./exit.js"
+import { useRunHeap } from "./heap.js"
 import { landscapeRead } from "./layers.js"
 
 const runOption = Options.text("run").pipe(
@@ -62,6 +63,7 @@ export const exportCommand = Command.make(
         return yield* usageError("--include-payloads: inlines bodies in a JSON export; use --format json")
       }
       yield* requireLandscape(url, ` (--db ${url})`)
+      yield* useRunHeap
       const summary = yield* exportRun({
         run,
         format,

@@ -14,9 +14,14 @@
  * `RUNLEDGER_HEAP_GROWING_PERCENT` chooses another percentage; `0` leaves V8's own
  * choice. A `--heap-growing-percent` given to node itself is left as it is.
  *
- * Only the CLI does this: `import "runledger"` never changes the flags of a process it
- * does not own.
+ * Only the CLI does this, and only for its long commands (run, resume, loop, export,
+ * verify, serve, mcp), once their work is about to start (`useRunHeap`): a V8 flag
+ * changed at run time makes Node's code cache and a worker thread's start-up snapshot
+ * unusable for what loads afterwards, which cost `validate` about 70 ms (the regex
+ * check's worker starts while the plan is built). `import "runledger"` never changes
+ * the flags of a process it does not own.
  */
+import { Effect } from "effect"
 import * as v8 from "node:v8"
 
 export const HEAP_GROWING_ENV = "RUNLEDGER_HEAP_GROWING_PERCENT"
@@ -59,3 +64,16 @@ export const applyHeapPolicy = (
   if (policy.percent !== undefined) v8.setFlagsFromString(`--heap-growing-percent=${policy.percent}`)
   return policy.warning
 }
+
+let applied = false
+
+/**
+ * Applies the policy once per process, printing the warning (if any) on stderr: the
+ * first step of each long command, after its settings are loaded and its plan is built.
+ */
+export const useRunHeap: Effect.Effect<void> = Effect.sync(() => {
+  if (applied) return
+  applied = true
+  const warning = applyHeapPolicy()
+  if (warning !== undefined) process.stderr.write(`warning: ${warning}\n`)
+})

@@ -10,6 +10,7 @@ import { git } from "../loop/workspace.js"
 import type { LoopRunResult } from "../loop/report.js"
 import { dbOption, dbUrl, jsonOption, printHuman, printJson, printNote, table } from "./common.js"
 import { exitOnError, loopStatusExit, usageError } from "./exit.js"
+import { useRunHeap } from "./heap.js"
 import { loopRun } from "./layers.js"
 import { loopLogsCommand, loopStatusCommand } from "./loop-status.js"
 import { claimSigint } from "./signals.js"
@@ -234,6 +235,7 @@ export const loopCommand = Command.make(
         ...Option.match(args.resume, { onNone: () => ({}), onSome: (resume) => ({ resume }) }),
         ...Option.match(args.maxIssues, { onNone: () => ({}), onSome: (maxIssues) => ({ maxIssues }) })
       }
+      yield* useRunHeap
       const result = yield* runLoop(config, options).pipe(
         Effect.provideService(RunAbort, abort),
         Effect.provide(loopRun(config, dbUrl(args.db))),

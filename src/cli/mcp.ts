@@ -6,10 +6,12 @@ import * as Command from "@effect/cli/Command"
 import { Effect } from "effect"
 import { dbOption, dbUrl } from "./common.js"
 import { exitOnError } from "./exit.js"
+import { useRunHeap } from "./heap.js"
 
 export const mcpCommand = Command.make("mcp", { db: dbOption }, ({ db }) =>
   Effect.gen(function*() {
     const { serveMcp } = yield* Effect.promise(() => import("../mcp/server.js"))
+    yield* useRunHeap
     return yield* serveMcp({ url: dbUrl(db) })
   }).pipe(exitOnError)).pipe(
     Command.withDescription(

@@ -10,6 +10,7 @@ import type { RunResult } from "../pipeline/orchestrator/types.js"
 import { loadPipelineSettings } from "../pipeline/settings.js"
 import { count, dbOption, dbUrl, DEFAULT_DB, jsonOption, printHuman, printJson, printNote, table } from "./common.js"
 import { exitOnError, usageError } from "./exit.js"
+import { useRunHeap } from "./heap.js"
 import { pipelineRun, pipelineTelemetry } from "./layers.js"
 import { describePlan, planText } from "./plan-view.js"
 
@@ -66,6 +67,7 @@ export const runAndReport = <E, R>(
   start: (options: Pick<RunPipelineOptions, "afterRun">) => Effect.Effect<RunResult, E, R>
 ) =>
   Effect.gen(function*() {
+    yield* useRunHeap
     // A failed export leaves the run completed (exit 0); its error goes to stderr.
     const onFailure = (message: string) => printNote(`runledger: export failed: ${message}`)
     const afterRun = yield* exportAfterRun(plan, { onFailure })

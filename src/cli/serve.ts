@@ -8,6 +8,7 @@ import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import { dbOption, dbUrl } from "./common.js"
 import { CliExit, ExitCodes, exitOnError } from "./exit.js"
+import { useRunHeap } from "./heap.js"
 
 const hostOption = Options.text("host").pipe(
   Options.withDescription(
@@ -35,6 +36,7 @@ export const serveCommand = Command.make(
   ({ db, host, port, token }) =>
     Effect.gen(function*() {
       const { serve } = yield* Effect.promise(() => import("../serve/server.js"))
+      yield* useRunHeap
       return yield* serve({ url: dbUrl(db), host, port, token: Option.getOrUndefined(token) }).pipe(
         Effect.catchTag("ServeError", (e) =>
           Effect.fail(new CliExit({ code: e.reason === "Usage" ? ExitCodes.usage : ExitCodes.failed, message: e.message })))

@@ -4,6 +4,7 @@ import { Effect } from "effect"
 import { verifyExport } from "../landscape/verify.js"
 import { count, printHuman } from "./common.js"
 import { exitOnError } from "./exit.js"
+import { useRunHeap } from "./heap.js"
 
 const pathArg = Args.text({ name: "PATH" }).pipe(
   Args.withDescription("A signed JSON export of a pipeline or loop run (JSON array or JSON Lines)")
@@ -11,6 +12,7 @@ const pathArg = Args.text({ name: "PATH" }).pipe(
 
 export const verifyCommand = Command.make("verify", { path: pathArg }, ({ path }) =>
   Effect.gen(function*() {
+    yield* useRunHeap
     const summary = yield* verifyExport(path)
     yield* printHuman(
       `${path}: verified ${count(summary.record_count, "record")} of ${summary.run_kind === "loop" ? "loop run" : "run"} ${summary.run_id}, exported ${summary.exported_at}, chain ${summary.chain_hash}${

@@ -10,9 +10,10 @@
  * a construct it does not analyse) is refused too: this check fails closed.
  *
  * Each pattern is checked once per process (the answer is cached). The checks run in a
- * worker thread of our own, with recheck's pure-JavaScript checker, called synchronously
- * (the caller waits on a shared counter the worker bumps): the 3 MB checker script is
- * loaded by the worker only, not by this thread (about 50 ms less for every
+ * worker thread of our own, called synchronously (the caller waits on a shared counter
+ * the worker bumps), where recheck's `check` picks its checker: the native binary of
+ * its platform package when installed, else its JavaScript one. The 3 MB checker
+ * script is loaded by the worker only, not by this thread (about 50 ms less for every
  * `runledger validate`). The worker is stopped as soon as it has been idle for
  * `IDLE_MS`: a run's patterns are all checked while its plan is built, and a checker
  * kept for the rest of the run would hold some 40 MB of memory for nothing. A later
@@ -27,10 +28,9 @@ type Diagnostics = ReturnType<Recheck["checkSync"]>
 /** How long an idle checker is kept for the next pattern. */
 const IDLE_MS = 250
 
-/** The worker: recheck's synchronous pure checker, one message per pattern. */
+/** The worker: one message per pattern, answered with recheck's diagnostics. */
 const WORKER_SOURCE = `
 const { workerData } = require("node:worker_threads")
-process.env.RECHECK_SYNC_BACKEND = "pure"
 const text = (error) => String((error && error.message) || error)
 let recheck
 let loadError
@@ -40,12 +40,12 @@ try {
   loadError = "recheck could not be loaded: " + text(error)
 }
 const done = new Int32Array(workerData.done)
-workerData.port.on("message", (m) => {
+workerData.port.on("message", async (m) => {
   let reply
   try {
     reply = loadError !== undefined
       ? { id: m.id, error: loadError }
-      : { id: m.id, result: recheck.checkSync(m.source, m.flags, { timeout: m.timeout }) }
+      : { id: m.id, result: await recheck.check(m.source, m.flags, { timeout: m.timeout }) }
   } catch (error) {
     reply = { id: m.id, error: text(error) }
   }
