@@ -745,7 +745,7 @@ export const runPipelineBench = async (args: ReadonlyArray<string> = []): Promis
     console.log("raw-ls = the same program writing the Landscape's own schema; runledger = the engine, in the worker's process;")
     console.log("CLI = `runledger run` (dist/bin.js) in a process of its own, timed from spawn to exit")
     const percent = heapPolicy(process.env, []).percent
-    console.log(`all three with the runledger CLI's heap setting: ${percent === undefined ? "V8's own" : `--heap-growing-percent=${percent}`} (src/cli/heap.ts)\n`)
+    console.log(`every workload with the runledger CLI's heap setting: ${percent === undefined ? "V8's own" : `--heap-growing-percent=${percent}`} (src/cli/heap.ts)\n`)
     const cases: Array<CaseFigures> = []
     for (const rows of sizes) {
       cases.push(await runCase(dir, csvs.get(rows)!, rows, trials[rows]!, "plain"))
