@@ -7,9 +7,8 @@
  * up to four times what its last full collection kept before it collects again, so a
  * run's resident memory settles far above what it uses. The CLI sets V8's heap growing
  * factor to 2 (`--heap-growing-percent=100`, about what V8 picks by itself when the heap
- * limit is under 2 GB):
- * the same runs, the same heap limit (nothing that needs the room runs out of memory
- * sooner), a lower and flat peak. docs/benchmarks.md has the figures.
+ * limit is under 2 GB): the same runs, the same heap limit (nothing that needs the room
+ * runs out of memory sooner), a lower and flat peak. docs/benchmarks.md has the figures.
  *
  * `RUNLEDGER_HEAP_GROWING_PERCENT` chooses another percentage; `0` leaves V8's own
  * choice. A `--heap-growing-percent` given to node itself is left as it is.
