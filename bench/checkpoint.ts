@@ -17,12 +17,10 @@ import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import { fileURLToPath } from "node:url"
 import { benchPipelineYaml, generateCsv } from "./pipeline.js"
-import { fmtInt, fmtMb, fmtMs, makeTempDir, removeDir } from "./support.js"
+import { cliBin, fmtInt, fmtMb, fmtMs, makeTempDir, removeDir } from "./support.js"
 
 /** The built CLI, relative to this file's compiled copy in `.bench-build/bench/`. */
-const cliBin = (): string => fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
 
 const SINK_FILES = ["out/normal.csv", "out/high_values.csv"] as const
 
@@ -122,7 +120,7 @@ const positive = (args: ReadonlyArray<string>, name: string, fallback: number): 
 export const runCheckpointBench = async (args: ReadonlyArray<string> = []): Promise<void> => {
   const rows = positive(args, "rows", 1_000_000)
   const trials = positive(args, "trials", 2)
-  if (!NodeFs.existsSync(cliBin())) throw new Error("dist/bin.js is missing: build the CLI first (npm run build)")
+  cliBin() // fails at once, saying what to do, when the CLI is not built
   const crashAt = Math.max(1, Math.floor(rows * 0.9))
   const root = makeTempDir("checkpoint")
   try {

@@ -17,7 +17,6 @@ import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import { fileURLToPath } from "node:url"
 import { applyHeapPolicy, heapPolicy } from "../src/cli/heap.js"
 import { SqliteLandscape } from "../src/landscape/sqlite.js"
 import { buildPipeline } from "../src/pipeline/build.js"
@@ -26,6 +25,7 @@ import { parseSettings } from "../src/pipeline/settings.js"
 import { TelemetryNoop } from "../src/services/telemetry.js"
 import {
   bestOf,
+  cliBin,
   countLines,
   dbSize,
   fmtInt,
@@ -241,11 +241,9 @@ const runEngine = async (csv: string, out: string, chain = false): Promise<Worke
 // ---------------------------------------------------------------------------
 // The CLI, as users run it: `node dist/bin.js run -s settings.yaml`, the whole process
 
-const cliBin = (): string => fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
 const usageReporter = (): string => new URL("./usage-reporter.js", import.meta.url).href
 
 const runCliWorkload = async (csv: string, out: string, chain = false): Promise<WorkerResult> => {
-  if (!NodeFs.existsSync(cliBin())) throw new Error("dist/bin.js is missing: build the CLI first (npm run build)")
   const db = NodePath.join(out, "landscape.db")
   const settingsFile = NodePath.join(out, "settings.yaml")
   NodeFs.writeFileSync(settingsFile, settingsYaml(csv, out, chain))

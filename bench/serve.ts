@@ -10,10 +10,8 @@
 import { spawn } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import { fileURLToPath } from "node:url"
-import { fmtInt, fmtMs, makeTempDir, removeDir } from "./support.js"
+import { cliBin, fmtInt, fmtMs, makeTempDir, removeDir } from "./support.js"
 
-const cliBin = (): string => fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
 
 const SETTINGS = `source:
   plugin: csv
@@ -86,7 +84,7 @@ const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math
 export const runServeBench = async (): Promise<void> => {
   const rows = Number(process.argv.find((a) => a.startsWith("--rows="))?.slice(7) ?? 1_000_000)
   const trials = Number(process.argv.find((a) => a.startsWith("--trials="))?.slice(9) ?? 5)
-  if (!NodeFs.existsSync(cliBin())) throw new Error("dist/bin.js is missing: build the CLI first (npm run build)")
+  cliBin() // fails at once, saying what to do, when the CLI is not built
   const dir = makeTempDir("serve")
   try {
     NodeFs.writeFileSync(NodePath.join(dir, "s.yaml"), SETTINGS)

@@ -119,6 +119,13 @@ export const startRssSampler = (intervalMs = 20) => {
 /** The compiled entry point of the benchmarks (this file's sibling `main.js`). */
 export const benchMain = (): string => fileURLToPath(new URL("./main.js", import.meta.url))
 
+/** The built CLI, dist/bin.js; fails with what to do when it has not been built. */
+export const cliBin = (): string => {
+  const bin = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
+  if (!NodeFs.existsSync(bin)) throw new Error("dist/bin.js is missing: build the CLI first (npm run build)")
+  return bin
+}
+
 const RESULT_PREFIX = "BENCH_RESULT "
 
 /** Called by a worker: prints its result where the parent looks for it. */

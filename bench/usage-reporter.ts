@@ -1,7 +1,8 @@
 /**
  * Preloaded (`node --import`) into a process the bench runs as users would (the
  * runledger CLI): on exit it writes the process's peak RSS, CPU time and sampled peak
- * heap to the file named by BENCH_USAGE_FILE.
+ * heap to the file named by BENCH_USAGE_FILE. It imports nothing but node:fs
+ * (support.ts's sampler would load the bench's dependencies into the measured process).
  */
 import * as NodeFs from "node:fs"
 
