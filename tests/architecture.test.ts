@@ -264,6 +264,19 @@ describe("the import graph of src/", () => {
     expect(violations).toEqual([])
   })
 
+  it("leaves the process's V8 flags to the CLI: the library entry never reaches cli/heap.ts", () => {
+    const reached = new Set<string>()
+    const visit = (file: string) => {
+      if (reached.has(file)) return
+      reached.add(file)
+      for (const next of graph.edges.get(file) ?? []) visit(next)
+    }
+    visit("src/index.ts")
+    expect(reached.size).toBeGreaterThan(50)
+    expect(reached.has("src/cli/heap.ts")).toBe(false)
+    expect([...graph.edges].filter(([, to]) => to.includes("src/cli/heap.ts")).map(([from]) => from).length).toBeGreaterThan(0)
+  })
+
   it("uses the SQL client only in landscape/, cli/ and the entry points", () => {
     const leaks = adapterImports(graph.packages)
     report("SQL client imports outside the adapter", leaks)

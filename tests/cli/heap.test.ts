@@ -1,13 +1,14 @@
 /**
  * The CLI's heap growing factor (src/cli/heap.ts): how the environment and node's own
  * flags choose it, that it changes how far a real process's heap grows, and that the
- * CLI's long commands apply it while its short ones and the library never do.
+ * CLI's long commands apply it while its short ones never do. (That the library never
+ * reaches it is a rule of tests/architecture.test.ts.)
  */
 import { describe, expect, it } from "vitest"
 import { spawnSync } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join, relative } from "node:path"
+import { join } from "node:path"
 import { DEFAULT_HEAP_GROWING_PERCENT, HEAP_GROWING_ENV, heapPolicy } from "../../src/cli/heap.js"
 import { REPO, runCli } from "../support/cli.js"
 
@@ -107,21 +108,4 @@ describe("the heap policy in a real process", () => {
       rmSync(dir, { recursive: true, force: true })
     }
   }, 60_000)
-
-  it("is never applied by the library: only the CLI's commands import it", () => {
-    const files: Array<string> = []
-    const walk = (dir: string) => {
-      for (const name of readdirSync(dir)) {
-        const p = join(dir, name)
-        if (statSync(p).isDirectory()) walk(p)
-        else if (p.endsWith(".ts")) files.push(p)
-      }
-    }
-    walk(join(REPO, "src"))
-    const importers = files.filter((f) => /from "[./]*(?:cli\/)?heap\.js"/.test(readFileSync(f, "utf8"))).map((f) => relative(REPO, f))
-    expect(importers.length).toBeGreaterThan(0)
-    // The CLI's commands, which the library (src/index.ts) does not export.
-    for (const f of importers) expect(f).toMatch(/^src\/cli\//)
-    expect(readFileSync(join(REPO, "src/index.ts"), "utf8")).not.toMatch(/\/cli\//)
-  })
 })
